@@ -1,0 +1,31 @@
+"""Stable content hashes of records, to detect change between extraction passes."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+
+def content_hash(record: DataclassInstance) -> str:
+    """SHA-256 over a canonical JSON rendering of a dataclass record (field order independent)."""
+    canonical = json.dumps(dataclasses.asdict(record), sort_keys=True, default=_plain, ensure_ascii=False,
+                           separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _plain(value: object) -> str:
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot hash a {type(value).__name__}")

@@ -1,0 +1,1 @@
+"""State database: typed models, repositories with bulk upserts, Alembic migrations."""

@@ -1,0 +1,1 @@
+"""Prefect flows, settings and the CLI: the composition root."""

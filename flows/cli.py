@@ -1,0 +1,177 @@
+"""The `bascule` command. Imports stay inside commands: `bascule --help` must not pay for Prefect."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(name="bascule", help="Move a ministry from Zoom, Teams and Webex to Visio.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+db_app = typer.Typer(help="The state database.", no_args_is_help=True)
+sandbox_app = typer.Typer(help="The synthetic ministry and the local stand-ins of external systems.",
+                          no_args_is_help=True)
+directory_app = typer.Typer(help="The ministry directory.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(directory_app, name="directory")
+
+TenantOption = Annotated[Path, typer.Option("--tenant", help="Tenant (ministry) TOML file.")]
+
+
+def _fail(message: str) -> None:
+    print(f"bascule: error: {message}", file=sys.stderr)
+    raise typer.Exit(2)
+
+
+def _settings() -> Any:
+    from flows.settings import Settings
+
+    return Settings()
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Option(help="Target revision.")] = "head") -> None:
+    """Bring the database (BASCULE_DATABASE_URL, or SQLite in the data directory) to the latest schema."""
+    from db.migrate import current, upgrade
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database, revision)
+    print(f"database at revision {current(settings.database)}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Option(help="Target revision ('base' = empty).")]) -> None:
+    """Take the database back to an earlier schema revision."""
+    from db.migrate import current, downgrade
+
+    settings = _settings()
+    downgrade(settings.database, revision)
+    print(f"database at revision {current(settings.database)}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the schema revision of the database."""
+    from db.migrate import current
+
+    print(current(_settings().database) or "empty (run `bascule db upgrade`)")
+
+
+@sandbox_app.command("generate")
+def sandbox_generate(
+    out: Annotated[Path, typer.Option(help="Directory to write the ministry into.")],
+    agents: Annotated[int, typer.Option(min=1, help="Number of agents.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 42,
+    flavour: Annotated[str, typer.Option(help="Directory flavour: ad or supann.")] = "ad",
+    as_of: Annotated[str | None, typer.Option(help="Reference date YYYY-MM-DD (default: today, UTC).")] = None,
+    base_dn: Annotated[str | None, typer.Option(help="Base DN of the directory export.")] = None,
+) -> None:
+    """Write a synthetic ministry: LDIF directory, platform datasets (JSON Lines) and manifest.json."""
+    from sandbox.generator.directory import Flavour
+    from sandbox.generator.ministry import GeneratorOptions, generate_ministry
+
+    try:
+        chosen = Flavour(flavour)
+        reference = date.fromisoformat(as_of) if as_of else None
+    except ValueError as exc:
+        _fail(str(exc))
+        return
+    options = GeneratorOptions(agents=agents, seed=seed, flavour=chosen, base_dn=base_dn, as_of=reference)
+    manifest = generate_ministry(out, options)
+    identity = manifest["identity"]
+    assert isinstance(identity, dict)
+    print(f"{out}: {manifest['directory']['people']} people, "  # type: ignore[index]
+          f"{identity['source_accounts_mapped']} source accounts, manifest.json written")
+
+
+@directory_app.command("load")
+def directory_load(tenant: TenantOption,
+                   ldif: Annotated[Path | None, typer.Option(help="LDIF export (default: the tenant's).")] = None,
+                   ) -> None:
+    """Load the directory export into the state database (resumable; re-running changes nothing)."""
+    _as_job(lambda: _directory_load(tenant, ldif))
+
+
+def _directory_load(tenant: Path, ldif: Path | None) -> None:
+    from flows.runtime import configure_prefect
+    from flows.tenant import TenantConfig
+
+    TenantConfig.load(tenant)  # one clear line before Prefect starts if the file is wrong
+    configure_prefect(_settings())
+    from flows.directory import load_directory
+
+    summary = load_directory(tenant_file=str(tenant), ldif_path=str(ldif) if ldif else None)
+    print(json.dumps(summary, sort_keys=True))
+
+
+@app.command()
+def demo(
+    agents: Annotated[int, typer.Option(min=10, help="Agents in the synthetic ministry.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Generator seed.")] = 42,
+    flavour: Annotated[str, typer.Option(help="Directory flavour: ad or supann.")] = "ad",
+    as_json: Annotated[bool, typer.Option("--json", help="End with one JSON object of counts per stage.")] = False,
+) -> None:
+    """Generate a ministry and run every available stage on it, with SQLite and Prefect without a server."""
+    _as_job(lambda: _demo(agents, seed, flavour, as_json))
+
+
+def _demo(agents: int, seed: int, flavour: str, as_json: bool) -> None:
+    from flows.demo import DemoOptions, render_summary
+    from flows.runtime import configure_prefect
+    from sandbox.generator.directory import Flavour
+
+    settings = _settings()
+    data_dir = (settings.data_dir / "demo").resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # The demo keeps its own SQLite file unless a database was chosen; flows read it from the environment.
+    os.environ.setdefault("BASCULE_DATABASE_URL", f"sqlite:///{data_dir / 'bascule.db'}")
+    configure_prefect(settings)
+    from flows.demo import run_demo
+
+    summary = run_demo(data_dir, os.environ["BASCULE_DATABASE_URL"],
+                       DemoOptions(agents=agents, seed=seed, flavour=Flavour(flavour)))
+    print(render_summary(summary))
+    if as_json:
+        print(json.dumps(summary, sort_keys=True, ensure_ascii=False))
+
+
+def _as_job(work: Any) -> None:
+    """Run `work` in a process group of its own (see flows.jobs), with errors on one line."""
+    from flows.jobs import in_job_group, run_in_job_group
+
+    if not in_job_group():
+        code = run_in_job_group(sys.argv[1:])
+        raise typer.Exit(code)
+    try:
+        work()
+    except Exception as exc:  # the boundary: one line for people, the chain for logs
+        _fail(_one_line(exc))
+
+
+def _one_line(exc: BaseException) -> str:
+    from db.engine import DatabaseUrlError
+    from flows.tenant import TenantFileError
+
+    if isinstance(exc, TenantFileError | DatabaseUrlError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    try:
+        app()
+    except Exception as exc:
+        print(f"bascule: error: {_one_line(exc)}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Flow load-directory: the ministry's directory export into directory_entry rows, page by page, resumable.
+
+Runbook: read the tenant file → open the checkpoint (resume the pass a killed run left, or start a new one) →
+for each page of the export, one task upserts the people, quarantines the bad records and moves the cursor, all
+in one transaction → a last task closes the pass: entries absent from a complete export are marked removed,
+quarantine items the export no longer produces are resolved.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import cast
+from uuid import UUID
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+
+from connectors.directory_mapping import DirectoryMapping, DisabledRule
+from connectors.ldif_file import LdifDirectory, count_ldif_records
+from core import DirectoryEntry, Quarantined
+from db.repositories import CheckpointRepository, DirectoryRepository, QuarantineRepository, TenantRepository
+from db.upsert import UpsertResult
+from flows.runtime import transaction
+from flows.settings import Settings
+from flows.tenant import DirectorySettings, TenantConfig
+
+SOURCE = "directory"
+STREAM = "entries"
+STAGE = "load_directory"
+
+
+@dataclass
+class DirectoryLoadSummary:
+    """What one load did; the CLI prints it, the demo sums it up."""
+
+    tenant: str
+    pass_id: str
+    resumed_from: int | None
+    pages: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped_out_of_scope: int = 0
+    quarantined: dict[str, int] = field(default_factory=dict)
+    entries_now: int = 0
+
+
+def directory_mapping(settings: DirectorySettings) -> DirectoryMapping:
+    """The flavour's attribute mapping with the tenant's overrides."""
+    rule = (DisabledRule(settings.disabled_attribute.lower(), frozenset(settings.disabled_values))
+            if settings.disabled_attribute else None)
+    return DirectoryMapping.for_flavour(settings.flavour).with_overrides(
+        settings.attributes, settings.extra_attributes, rule)
+
+
+@task(name="store-directory-page", cache_policy=NO_CACHE)
+def store_directory_page(database_url: str, tenant_id: str, items: list[DirectoryEntry | Quarantined], *,
+                         pass_id: str, next_cursor: str | None, items_done: int) -> tuple[UpsertResult, int]:
+    """Upsert one page of people, its quarantined records and the cursor after it, in one transaction."""
+    now = datetime.now(UTC)
+    entries = [item for item in items if isinstance(item, DirectoryEntry)]
+    quarantined = [item for item in items if isinstance(item, Quarantined)]
+    with transaction(database_url) as session:
+        result = DirectoryRepository(session, tenant_id).upsert(entries, now=now, pass_id=pass_id)
+        QuarantineRepository(session, tenant_id).upsert(quarantined, stage=STAGE, source=SOURCE, now=now,
+                                                        pass_id=pass_id)
+        CheckpointRepository(session, tenant_id).save(SOURCE, STREAM, pass_id=pass_id, cursor=next_cursor,
+                                                      items_done=items_done, complete=False, now=now)
+    return result, len(quarantined)
+
+
+@task(name="close-directory-pass", cache_policy=NO_CACHE)
+def close_directory_pass(database_url: str, tenant_id: str, *, pass_id: str,
+                         items_done: int) -> tuple[int, dict[str, int], int]:
+    """Mark what the complete export no longer contains; returns (removed, open quarantine, entries now)."""
+    now = datetime.now(UTC)
+    with transaction(database_url) as session:
+        removed = DirectoryRepository(session, tenant_id).mark_removed(pass_id=pass_id, now=now)
+        quarantine = QuarantineRepository(session, tenant_id)
+        quarantine.resolve_unseen(source=SOURCE, pass_id=pass_id, now=now)
+        CheckpointRepository(session, tenant_id).save(SOURCE, STREAM, pass_id=pass_id, cursor=None,
+                                                      items_done=items_done, complete=True, now=now)
+        return removed, quarantine.open_counts(source=SOURCE), DirectoryRepository(session, tenant_id).count()
+
+
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    return f"load-directory-{Path(str(flow_run.parameters.get('tenant_file', 'tenant'))).stem}"
+
+
+@flow(name="load-directory", flow_run_name=_run_name, log_prints=False)
+def load_directory(tenant_file: str, ldif_path: str | None = None, page_size: int = 1000) -> dict[str, object]:
+    """Load the tenant's directory export into the state database (resumes a killed run where it stopped)."""
+    logger = get_run_logger()
+    settings = Settings()
+    tenant = TenantConfig.load(Path(tenant_file))
+    export = Path(ldif_path) if ldif_path else tenant.directory.ldif_path
+    if export is None:
+        raise ValueError(f"tenant {tenant.id}: no LDIF export configured (directory.ldif_path)")
+    database_url = settings.database
+    with transaction(database_url) as session:
+        TenantRepository(session).ensure(tenant.id, name=tenant.name, siret=tenant.siret,
+                                         config_path=str(Path(tenant_file).resolve()),
+                                         config_hash=TenantConfig.file_hash(Path(tenant_file)), now=datetime.now(UTC))
+        state = CheckpointRepository(session, tenant.id).get(SOURCE, STREAM)
+        if state is None or state.complete:
+            pass_id, cursor, done = uuid.uuid4().hex, None, 0
+            CheckpointRepository(session, tenant.id).start(SOURCE, STREAM, pass_id=pass_id, now=datetime.now(UTC))
+        else:
+            pass_id, cursor, done = state.pass_id, state.cursor, state.items_done
+    summary = DirectoryLoadSummary(tenant=tenant.id, pass_id=pass_id,
+                                   resumed_from=int(cursor) if cursor else None)
+    if cursor:
+        logger.info("tenant %s: resuming directory pass %s at record %s", tenant.id, pass_id, cursor)
+
+    reader = LdifDirectory(export, directory_mapping(tenant.directory), page_size=page_size)
+    total = max(1, count_ldif_records(export))
+    progress = cast(UUID, create_progress_artifact(progress=0.0, key=f"load-directory-{tenant.id}",
+                                                   description=f"Directory export of {tenant.id}: records read"))
+    records_read = int(cursor) if cursor else 0
+    for page in reader.iter_pages(cursor):
+        done += len(page.items)
+        result, quarantined = store_directory_page(database_url, tenant.id, list(page.items), pass_id=pass_id,
+                                                   next_cursor=page.next_cursor, items_done=done)
+        summary.pages += 1
+        summary.inserted += result.inserted
+        summary.updated += result.updated
+        summary.unchanged += result.unchanged
+        summary.skipped_out_of_scope += page.skipped
+        records_read = int(page.next_cursor) if page.next_cursor else total
+        update_progress_artifact(progress, progress=min(100.0, 100.0 * records_read / total))
+        logger.info("tenant %s: page %d stored (%d people, %d quarantined)", tenant.id, summary.pages,
+                    result.total, quarantined)
+
+    summary.removed, summary.quarantined, summary.entries_now = close_directory_pass(
+        database_url, tenant.id, pass_id=pass_id, items_done=done)
+    create_table_artifact(
+        key=f"load-directory-summary-{tenant.id}",
+        description=f"Directory load of {tenant.id} (pass {pass_id[:8]})",
+        table=[{"measure": "people inserted", "count": summary.inserted},
+               {"measure": "people updated", "count": summary.updated},
+               {"measure": "people unchanged", "count": summary.unchanged},
+               {"measure": "people marked removed", "count": summary.removed},
+               {"measure": "entries out of scope (not people)", "count": summary.skipped_out_of_scope},
+               *({"measure": f"quarantined: {reason}", "count": count}
+                 for reason, count in sorted(summary.quarantined.items())),
+               {"measure": "people in the directory now", "count": summary.entries_now}])
+    return asdict(summary)

@@ -1,0 +1,224 @@
+"""A tenant (ministry) described by a TOML file: who it is, how to reach its systems, what it pays.
+
+Secrets never appear in the file: it names the environment variables (or Prefect Secret blocks) that hold them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+_ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+class TenantFileError(ValueError):
+    """The tenant file is missing, unreadable or invalid (message fits on one line)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _env_name(value: str | None) -> str | None:
+    if value is not None and not _ENV_NAME.match(value):
+        raise ValueError("must be the NAME of an environment variable (A-Z, 0-9, _), not a secret value")
+    return value
+
+
+class IdentitySettings(_Strict):
+    """How persons are recognised, and which identity provider serves which domain."""
+
+    idp_by_domain: dict[str, str] = Field(default_factory=dict)
+    non_person_patterns: list[str] = Field(default_factory=list)
+    privileged_patterns: list[str] = Field(default_factory=list)
+    population_policy: list[str] = Field(default_factory=lambda: ["prestataire", "stagiaire", "partenaire"])
+
+    @field_validator("non_person_patterns", "privileged_patterns")
+    @classmethod
+    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            re.compile(pattern)
+        return patterns
+
+
+class DirectorySettings(_Strict):
+    """The ministry directory: an LDIF export or a live LDAP server."""
+
+    kind: Literal["ldif", "ldap"] = "ldif"
+    flavour: Literal["ad", "supann"]
+    ldif_path: Path | None = None
+    url: str | None = None
+    bind_dn: str | None = None
+    password_env: str | None = None
+    base_dn: str | None = None
+    search_filter: str | None = None
+    page_size: int = Field(default=500, ge=1, le=1000)
+    attributes: dict[str, str | list[str]] = Field(default_factory=dict)
+    extra_attributes: list[str] = Field(default_factory=list)
+    disabled_attribute: str | None = None
+    disabled_values: list[str] = Field(default_factory=list)
+
+    _check_env = field_validator("password_env")(_env_name)
+
+    @model_validator(mode="after")
+    def _kind_has_its_fields(self) -> DirectorySettings:
+        if self.kind == "ldif" and self.ldif_path is None:
+            raise ValueError("kind = 'ldif' needs ldif_path")
+        if self.kind == "ldap" and not (self.url and self.base_dn):
+            raise ValueError("kind = 'ldap' needs url and base_dn")
+        return self
+
+
+class ZoomSettings(_Strict):
+    """A Zoom Server-to-Server OAuth app of the ministry's Zoom account."""
+
+    account_id: str
+    client_id: str
+    client_secret_env: str
+    api_url: str = "https://api.zoom.us/v2"
+    oauth_url: str = "https://zoom.us/oauth/token"
+    plan: Literal["free", "pro", "business"] = "pro"
+
+    _check_env = field_validator("client_secret_env")(_env_name)
+
+
+class TeamsSettings(_Strict):
+    """An Entra application with Graph application permissions."""
+
+    tenant_id: str
+    client_id: str
+    client_secret_env: str
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+    authority: str | None = None
+
+    _check_env = field_validator("client_secret_env")(_env_name)
+
+
+class WebexSettings(_Strict):
+    """A Webex service app (or admin integration) of the ministry's organisation."""
+
+    org_id: str
+    access_token_env: str
+    api_url: str = "https://webexapis.com/v1/"
+
+    _check_env = field_validator("access_token_env")(_env_name)
+
+
+class SourcesSettings(_Strict):
+    """Which licensed platforms the ministry has; an absent table means the platform is not used."""
+
+    zoom: ZoomSettings | None = None
+    teams: TeamsSettings | None = None
+    webex: WebexSettings | None = None
+
+
+class VisioSettings(_Strict):
+    """The Visio (La Suite Meet) External API application bascule acts through."""
+
+    base_url: str
+    api_url: str
+    client_id: str
+    client_secret_env: str
+
+    _check_env = field_validator("client_secret_env")(_env_name)
+
+
+class SkuPrice(_Strict):
+    """A contract price per SKU, per user per year."""
+
+    platform: Literal["zoom", "teams", "webex"]
+    sku_key: str
+    annual_unit_cost: Decimal = Field(gt=0)
+
+
+class CostModel(_Strict):
+    """Prices; without a contract price a SKU costs the government benchmark (€10 per user per year)."""
+
+    currency: str = "EUR"
+    vat_included: bool = False
+    default_annual_unit_cost: Decimal = Decimal("10.00")
+    skus: list[SkuPrice] = Field(default_factory=list)
+
+
+class ContractLine(_Strict):
+    """One contract line (shared/contracts/savings.md section 5)."""
+
+    contract_ref: str
+    vendor: str
+    platform: Literal["zoom", "teams", "webex"]
+    sku_key: str
+    unit_price: Decimal | None = Field(default=None, gt=0)
+    renewal_unit_price: Decimal | None = Field(default=None, gt=0)
+    currency: str = "EUR"
+    billing_period_months: int = Field(default=12, ge=1)
+    committed_qty: int = Field(ge=0)
+    commit_floor: int = Field(default=0, ge=0)
+    term_start: date | None = None
+    term_end: date | None = None
+    renewal_date: date | None = None
+    notice_days: int = Field(default=0, ge=0)
+    auto_renew: bool = True
+    true_down_dates: list[date] = Field(default_factory=list)
+    cancellation_window_days: int = Field(default=0, ge=0)
+    vat_included: bool = False
+
+    @model_validator(mode="after")
+    def _coherent(self) -> ContractLine:
+        if self.commit_floor > self.committed_qty:
+            raise ValueError("commit_floor must not exceed committed_qty")
+        if self.term_start and self.term_end and self.term_start >= self.term_end:
+            raise ValueError("term_start must be before term_end")
+        return self
+
+
+class TenantConfig(_Strict):
+    """Everything bascule knows about one ministry, except its secrets."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
+    name: str
+    siret: str
+    domains: list[str] = Field(min_length=1)
+    alias_domains: list[str] = Field(default_factory=list)
+    identity: IdentitySettings = IdentitySettings()
+    directory: DirectorySettings
+    sources: SourcesSettings = SourcesSettings()
+    visio: VisioSettings | None = None
+    cost_model: CostModel = CostModel()
+    contracts: list[ContractLine] = Field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> TenantConfig:
+        """Read and validate a tenant file; relative paths in it are relative to the file."""
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise TenantFileError(f"tenant file not found: {path}") from None
+        except OSError as exc:
+            raise TenantFileError(f"tenant file unreadable: {path}: {exc.strerror}") from None
+        try:
+            document = tomllib.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise TenantFileError(f"tenant file {path} is not valid TOML: {exc}") from None
+        try:
+            config = cls.model_validate(document)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+            more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+            raise TenantFileError(f"tenant file {path}: {where}: {first['msg']}{more}") from None
+        if config.directory.ldif_path is not None and not config.directory.ldif_path.is_absolute():
+            directory = config.directory.model_copy(
+                update={"ldif_path": (path.parent / config.directory.ldif_path).resolve()})
+            config = config.model_copy(update={"directory": directory})
+        return config
+
+    @staticmethod
+    def file_hash(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()

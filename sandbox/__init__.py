@@ -1,0 +1,1 @@
+"""Local stand-ins of Zoom, Graph, Webex, Meet and LiveKit, and the synthetic ministry generator."""

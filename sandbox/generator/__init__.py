@@ -1,0 +1,1 @@
+"""Deterministic, streaming generator of a synthetic ministry."""

@@ -1,0 +1,1 @@
+"""HTTP pages for finance and helpdesk, over db/ and core/."""
