@@ -94,12 +94,13 @@ def sandbox_generate(
 @directory_app.command("load")
 def directory_load(tenant: TenantOption,
                    ldif: Annotated[Path | None, typer.Option(help="LDIF export (default: the tenant's).")] = None,
+                   page_size: Annotated[int, typer.Option(min=1, max=5000, help="Records per page.")] = 1000,
                    ) -> None:
     """Load the directory export into the state database (resumable; re-running changes nothing)."""
-    _as_job(lambda: _directory_load(tenant, ldif))
+    _as_job(lambda: _directory_load(tenant, ldif, page_size))
 
 
-def _directory_load(tenant: Path, ldif: Path | None) -> None:
+def _directory_load(tenant: Path, ldif: Path | None, page_size: int) -> None:
     from flows.runtime import configure_prefect
     from flows.tenant import TenantConfig
 
@@ -107,7 +108,7 @@ def _directory_load(tenant: Path, ldif: Path | None) -> None:
     configure_prefect(_settings())
     from flows.directory import load_directory
 
-    summary = load_directory(tenant_file=str(tenant), ldif_path=str(ldif) if ldif else None)
+    summary = load_directory(tenant_file=str(tenant), ldif_path=str(ldif) if ldif else None, page_size=page_size)
     print(json.dumps(summary, sort_keys=True))
 
 

@@ -7,7 +7,6 @@ bounded pool of recent colleagues (for invitation lists) are kept.
 
 from __future__ import annotations
 
-import base64
 import random
 from collections import deque
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from typing import BinaryIO
 
 import orjson
 
-from core import ConflictKind, MatchMethod, MeetingKind, Platform, ReasonCode
+from core import ConflictKind, MatchMethod, Platform, ReasonCode
 from sandbox.generator import names
 from sandbox.generator.directory import DirectoryWriter, Flavour, b64, default_base_dn
 from sandbox.generator.identities import (
@@ -32,48 +31,31 @@ from sandbox.generator.identities import (
     Domains,
     Trait,
     ascii_fold,
-    between,
     pick,
+)
+from sandbox.generator.meetings import (
+    Colleague,
+    Host,
+    Hosting,
+    InlineMeetings,
+    MeetingContext,
+    ProcessMeetings,
 )
 from sandbox.generator.platforms import (
     SKUS,
-    Invitee,
-    MeetingTraits,
     Sku,
-    graph_event,
     graph_user,
     rand_id,
     rand_uuid,
-    teams_join_url,
     webex_id,
-    webex_meeting,
     webex_person,
-    zoom_meeting,
     zoom_user,
 )
-from sandbox.generator.schedules import draw_schedule
 from sandbox.generator.truth import Truth
 
 GENERATOR_VERSION = 1
+PARALLEL_FROM = 10_000
 DEFAULT_SIRET = "11004601800013"
-
-_KIND_WEIGHTS: dict[Platform, tuple[tuple[MeetingKind, int], ...]] = {
-    Platform.ZOOM: ((MeetingKind.WEEKLY, 28), (MeetingKind.BIWEEKLY, 10), (MeetingKind.MONTHLY_NTH_WEEKDAY, 7),
-                    (MeetingKind.MONTHLY_DAY, 4), (MeetingKind.DAILY, 8), (MeetingKind.NO_FIXED_TIME, 6),
-                    (MeetingKind.PERSONAL_ROOM, 5), (MeetingKind.ONE_OFF, 22), (MeetingKind.EXPIRED_SERIES, 10)),
-    Platform.TEAMS: ((MeetingKind.WEEKLY, 32), (MeetingKind.BIWEEKLY, 10), (MeetingKind.MONTHLY_NTH_WEEKDAY, 8),
-                     (MeetingKind.MONTHLY_DAY, 5), (MeetingKind.DAILY, 8), (MeetingKind.ONE_OFF, 27),
-                     (MeetingKind.EXPIRED_SERIES, 10)),
-    Platform.WEBEX: ((MeetingKind.WEEKLY, 30), (MeetingKind.BIWEEKLY, 10), (MeetingKind.MONTHLY_NTH_WEEKDAY, 8),
-                     (MeetingKind.MONTHLY_DAY, 5), (MeetingKind.DAILY, 8), (MeetingKind.PERSONAL_ROOM, 5),
-                     (MeetingKind.ONE_OFF, 24), (MeetingKind.EXPIRED_SERIES, 10)),
-}
-_MEETINGS_PER_HOST: dict[Platform, tuple[int, ...]] = {
-    Platform.ZOOM: (12, 14, 16, 15, 13, 10, 8, 7, 5),
-    Platform.TEAMS: (28, 27, 20, 13, 7, 5),
-    Platform.WEBEX: (12, 14, 16, 15, 13, 10, 8, 7, 5),
-}
-
 
 @dataclass(frozen=True, slots=True)
 class GeneratorOptions:
@@ -86,6 +68,7 @@ class GeneratorOptions:
     base_dn: str | None = None
     siret: str = DEFAULT_SIRET
     domains: Domains = field(default_factory=Domains)
+    parallel: bool | None = None  # meetings in a second process; None: from PARALLEL_FROM agents on
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,26 +81,12 @@ class Sites:
     entra_domain: str = "cultureexemple.onmicrosoft.com"
 
 
-@dataclass(slots=True)
-class _Host:
-    """A source account that can host meetings."""
-
-    platform: Platform
-    account_id: str
-    email: str
-    display: str
-    timezone: str
-    dept: str
-    login: str
-    site: str | None = None
-
-
 class _Streams:
     """The JSON Lines outputs, with line counts for the manifest."""
 
     def __init__(self, out: Path, stack: ExitStack) -> None:
         self._out = out
-        self._stack = stack
+        self.stack = stack
         self._files: dict[str, BinaryIO] = {}
         self.lines: dict[str, int] = {}
 
@@ -126,7 +95,7 @@ class _Streams:
         if handle is None:
             path = self._out / name
             path.parent.mkdir(parents=True, exist_ok=True)
-            handle = self._files[name] = self._stack.enter_context(path.open("wb", buffering=1 << 20))
+            handle = self._files[name] = self.stack.enter_context(path.open("wb", buffering=1 << 20))
             self.lines[name] = 0
         handle.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
         self.lines[name] += 1
@@ -135,7 +104,7 @@ class _Streams:
         if name not in self._files:
             path = self._out / name
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._files[name] = self._stack.enter_context(path.open("wb"))
+            self._files[name] = self.stack.enter_context(path.open("wb"))
             self.lines[name] = 0
 
 
@@ -176,12 +145,15 @@ class _MinistryGenerator:
             "messaging": webex_id("LICENSE", f"{self.webex_org_uuid}/MS_52d3"),
             "calling": webex_id("LICENSE", f"{self.webex_org_uuid}/BCSTD_9e11"),
         }
-        self.colleagues = _Ring(640)
         self.clean_primaries: deque[str] = deque(maxlen=64)
         self.taken_primaries: set[str] = set()
-        self.zoom_meeting_seq = 0
         self.pmi_seq = 0
-        self.webex_number_seq = 0
+        self.host_sequence = 0
+        context = MeetingContext(seed=options.seed, as_of=self.as_of, now=self.now,
+                                 entra_tenant_id=self.entra_tenant_id, zoom_vanity=self.sites.zoom_vanity)
+        parallel = options.parallel if options.parallel is not None else options.agents >= PARALLEL_FROM
+        self.meetings: InlineMeetings | ProcessMeetings = (ProcessMeetings(out, context) if parallel
+                                                           else InlineMeetings(out, context, streams.stack))
         self.sku_consumed: dict[str, int] = dict.fromkeys(SKUS, 0)
         self.webex_consumed: dict[str, int] = dict.fromkeys(self.webex_licences, 0)
         self.zoom_licensed = 0
@@ -190,12 +162,22 @@ class _MinistryGenerator:
 
     def run(self) -> dict[str, object]:
         self.directory.write_containers()
-        for name in ("zoom/users.jsonl", "zoom/meetings.jsonl", "zoom/webinars.jsonl", "teams/users.jsonl",
-                     "teams/events.jsonl", "webex/people.jsonl", "webex/meetings.jsonl"):
+        for name in ("zoom/users.jsonl", "teams/users.jsonl", "webex/people.jsonl"):
             self.streams.touch(name)
-        for index in range(self.options.agents):
-            self._agent(index)
-            self._extras(index)
+        try:
+            for index in range(self.options.agents):
+                self._agent(index)
+                self._extras(index)
+            meeting_truth = self.meetings.finish()
+        except BaseException:
+            if isinstance(self.meetings, ProcessMeetings):
+                self.meetings.abort()
+            raise
+        self.truth.meetings = meeting_truth.meetings
+        self.truth.meeting_flags = meeting_truth.flags
+        for source, counter in meeting_truth.quarantine.items():
+            self.truth.extract_quarantine[source].update(counter)
+        self.streams.lines.update(meeting_truth.lines)
         self.directory.flush()
         self._write_catalogues()
         self.truth.directory["records"] = self.directory.records
@@ -255,7 +237,7 @@ class _MinistryGenerator:
         if agent.trait is Trait.UNROUTED_DOMAIN:
             truth.conflict(ConflictKind.DOMAIN_NOT_ROUTED)
         if not agent.disabled:
-            self.colleagues.add((agent.mail, agent.display))
+            self.meetings.send(Colleague(agent.mail, agent.display))
             if agent.trait is Trait.NONE:
                 self.clean_primaries.append(agent.mail)
         if agent.trait in NO_ACCOUNT_TRAITS:
@@ -358,9 +340,8 @@ class _MinistryGenerator:
         user["_truth"] = {**truth, "agent": agent.index}
         self.streams.write("zoom/users.jsonl", user)
         if licensed and status == "active" and user_id is not None:
-            self._zoom_meetings(rng, _Host(Platform.ZOOM, user_id, email.strip().lower(), agent.display,
-                                           agent.timezone, agent.direction[0], agent.login),
-                                pmi=_as_int(user.get("pmi")))
+            self._hosts(Host(Platform.ZOOM, user_id, email.strip().lower(), agent.display, agent.timezone,
+                             agent.direction[0], agent.login, pmi=_as_int(user.get("pmi"))))
         return licensed and not privileged
 
     def _zoom_user_record(self, rng: random.Random, *, user_id: str | None, email: str, first: str, last: str,
@@ -375,38 +356,6 @@ class _MinistryGenerator:
         return zoom_user(rng, user_id=user_id, email=email, first=first, last=last, user_type=user_type,
                          status=status, pmi=pmi, timezone=timezone, dept=dept, role_id=role_id, sso_id=sso_id,
                          as_of=self.now)
-
-    def _zoom_meetings(self, rng: random.Random, host: _Host, *, pmi: int | None) -> None:
-        count = rng.choices(range(len(_MEETINGS_PER_HOST[Platform.ZOOM])), _MEETINGS_PER_HOST[Platform.ZOOM])[0]
-        had_personal = False
-        join_host = rng.choices((self.sites.zoom_vanity, "us02web.zoom.us", "zoom.us"), (60, 30, 10))[0]
-        for _ in range(count):
-            kind = self._draw_kind(rng, Platform.ZOOM)
-            if kind is MeetingKind.PERSONAL_ROOM and (had_personal or pmi is None):
-                kind = MeetingKind.WEEKLY
-            had_personal |= kind is MeetingKind.PERSONAL_ROOM
-            schedule = draw_schedule(rng, kind, timezone=host.timezone, as_of=self.as_of, needs_end=True)
-            traits = self._meeting_traits(rng, Platform.ZOOM, host)
-            self.zoom_meeting_seq += 1
-            meeting_id = 80_000_000_000 + (self.zoom_meeting_seq * 7_919_317 + 123_456_789) % 10_000_000_000
-            body = zoom_meeting(rng, meeting_id=meeting_id, host_id=host.account_id, host_email=host.email,
-                                schedule=schedule, traits=traits, join_host=join_host, pmi=pmi, as_of=self.now)
-            body["_host"] = host.account_id
-            body["_kind"] = str(kind)
-            self.streams.write("zoom/meetings.jsonl", body)
-            self._count_meeting(Platform.ZOOM, kind, traits)
-        if rng.random() < 0.01:  # a webinar add-on holder
-            schedule = draw_schedule(rng, MeetingKind.ONE_OFF, timezone=host.timezone, as_of=self.as_of)
-            traits = self._meeting_traits(rng, Platform.ZOOM, host, webinar=True)
-            self.zoom_meeting_seq += 1
-            webinar_id = 90_000_000_000 + (self.zoom_meeting_seq * 7_919_317 + 123_456_789) % 10_000_000_000
-            body = zoom_meeting(rng, meeting_id=webinar_id, host_id=host.account_id, host_email=host.email,
-                                schedule=schedule, traits=traits, join_host=join_host, pmi=None, as_of=self.now)
-            body["type"] = 5
-            body["_host"] = host.account_id
-            body["_kind"] = "webinar"
-            self.streams.write("zoom/webinars.jsonl", body)
-            self.truth.meeting_flags[Platform.ZOOM]["webinar"] += 1
 
     # ------------------------------------------------------------------------------------------ Teams
 
@@ -429,8 +378,8 @@ class _MinistryGenerator:
         user["_truth"] = {**truth, "agent": agent.index}
         self.streams.write("teams/users.jsonl", user)
         if licensed and not agent.disabled:
-            self._teams_events(rng, _Host(Platform.TEAMS, user_id, upn.lower(), agent.display, agent.timezone,
-                                          agent.direction[0], agent.login))
+            self._hosts(Host(Platform.TEAMS, user_id, upn.lower(), agent.display, agent.timezone,
+                             agent.direction[0], agent.login))
         return licensed
 
     def _draw_skus(self, rng: random.Random) -> tuple[list[Sku], bool]:
@@ -443,43 +392,6 @@ class _MinistryGenerator:
         for key in keys:
             self.sku_consumed[key] += 1
         return [SKUS[key] for key in keys], rng.random() < 0.02
-
-    def _teams_events(self, rng: random.Random, host: _Host) -> None:
-        count = rng.choices(range(len(_MEETINGS_PER_HOST[Platform.TEAMS])), _MEETINGS_PER_HOST[Platform.TEAMS])[0]
-        for _ in range(count):
-            kind = self._draw_kind(rng, Platform.TEAMS)
-            schedule = draw_schedule(rng, kind, timezone=host.timezone, as_of=self.as_of)
-            traits = self._meeting_traits(rng, Platform.TEAMS, host)
-            assert traits.passcode is not None
-            join_url, number = teams_join_url(rng, tenant_id=self.entra_tenant_id, organizer_id=host.account_id,
-                                              short=rng.random() < 0.3, passcode=traits.passcode)
-            variant = rng.choices(("modern", "legacy", "edited"), (75, 20, 5))[0]
-            broken = schedule.recurring and rng.random() < 0.001
-            headless = rng.random() < 0.001
-            event = graph_event(rng, event_id=_graph_event_id(rng), organizer_name=host.display,
-                                organizer_email=host.email, schedule=schedule, traits=traits, online=True,
-                                join_url=join_url, meeting_number=number, body_variant=variant, as_of=self.now,
-                                broken_recurrence=broken, missing_organizer=headless)
-            event["_mailbox"] = host.account_id
-            event["_kind"] = str(kind)
-            self.streams.write("teams/events.jsonl", event)
-            self._count_meeting(Platform.TEAMS, kind, traits)
-            self.truth.meeting_flags[Platform.TEAMS][f"body:{variant}"] += 1
-            self.truth.meeting_flags[Platform.TEAMS]["short_join_url" if number else "classic_join_url"] += 1
-            if broken:
-                self.truth.extract_quarantine[Platform.TEAMS][ReasonCode.RECURRENCE_UNPARSEABLE] += 1
-            elif headless:
-                self.truth.extract_quarantine[Platform.TEAMS][ReasonCode.MEETING_WITHOUT_HOST] += 1
-        if rng.random() < 0.2:  # an ordinary calendar entry, not a Teams meeting: extraction must skip it
-            schedule = draw_schedule(rng, MeetingKind.ONE_OFF, timezone=host.timezone, as_of=self.as_of)
-            traits = self._meeting_traits(rng, Platform.TEAMS, host)
-            event = graph_event(rng, event_id=_graph_event_id(rng), organizer_name=host.display,
-                                organizer_email=host.email, schedule=schedule, traits=traits, online=False,
-                                join_url=None, meeting_number=None, body_variant="modern", as_of=self.now)
-            event["_mailbox"] = host.account_id
-            event["_kind"] = "not_online"
-            self.streams.write("teams/events.jsonl", event)
-            self.truth.meetings[Platform.TEAMS]["not_online_events"] += 1
 
     # ------------------------------------------------------------------------------------------ Webex
 
@@ -511,98 +423,9 @@ class _MinistryGenerator:
         person["_truth"] = {**truth, "agent": agent.index}
         self.streams.write("webex/people.jsonl", person)
         if has_meeting and status == "active":
-            self._webex_meetings(rng, _Host(Platform.WEBEX, person_id, email.strip().lower(), agent.display,
-                                            agent.timezone, agent.direction[0], agent.login, site))
+            self._hosts(Host(Platform.WEBEX, person_id, email.strip().lower(), agent.display, agent.timezone,
+                             agent.direction[0], agent.login, site))
         return has_meeting
-
-    def _webex_meetings(self, rng: random.Random, host: _Host) -> None:
-        assert host.site is not None
-        count = rng.choices(range(len(_MEETINGS_PER_HOST[Platform.WEBEX])), _MEETINGS_PER_HOST[Platform.WEBEX])[0]
-        had_personal = False
-        for _ in range(count):
-            kind = self._draw_kind(rng, Platform.WEBEX)
-            if kind is MeetingKind.PERSONAL_ROOM and had_personal:
-                kind = MeetingKind.WEEKLY
-            had_personal |= kind is MeetingKind.PERSONAL_ROOM
-            schedule = draw_schedule(rng, kind, timezone=host.timezone, as_of=self.as_of)
-            traits = self._meeting_traits(rng, Platform.WEBEX, host, webinar=rng.random() < 0.01)
-            override = None
-            headless = False
-            if schedule.recurring and rng.random() < 0.002:
-                override = pick(rng, ("FREQ=FORTNIGHTLY;INTERVAL=1", "FREQ=WEEKLY;BYDAY=XX", "WEEKLY"))
-                self.truth.extract_quarantine[Platform.WEBEX][ReasonCode.RECURRENCE_UNPARSEABLE] += 1
-            elif rng.random() < 0.001:
-                headless = True
-                self.truth.extract_quarantine[Platform.WEBEX][ReasonCode.MEETING_WITHOUT_HOST] += 1
-            elif schedule.month_day is not None and rng.random() < 0.05:
-                day = schedule.month_day
-                override = f"FREQ=MONTHLY;INTERVAL=1;BYMONTHDAY={day},{day + 1},{day + 2}"
-                self.truth.meeting_flags[Platform.WEBEX]["multi_bymonthday"] += 1
-            self.webex_number_seq += 1
-            number = str(20_000_000_000 + (self.webex_number_seq * 7_919_317 + 654_321) % 10_000_000_000)
-            body = webex_meeting(rng, meeting_id=rng.randbytes(16).hex(), meeting_number=number,
-                                 host_id=host.account_id, host_name=host.display,
-                                 host_email="" if headless else host.email, site=host.site, login=host.login,
-                                 schedule=schedule, traits=traits, rrule_override=override, as_of=self.as_of)
-            body["_host"] = host.account_id
-            body["_kind"] = str(kind)
-            body["_invitees"] = [{"email": invitee.email, "displayName": invitee.name,
-                                  "coHost": invitee.email in traits.alternative_hosts}
-                                 for invitee in traits.invitees]
-            self.streams.write("webex/meetings.jsonl", body)
-            self._count_meeting(Platform.WEBEX, kind, traits)
-
-    # ------------------------------------------------------------------------------------------ shared
-
-    def _draw_kind(self, rng: random.Random, platform: Platform) -> MeetingKind:
-        weights = _KIND_WEIGHTS[platform]
-        return rng.choices([kind for kind, _ in weights], [weight for _, weight in weights])[0]
-
-    def _meeting_traits(self, rng: random.Random, platform: Platform, host: _Host, *,
-                        webinar: bool = False) -> MeetingTraits:
-        topic = f"{pick(rng, names.TOPICS)} {host.dept}" + (f" – bureau {between(rng, 1, 4)}"
-                                                             if rng.random() < 0.3 else "")
-        agenda = f"Ordre du jour : {topic.lower()}. Merci de préparer vos éléments."
-        if rng.random() < 0.1:
-            agenda += " Points : " + "; ".join(rng.sample(names.TOPICS, 6)) + ". Relevé de décisions à diffuser."
-        roll = rng.random()
-        size = (between(rng, 151, 320) if roll < 0.003 else between(rng, 61, 150) if roll < 0.02
-                else between(rng, 16, 60) if roll < 0.12 else between(rng, 2, 15))
-        invitees = [Invitee(mail, display, False) for mail, display in self.colleagues.sample(rng, size)
-                    if mail != host.email]
-        if rng.random() < 0.12:
-            for _ in range(between(rng, 1, 4)):
-                _given, _surname, display, a_given, a_surname = self.factory.draw_name(rng)
-                invitees.append(Invitee(f"{a_given}.{a_surname}@{pick(rng, names.EXTERNAL_DOMAINS)}", display,
-                                        True))
-        alternative: tuple[str, ...] = ()
-        if platform is not Platform.TEAMS and rng.random() < 0.08:
-            alternative = tuple(mail for mail, _ in self.colleagues.sample(rng, between(rng, 1, 2))
-                                if mail != host.email)
-        passcode = (f"{between(rng, 0, 999_999):06d}" if platform is Platform.ZOOM and rng.random() < 0.85
-                    else None if platform is Platform.ZOOM
-                    else base64.b32encode(rng.randbytes(5)).decode("ascii").lower()[:6])
-        return MeetingTraits(
-            topic=topic, agenda=agenda, invitees=tuple(invitees),
-            waiting_room=(platform is Platform.ZOOM and rng.random() < 0.4)
-            or (platform is Platform.WEBEX and rng.random() < 0.5),
-            passcode=passcode, alternative_hosts=alternative,
-            dial_in=rng.random() < {Platform.ZOOM: 0.25, Platform.TEAMS: 0.30, Platform.WEBEX: 0.45}[platform],
-            registration=platform is not Platform.TEAMS and rng.random() < 0.015, webinar=webinar)
-
-    def _count_meeting(self, platform: Platform, kind: MeetingKind, traits: MeetingTraits) -> None:
-        self.truth.meetings[platform][str(kind)] += 1
-        self.truth.meetings[platform]["total"] += 1
-        flags = self.truth.meeting_flags[platform]
-        if len(traits.invitees) > 150:
-            flags["over_150_invitees"] += 1
-        if any(invitee.external for invitee in traits.invitees):
-            flags["external_guests"] += 1
-        for name, value in (("waiting_room", traits.waiting_room), ("passcode", traits.passcode is not None),
-                            ("alternative_hosts", bool(traits.alternative_hosts)), ("dial_in", traits.dial_in),
-                            ("registration", traits.registration), ("webinar", traits.webinar)):
-            if value:
-                flags[name] += 1
 
     # ------------------------------------------------------------------------------------------ extras
 
@@ -700,7 +523,6 @@ class _MinistryGenerator:
         truth = self.truth.account(platform, outcome=f"conflict:{conflict}", status="active", licensed=licensed,
                                    conflicts=(conflict,))
         dept = "SG"
-        host = None
         if platform is Platform.ZOOM:
             user_id = rand_id(rng)
             user = self._zoom_user_record(rng, user_id=user_id, email=email, first=given or display,
@@ -709,8 +531,8 @@ class _MinistryGenerator:
             user["_truth"] = {**truth, "agent": None}
             self.streams.write("zoom/users.jsonl", user)
             if licensed:
-                host = _Host(platform, user_id, email, display, "Europe/Paris", dept, email.split("@")[0])
-                self._zoom_meetings(rng, host, pmi=_as_int(user.get("pmi")))
+                self._hosts(Host(platform, user_id, email, display, "Europe/Paris", dept, email.split("@")[0],
+                                 pmi=_as_int(user.get("pmi"))))
         elif platform is Platform.TEAMS:
             skus = [SKUS["E1"]] if licensed else []
             for _sku in skus:
@@ -724,8 +546,7 @@ class _MinistryGenerator:
             user["_truth"] = {**truth, "agent": None}
             self.streams.write("teams/users.jsonl", user)
             if licensed:
-                self._teams_events(rng, _Host(platform, user_id, email, display, "Europe/Paris", dept,
-                                              email.split("@")[0]))
+                self._hosts(Host(platform, user_id, email, display, "Europe/Paris", dept, email.split("@")[0]))
         else:
             licences = [self.webex_licences["messaging"], self.webex_licences["meeting_a"]]
             self.webex_consumed["messaging"] += 1
@@ -738,8 +559,13 @@ class _MinistryGenerator:
                                   personal_room=None, as_of=self.now)
             person["_truth"] = {**truth, "agent": None}
             self.streams.write("webex/people.jsonl", person)
-            self._webex_meetings(rng, _Host(platform, person_id, email, display, "Europe/Paris", dept,
-                                            email.split("@")[0].replace(".", ""), self.sites.webex_primary))
+            self._hosts(Host(platform, person_id, email, display, "Europe/Paris", dept,
+                             email.split("@")[0].replace(".", ""), self.sites.webex_primary))
+
+    def _hosts(self, host: Host) -> None:
+        """`host` has meetings: hand it to the meeting writer with the next sequence number (its seed)."""
+        self.host_sequence += 1
+        self.meetings.send(Hosting(host, self.host_sequence))
 
     # ------------------------------------------------------------------------------------------ catalogues
 
@@ -799,10 +625,6 @@ _EXTRA_DIRTY_KINDS = {
 }
 
 
-def _graph_event_id(rng: random.Random) -> str:
-    return "AAMkA" + base64.urlsafe_b64encode(rng.randbytes(105)).decode("ascii").rstrip("=")
-
-
 def _as_int(value: object) -> int | None:
     return value if isinstance(value, int) else None
 
@@ -818,22 +640,3 @@ def iter_jsonl(path: Path) -> Iterator[dict[str, object]]:
         for line in handle:
             if line.strip():
                 yield orjson.loads(line)
-
-
-class _Ring:
-    """The last `size` colleagues seen, for invitation lists (a bounded pool, never the whole ministry)."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._items: list[tuple[str, str]] = []
-        self._added = 0
-
-    def add(self, item: tuple[str, str]) -> None:
-        if len(self._items) < self._size:
-            self._items.append(item)
-        else:
-            self._items[self._added % self._size] = item
-        self._added += 1
-
-    def sample(self, rng: random.Random, count: int) -> list[tuple[str, str]]:
-        return rng.sample(self._items, min(count, len(self._items)))

@@ -1,7 +1,8 @@
 """OpenLDAP slapd for directory tests: its own config and data directory, a loopback port, test schema.
 
-Used two ways: `.ci/run` starts one in the background (`python -m tests.support.slapd start …`) and exports its
-address; without that, the test session starts a private one if the slapd binary exists.
+Used two ways: `.ci/run` starts one in the background (`python3 tests/support/slapd.py start …`, before the
+project is installed: only the standard library and ldap-utils' `ldapadd` here) and exports its address; without
+that, the test session starts a private one if the slapd binary exists.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-from ldap3 import MODIFY_REPLACE, Connection, Server
+from typing import Any
 
 SLAPD = "/usr/sbin/slapd"
 SCHEMA_DIR = Path("/etc/ldap/schema")
@@ -33,13 +33,15 @@ class SlapdServer:
     bind_dn: str
     password: str
 
-    def connect(self) -> Connection:
+    def connect(self) -> Any:
+        from ldap3 import Connection, Server
+
         return Connection(Server(self.uri), user=self.bind_dn, password=self.password, auto_bind=True,
                           raise_exceptions=True)
 
 
 def available() -> bool:
-    return Path(SLAPD).exists() and (SCHEMA_DIR / "core.schema").exists()
+    return Path(SLAPD).exists() and (SCHEMA_DIR / "core.schema").exists() and shutil.which("ldapadd") is not None
 
 
 def write_config(directory: Path, *, suffix: str, password: str) -> Path:
@@ -87,9 +89,10 @@ def start(directory: Path, *, port: int, suffix: str = DEFAULT_SUFFIX, password:
         process = None
     _wait_for_port(port, process, directory / "slapd.log")
     server = SlapdServer(uri, suffix, f"cn=admin,{suffix}", password)
-    with server.connect() as connection:
-        _rdn_type, _, rdn_value = suffix.split(",", 1)[0].partition("=")
-        connection.add(suffix, ["top", "dcObject", "organization"], {"dc": rdn_value, "o": "bascule tests"})
+    _rdn_type, _, rdn_value = suffix.split(",", 1)[0].partition("=")
+    subprocess.run(["ldapadd", "-x", "-H", uri, "-D", server.bind_dn, "-w", password],
+                   input=f"dn: {suffix}\nobjectClass: top\nobjectClass: dcObject\nobjectClass: organization\n"
+                         f"dc: {rdn_value}\no: bascule tests\n".encode(), check=True, capture_output=True)
     return server, process
 
 
@@ -116,6 +119,8 @@ def load_entries(server: SlapdServer, entries: list[tuple[str, dict[str, list[by
 
 
 def set_attribute(server: SlapdServer, dn: str, name: str, values: list[str]) -> None:
+    from ldap3 import MODIFY_REPLACE
+
     with server.connect() as connection:
         connection.modify(dn, {name: [(MODIFY_REPLACE, values)]})
 

@@ -1,0 +1,44 @@
+"""`bascule demo` as a user runs it, and the example tenant that ships with the repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows.demo import render_sandbox_tenant
+from flows.tenant import TenantConfig
+from sandbox.generator.ministry import GeneratorOptions, generate_ministry
+from tests.conftest import AS_OF, REPO
+
+
+@pytest.mark.slow
+def test_demo_prints_a_summary_and_ends_with_one_json_object(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("BASCULE_", "PREFECT_"))}
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "demo", "--agents", "400", "--seed", "5", "--json"],
+                          cwd=tmp_path, env=env, text=True, capture_output=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    summary = json.loads(lines[-1])
+    assert "bascule demo" in done.stdout and "directory loaded" in done.stdout
+    manifest = json.loads((tmp_path / ".bascule" / "demo" / "ministry" / "manifest.json").read_text())
+    assert summary["generate"]["agents"] == 400
+    assert summary["load_directory"]["people"] == manifest["directory"]["people"]
+    assert summary["load_directory"]["quarantined"] == manifest["directory"]["quarantine"]
+    assert (tmp_path / ".bascule" / "demo" / "bascule.db").exists()
+    assert (tmp_path / ".bascule" / "prefect").is_dir()  # project-local PREFECT_HOME, not ~/.prefect
+
+
+def test_example_tenant_matches_the_sandbox_ministry(tmp_path: Path) -> None:
+    manifest = generate_ministry(tmp_path, GeneratorOptions(agents=2000, seed=42, as_of=AS_OF))
+    shipped = (REPO / "tenants" / "example.toml").read_text(encoding="utf-8")
+    rendered = render_sandbox_tenant(manifest, ldif_path="../.bascule/sandbox/directory.ldif")
+    assert shipped.endswith(rendered)
+    config = TenantConfig.load(REPO / "tenants" / "example.toml")
+    assert config.sources.zoom is not None and config.sources.zoom.account_id == manifest["tenant"]["zoom_account_id"]
+    assert config.directory.ldif_path == (REPO / ".bascule" / "sandbox" / "directory.ldif").resolve()
