@@ -113,7 +113,7 @@ def _wait_for_api(api: httpx.Client, server: subprocess.Popen[bytes], log: Path)
     while time.monotonic() < deadline:
         if server.poll() is not None:
             pytest.fail(f"prefect server exited with {server.returncode} before answering\n{_tail(log)}")
-        with contextlib.suppress(httpx.HTTPError):
+        with contextlib.suppress(httpx.HTTPError, ValueError):  # not up yet, or not JSON yet
             # A short timeout: a port that accepts but never answers must not eat the whole budget.
             if api.get("/health", timeout=2).json() is True:
                 return
@@ -149,7 +149,6 @@ def _subprocess_env(prefect_home: Path, database_url: str, data_dir: Path) -> di
         # are stored in Prefect's database). BASCULE_DATA_DIR keeps anything else out of the checkout.
         "BASCULE_DATABASE_URL": database_url,
         "BASCULE_DATA_DIR": str(data_dir),
-        "BASCULE_PROJECT_DIR": str(REPO),
     })
     return env
 

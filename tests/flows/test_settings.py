@@ -1,0 +1,73 @@
+"""Settings from the environment, secrets from the environment or Prefect, tenant files validated."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from flows.secrets import MissingSecretError, read_secret, secret_block_name
+from flows.settings import Settings
+from flows.tenant import TenantConfig, TenantFileError
+from tests.conftest import REPO
+
+EXAMPLE = (REPO / "tenants" / "example.toml").read_text(encoding="utf-8")
+
+
+def test_database_defaults_to_sqlite_in_the_data_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BASCULE_DATABASE_URL", raising=False)
+    monkeypatch.setenv("BASCULE_DATA_DIR", str(tmp_path))
+    assert Settings().database == f"sqlite:///{(tmp_path / 'bascule.db').resolve()}"
+    monkeypatch.setenv("BASCULE_DATABASE_URL", "postgresql://bascule@db/bascule")
+    assert Settings().database == "postgresql://bascule@db/bascule"
+
+
+def test_secret_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BASCULE_TEST_TOKEN", "t0k3n")
+    secret = read_secret("BASCULE_TEST_TOKEN")
+    assert secret.get_secret_value() == "t0k3n"
+    assert "t0k3n" not in repr(secret) and "t0k3n" not in str(secret)
+
+
+def test_secret_from_a_prefect_secret_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.blocks.system import Secret
+
+    name = f"BASCULE_BLOCK_{uuid.uuid4().hex[:8].upper()}"
+    monkeypatch.delenv(name, raising=False)
+    Secret(value="from-the-block").save(secret_block_name(name), overwrite=True)
+    assert read_secret(name).get_secret_value() == "from-the-block"
+
+
+def test_missing_secret_names_where_it_was_looked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BASCULE_NOWHERE_SECRET", raising=False)
+    with pytest.raises(MissingSecretError, match="bascule-nowhere-secret"):
+        read_secret("BASCULE_NOWHERE_SECRET")
+
+
+def _tenant(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "tenant.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_example_tenant_loads_with_paths_relative_to_the_file(tmp_path: Path) -> None:
+    config = TenantConfig.load(_tenant(tmp_path, EXAMPLE.replace("../.bascule/sandbox/directory.ldif", "x.ldif")))
+    assert config.directory.ldif_path == (tmp_path / "x.ldif").resolve()
+    assert config.cost_model.default_annual_unit_cost == 10
+    assert {contract.platform for contract in config.contracts} == {"zoom", "teams", "webex"}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (("[cost_model]", "[cost_model]\nsurprise = 1"), "cost_model.surprise: Extra inputs are not permitted"),
+    (('siret = "11004601800013"', ""), "siret: Field required"),
+    (("commit_floor = 0", "commit_floor = 1000"), "commit_floor must not exceed committed_qty"),
+    (('kind = "ldif"', 'kind = "ldap"'), "needs url and base_dn"),
+    (('access_token_env = "BASCULE_WEBEX_ACCESS_TOKEN"', 'access_token_env = "Bearer abc.def"'),
+     "must be the NAME of an environment variable"),
+])
+def test_invalid_tenant_files_say_where_and_why(tmp_path: Path, change: tuple[str, str], message: str) -> None:
+    old, new = change
+    assert old in EXAMPLE
+    with pytest.raises(TenantFileError, match=message):
+        TenantConfig.load(_tenant(tmp_path, EXAMPLE.replace(old, new, 1)))
