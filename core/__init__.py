@@ -21,6 +21,7 @@ from core.records import (
     Quarantined,
     ReasonCode,
     Recurrence,
+    Removed,
     SourceAccount,
 )
 
@@ -46,6 +47,7 @@ __all__ = [
     "Quarantined",
     "ReasonCode",
     "Recurrence",
+    "Removed",
     "SourceAccount",
     "normalise_email",
     "parse_email",

@@ -253,9 +253,25 @@ class PlanAction:
 
 
 @dataclass(frozen=True, slots=True)
+class Removed:
+    """A source object the platform reports as deleted (Graph delta `@removed`)."""
+
+    platform: Platform
+    external_id: str
+    reason: str = "deleted"
+
+
+@dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
-    """One page of a stream, the cursor that resumes after it (None: stream done), and what it passed over."""
+    """One page of a stream.
+
+    `next_cursor` resumes after this page (None: the pass is done); on the last page `delta_cursor` starts the
+    next pass from here (Graph delta link). `delta` is True when the page holds changes only, not a full listing
+    (nothing absent from a delta pass may be taken as deleted). `skipped` counts what the page passed over.
+    """
 
     items: tuple[T, ...]
     next_cursor: str | None
     skipped: int = 0
+    delta_cursor: str | None = None
+    delta: bool = False

@@ -143,3 +143,30 @@ def write_tenant(directory: Path, manifest: dict[str, Any], *, ldif_path: Path) 
     tenant = directory / "tenant.toml"
     tenant.write_text(render_sandbox_tenant(manifest, ldif_path=str(ldif_path)), encoding="utf-8")
     return tenant
+
+
+# ----------------------------------------------------------------------------------------------- sandbox
+
+@pytest.fixture(scope="session")
+def contract_ministry(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """A 400-agent ministry for the contract suites: small pages make many pages of it."""
+    out = tmp_path_factory.mktemp("contract-ministry")
+    return out, generate_ministry(out, GeneratorOptions(agents=400, seed=3, flavour=Flavour.AD, as_of=AS_OF))
+
+
+@pytest.fixture
+def sandbox_factory(contract_ministry: tuple[Path, dict[str, Any]]) -> Iterator[Any]:
+    """Start sandbox servers over the contract ministry, with any SandboxConfig changes; stopped after the test."""
+    from sandbox.server import SandboxConfig, SandboxServer
+
+    started: list[SandboxServer] = []
+
+    def start(**changes: Any) -> SandboxServer:
+        server = SandboxServer(SandboxConfig(data_dir=contract_ministry[0], **changes))
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -1,0 +1,48 @@
+"""The roles a connector plays; flows depend on these, never on a vendor module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from core import DirectoryEntry, LicenceSku, Meeting, Page, Platform, Quarantined, Removed, SourceAccount
+
+
+@dataclass(frozen=True, slots=True)
+class HostRef:
+    """A source account whose meetings are listed: its platform id and its e-mail as the platform has it."""
+
+    external_id: str
+    email: str
+
+
+class Directory(Protocol):
+    """The ministry directory, page by page."""
+
+    def iter_pages(self, cursor: str | None = None) -> Iterator[Page[DirectoryEntry | Quarantined]]: ...
+
+
+class AccountSource(Protocol):
+    """Users of a platform. A cursor from a finished pass (Page.delta_cursor) asks for changes only."""
+
+    platform: Platform
+
+    def iter_accounts(self, cursor: str | None = None) -> Iterator[Page[SourceAccount | Quarantined | Removed]]: ...
+
+
+class LicenceSource(Protocol):
+    """The licence catalogue of a platform, with the seats the platform reports."""
+
+    platform: Platform
+
+    def fetch_licences(self) -> list[LicenceSku]: ...
+
+
+class MeetingSource(Protocol):
+    """Meetings hosted by the given accounts, in their order; the cursor is the last host fully listed."""
+
+    platform: Platform
+
+    def iter_meetings(self, hosts: Sequence[HostRef],
+                      cursor: str | None = None) -> Iterator[Page[Meeting | Quarantined]]: ...

@@ -1,0 +1,276 @@
+"""The sandbox servers: one ASGI app on loopback serving a generated ministry as Zoom, Graph and Webex.
+
+    with SandboxServer(SandboxConfig(data_dir=ministry)) as sandbox:
+        sandbox.url        # http://127.0.0.1:PORT — /zoom/v2, /zoom/oauth/token, /graph/v1.0, /webex/v1/
+        sandbox.tls_url    # https://127.0.0.1:PORT — the same app over TLS (azure-identity insists on https)
+        sandbox.ca_file    # the self-signed certificate to trust for tls_url
+
+Each system is a module (`sandbox.zoom`, `sandbox.graph`, `sandbox.webex`) whose `mount(sandbox)` returns a
+SystemMount: its routes, and how it answers when the fault injector throttles it or makes it fail. The middleware
+here applies latency, faults and request counting to every system's API routes; `/_sandbox/…` is the sandbox's
+own control and inspection API (faults at runtime, counters), clearly outside any vendor's namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sandbox.faults import Fault, FaultInjector, FaultRates
+from sandbox.tls import self_signed_certificate
+
+SANDBOX_PORT = 8700
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What the sandbox accepts, and the permissions each credential carries (all fake, all local)."""
+
+    zoom_client_id: str = "sandbox-zoom-client"
+    zoom_client_secret: str = "sandbox-zoom-secret"  # noqa: S105 — a sandbox value, published on purpose
+    zoom_scopes: tuple[str, ...] = ("user:read:admin", "meeting:read:admin", "user:write:admin")
+    graph_client_id: str = "sandbox-graph-client"
+    graph_client_secret: str = "sandbox-graph-secret"  # noqa: S105
+    graph_roles: tuple[str, ...] = ("User.Read.All", "Organization.Read.All", "Calendars.ReadWrite",
+                                    "LicenseAssignment.ReadWrite.All")
+    webex_access_token: str = "sandbox-webex-token"  # noqa: S105
+    webex_scopes: tuple[str, ...] = ("spark-admin:people_read", "spark-admin:licenses_read",
+                                     "meeting:admin_schedule_read", "spark-admin:people_write")
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxConfig:
+    """How the sandbox behaves."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 0                      # 0: any free port
+    tls_port: int | None = 0           # None: no TLS listener
+    credentials: Credentials = field(default_factory=Credentials)
+    faults: FaultRates = field(default_factory=FaultRates)
+    rate_limits: bool = True
+    zoom_plan: Literal["free", "pro", "business"] = "business"
+    graph_mailbox_concurrency: int = 4
+    webex_rate_per_second: float | None = None
+    token_lifetime_seconds: int = 3599
+    latency_seconds: float = 0.0
+    broken: frozenset[str] = frozenset()  # deliberate bugs, to see contract suites fail (e.g. "repeat_page_token")
+    now: datetime | None = None        # the sandbox's "now"; default: the generated ministry's as-of date, 08:00 UTC
+
+
+class Sandbox:
+    """Shared state of the servers: the generated ministry, the clock, faults, counters."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.data_dir = config.data_dir
+        self.manifest: dict[str, Any] = json.loads((config.data_dir / "manifest.json").read_text(encoding="utf-8"))
+        as_of = datetime.fromisoformat(self.manifest["generator"]["as_of"])
+        self.now_fixed = config.now or datetime(as_of.year, as_of.month, as_of.day, 8, tzinfo=UTC)
+        self._started = time.monotonic()
+        self.faults = FaultInjector(config.faults)
+        self.stats: Counter[str] = Counter()
+        self._stats_lock = threading.Lock()
+
+    def now(self) -> datetime:
+        """The sandbox clock: the ministry's reference instant, moving forward with real time."""
+        from datetime import timedelta
+
+        return self.now_fixed + timedelta(seconds=time.monotonic() - self._started)
+
+    def count(self, key: str, amount: int = 1) -> None:
+        with self._stats_lock:
+            self.stats[key] += amount
+
+    def broken(self, bug: str) -> bool:
+        return bug in self.config.broken
+
+
+@dataclass(frozen=True, slots=True)
+class SystemMount:
+    """One vendor's API inside the sandbox."""
+
+    name: str
+    prefix: str
+    app: ASGIApp
+    throttled: Callable[[int], Response]        # the system's own 429, given Retry-After seconds
+    server_error: Callable[[], Response]        # the system's own 5xx
+    fault_exempt: Callable[[str], bool] = lambda _path: False  # e.g. token endpoints
+    root_routes: Sequence[BaseRoute] = ()       # routes outside the prefix (Entra's /{tenant}/oauth2/v2.0/token)
+
+
+def _mounts(sandbox: Sandbox) -> list[SystemMount]:
+    from sandbox import graph, webex, zoom
+
+    return [zoom.mount(sandbox), graph.mount(sandbox), webex.mount(sandbox)]
+
+
+class _FaultMiddleware:
+    """Latency, injected faults and counters for the systems' API routes."""
+
+    def __init__(self, app: ASGIApp, sandbox: Sandbox, systems: list[SystemMount]) -> None:
+        self._app = app
+        self._sandbox = sandbox
+        self._systems = systems
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        system = next((s for s in self._systems if path.startswith(s.prefix + "/")), None)
+        if system is None or system.fault_exempt(path[len(system.prefix):]):
+            await self._app(scope, receive, send)
+            return
+        sandbox = self._sandbox
+        sandbox.count(f"{system.name}:requests")
+        if sandbox.config.latency_seconds:
+            await asyncio.sleep(sandbox.config.latency_seconds)
+        fault = sandbox.faults.draw()
+        if fault is Fault.THROTTLE:
+            sandbox.count(f"{system.name}:injected:throttle")
+            await system.throttled(sandbox.faults.rates.retry_after_seconds)(scope, receive, send)
+            return
+        if fault is Fault.SERVER_ERROR:
+            sandbox.count(f"{system.name}:injected:server_error")
+            await system.server_error()(scope, receive, send)
+            return
+        if fault is Fault.TIMEOUT:
+            sandbox.count(f"{system.name}:injected:timeout")
+            await asyncio.sleep(sandbox.faults.rates.timeout_seconds)
+        if fault is Fault.TRUNCATE:
+            sandbox.count(f"{system.name}:injected:truncate")
+            await self._app(scope, receive, _truncating(send))
+            return
+        await self._app(scope, receive, send)
+
+
+def _truncating(send: Send) -> Send:
+    """A `send` that holds the response back and delivers half of its body, with a matching Content-Length."""
+    start: dict[str, Any] = {}
+    chunks: list[bytes] = []
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            start.update(message)
+            return
+        if message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            body = b"".join(chunks)
+            cut = body[: len(body) // 2]
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            headers.append((b"content-length", str(len(cut)).encode()))
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": cut})
+            return
+        await send(message)
+
+    return wrapped
+
+
+def build_app(sandbox: Sandbox) -> ASGIApp:
+    """The whole sandbox as one ASGI app."""
+    systems = _mounts(sandbox)
+
+    async def health(_request: Request) -> Response:
+        return JSONResponse({"status": "ok", "systems": [s.name for s in systems],
+                             "now": sandbox.now().isoformat(), "ministry": sandbox.manifest["generator"]})
+
+    async def stats(_request: Request) -> Response:
+        return JSONResponse({"requests": dict(sandbox.stats), "faults": sandbox.faults.injected})
+
+    async def faults(request: Request) -> Response:
+        if request.method == "POST":
+            changes = await request.json()
+            rates = sandbox.faults.update(**changes)
+        else:
+            rates = sandbox.faults.rates
+        return JSONResponse({name: getattr(rates, name) for name in rates.__dataclass_fields__})
+
+    routes = [Route("/_sandbox/health", health), Route("/_sandbox/stats", stats),
+              Route("/_sandbox/faults", faults, methods=["GET", "POST"]),
+              *(route for system in systems for route in system.root_routes),
+              *(Mount(system.prefix, app=system.app) for system in systems)]
+    return _FaultMiddleware(Starlette(routes=routes), sandbox, systems)
+
+
+class SandboxServer:
+    """The sandbox on loopback, in background threads of this process (plain HTTP and TLS)."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.sandbox = Sandbox(config)
+        self._app = build_app(self.sandbox)
+        self._servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
+        self.url = ""
+        self.tls_url = ""
+        self.ca_file: Path | None = None
+
+    def __enter__(self) -> SandboxServer:
+        self.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        port = self._serve(self.config.port, tls=None)
+        self.url = f"http://{self.config.host}:{port}"
+        if self.config.tls_port is not None:
+            self._tempdir = tempfile.TemporaryDirectory(prefix="bascule-sandbox-tls-")
+            cert, key = self_signed_certificate(Path(self._tempdir.name), host=self.config.host)
+            tls_port = self._serve(self.config.tls_port, tls=(cert, key))
+            self.tls_url = f"https://{self.config.host}:{tls_port}"
+            self.ca_file = cert
+
+    def _serve(self, port: int, *, tls: tuple[Path, Path] | None) -> int:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.config.host, port))
+        options: dict[str, Any] = {"log_level": "warning", "lifespan": "off", "access_log": False,
+                                   "timeout_keep_alive": 30}
+        if tls is not None:
+            options |= {"ssl_certfile": str(tls[0]), "ssl_keyfile": str(tls[1])}
+        server = uvicorn.Server(uvicorn.Config(self._app, **options))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True,
+                                  name=f"sandbox-{'tls' if tls else 'http'}")
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the sandbox server did not start")
+            time.sleep(0.01)
+        self._servers.append((server, thread))
+        return int(listener.getsockname()[1])
+
+    def stop(self) -> None:
+        for server, _thread in self._servers:
+            server.should_exit = True
+        for _server, thread in self._servers:
+            thread.join(timeout=10)
+        self._servers.clear()
+        if self._tempdir is not None:
+            self._tempdir.cleanup()
+            self._tempdir = None
