@@ -46,7 +46,8 @@ class Credentials:
 
     zoom_client_id: str = "sandbox-zoom-client"
     zoom_client_secret: str = "sandbox-zoom-secret"  # noqa: S105 — a sandbox value, published on purpose
-    zoom_scopes: tuple[str, ...] = ("user:read:admin", "meeting:read:admin", "user:write:admin")
+    zoom_scopes: tuple[str, ...] = ("user:read:admin", "meeting:read:admin", "webinar:read:admin",
+                                    "user:write:admin")
     graph_client_id: str = "sandbox-graph-client"
     graph_client_secret: str = "sandbox-graph-secret"  # noqa: S105
     graph_roles: tuple[str, ...] = ("User.Read.All", "Organization.Read.All", "Calendars.ReadWrite",
@@ -64,6 +65,7 @@ class SandboxConfig:
     host: str = "127.0.0.1"
     port: int = 0                      # 0: any free port
     tls_port: int | None = 0           # None: no TLS listener
+    tls_dir: Path | None = None        # keep the certificate here (reused across runs); default: a temp directory
     credentials: Credentials = field(default_factory=Credentials)
     faults: FaultRates = field(default_factory=FaultRates)
     rate_limits: bool = True
@@ -239,8 +241,14 @@ class SandboxServer:
         port = self._serve(self.config.port, tls=None)
         self.url = f"http://{self.config.host}:{port}"
         if self.config.tls_port is not None:
-            self._tempdir = tempfile.TemporaryDirectory(prefix="bascule-sandbox-tls-")
-            cert, key = self_signed_certificate(Path(self._tempdir.name), host=self.config.host)
+            if self.config.tls_dir is not None:
+                self.config.tls_dir.mkdir(parents=True, exist_ok=True)
+                cert, key = self.config.tls_dir / "cert.pem", self.config.tls_dir / "key.pem"
+                if not (cert.exists() and key.exists()):
+                    cert, key = self_signed_certificate(self.config.tls_dir, host=self.config.host)
+            else:
+                self._tempdir = tempfile.TemporaryDirectory(prefix="bascule-sandbox-tls-")
+                cert, key = self_signed_certificate(Path(self._tempdir.name), host=self.config.host)
             tls_port = self._serve(self.config.tls_port, tls=(cert, key))
             self.tls_url = f"https://{self.config.host}:{tls_port}"
             self.ca_file = cert
@@ -248,6 +256,8 @@ class SandboxServer:
     def _serve(self, port: int, *, tls: tuple[Path, Path] | None) -> int:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Without it, a kept-alive connection waits ~40 ms per response (Nagle meets delayed ACK).
+        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         listener.bind((self.config.host, port))
         options: dict[str, Any] = {"log_level": "warning", "lifespan": "off", "access_log": False,
                                    "timeout_keep_alive": 30}

@@ -66,7 +66,8 @@ def test_faults_at_the_injected_rates_lose_nothing(harness: AccountHarness, sand
                                                    contract_ministry: Any) -> None:
     server = sandbox_factory(faults=FaultRates(throttle=0.05, server_error=0.08, truncate=0.05, timeout=0.03,
                                                timeout_seconds=1.5, seed=11))
-    drained = drain(harness.build(server, AdapterOptions(timeout_seconds=1.0)).iter_accounts())
+    # small pages: enough requests for every kind of fault to be drawn
+    drained = drain(harness.build(server, AdapterOptions(page_size=10, timeout_seconds=1.0)).iter_accounts())
     assert_exactly_once(drained, *harness.expected(contract_ministry[0]))
     injected = server.sandbox.faults.injected
     assert injected["server_error"] > 0 and injected["truncate"] > 0 and injected["timeout"] > 0
