@@ -33,7 +33,7 @@ from sandbox.generator.platforms import (
     webex_meeting,
     zoom_meeting,
 )
-from sandbox.generator.schedules import draw_schedule
+from sandbox.generator.schedules import draw_schedule, webex_rrule
 
 _KIND_WEIGHTS: dict[Platform, tuple[tuple[MeetingKind, int], ...]] = {
     Platform.ZOOM: ((MeetingKind.WEEKLY, 28), (MeetingKind.BIWEEKLY, 10), (MeetingKind.MONTHLY_NTH_WEEKDAY, 7),
@@ -232,7 +232,8 @@ class MeetingWriter:
                 kind = MeetingKind.WEEKLY
             had_personal |= kind is MeetingKind.PERSONAL_ROOM
             schedule = draw_schedule(rng, kind, timezone=host.timezone, as_of=self._context.as_of)
-            traits = self._traits(rng, Platform.WEBEX, host, webinar=rng.random() < 0.01)
+            webinar = rng.random() < 0.01 and kind is not MeetingKind.PERSONAL_ROOM  # a personal room is no webinar
+            traits = self._traits(rng, Platform.WEBEX, host, webinar=webinar)
             override = None
             headless = False
             if schedule.recurring and rng.random() < 0.002:
@@ -243,7 +244,9 @@ class MeetingWriter:
                 self.truth.quarantine[Platform.WEBEX][ReasonCode.MEETING_WITHOUT_HOST] += 1
             elif schedule.month_day is not None and rng.random() < 0.05:
                 day = schedule.month_day
-                override = f"FREQ=MONTHLY;INTERVAL=1;BYMONTHDAY={day},{day + 1},{day + 2}"
+                rule = webex_rrule(schedule)
+                assert rule is not None
+                override = rule.replace(f"BYMONTHDAY={day}", f"BYMONTHDAY={day},{day + 1},{day + 2}")
                 self.truth.flags[Platform.WEBEX]["multi_bymonthday"] += 1
             self._webex_sequence += 1
             number = str(20_000_000_000 + (self._webex_sequence * 7_919_317 + 654_321) % 10_000_000_000)
@@ -254,9 +257,10 @@ class MeetingWriter:
                                  as_of=self._context.as_of)
             body["_host"] = host.account_id
             body["_kind"] = str(kind)
-            body["_invitees"] = [{"email": invitee.email, "displayName": invitee.name,
-                                  "coHost": invitee.email in traits.alternative_hosts}
-                                 for invitee in traits.invitees]
+            # The invitee API refuses personal-room meetings: they have none to serve.
+            body["_invitees"] = [] if kind is MeetingKind.PERSONAL_ROOM else [
+                {"email": invitee.email, "displayName": invitee.name,
+                 "coHost": invitee.email in traits.alternative_hosts} for invitee in traits.invitees]
             self._write("webex/meetings.jsonl", body)
             self._count(Platform.WEBEX, kind, traits)
 

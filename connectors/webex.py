@@ -1,0 +1,592 @@
+"""Webex: people, the licence catalogue and hosts' meeting series, over the REST API with httpx.
+
+Why httpx and not webexpythonsdk (shared/contracts/webex.md section 2): the SDK's default waits out 429s forever
+(and its `wait_on_rate_limit=False` leaves the loop to us anyway), it needs a base URL ending in `/`, it re-adds
+original query parameters to next-page URLs **without encoding** (`hostEmail=a+b@…` becomes a space, an offset in
+`from` breaks), it has no PATCH helper, and its results are immutable wrappers around the raw dicts we parse
+ourselves. The API surface bascule needs is four GETs: httpx gives RFC 5988 `Link` parsing (`response.links`),
+explicit timeouts, connection pooling and `MockTransport` as a test seam, and every call goes through the one
+retry layer (connectors.retry, bounded) and the account's throttle.
+
+Wire choices:
+- every listing follows `Link: rel="next"` verbatim (the URL repeats the parameters, encoded, plus an opaque
+  cursor); a repeated next URL stops the listing (CursorGuard); a next URL on another origin is refused (the
+  bearer token never leaves the configured API host);
+- meetings are listed per host with `hostEmail`, `meetingType=meetingSeries`, `current=false` (so `start` is the
+  first occurrence, the DTSTART of the RRULE), and always both `from` (today 00:00Z) and `to` (+window_days),
+  in UTC with `Z`; the host's IANA zone (People API, batched `id=` lookups) goes in the `timezone` header so the
+  rule is expanded in the zone it was scheduled in;
+- a 429 waits `Retry-After` (15 s when absent, like the SDK; configurable) within the retry policy's bounds.
+
+Cursors:
+- accounts: `{"next": <next-page URL>, "delivered": <records delivered so far>}`. When a resumed next URL is
+  refused (a 4xx other than 401/403/429: Webex cursors are short-lived), the listing restarts from the first
+  page and skips the records already delivered (the org listing's order is stable), at most three times;
+- meetings: the external id of the last host fully listed (the MeetingSource contract). A cursor that is not
+  among `hosts` means the caller already dropped the hosts done: listing starts at the first host given.
+
+Meetings that are not the host's own: a `hostEmail` listing includes series where the user is only an invitee;
+they are dropped and counted in `Page.skipped`. A series with an empty `hostEmail` is quarantined
+(MEETING_WITHOUT_HOST) under the host whose listing returned it when its `hostUserId` names that host, or when it
+has no `hostUserId` at all (then every listing that returns it reports the same record key); a headless series
+whose `hostUserId` names someone else is an invitee's view and is skipped like the others.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import httpx
+
+from connectors.errors import (
+    ConnectorAuthError,
+    NotFound,
+    PermanentConnectorError,
+    RateLimited,
+    TransientConnectorError,
+)
+from connectors.paging import CursorGuard
+from connectors.retry import RetryPolicy, RetryStats, call_with_retries, parse_retry_after
+from connectors.roles import HostRef
+from connectors.throttle import Throttle
+from core import (
+    AccountStatus,
+    EmailAddress,
+    LicenceSku,
+    Meeting,
+    Page,
+    Platform,
+    Quarantined,
+    ReasonCode,
+    Recurrence,
+    Removed,
+    SourceAccount,
+    parse_email,
+)
+from core.links import JoinLink, parse_join_url
+from core.recurrence import Unparseable, classify_meeting, last_occurrence, recurrence_from_webex
+
+SYSTEM = "webex"
+MEETING_LICENCE_PREFIX = "Meeting - "
+PEOPLE_IDS_PER_LOOKUP = 85   # GET /people?id= accepts up to 85 ids
+MAX_PAGE_SIZE = 100          # people, meetings and invitees all stop at 100
+_RESTARTS = 3
+logger = logging.getLogger(__name__)
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class WebexConfig:
+    """One Webex organisation as bascule reaches it (a service-app or admin access token)."""
+
+    api_url: str                         # with its trailing slash: https://webexapis.com/v1/
+    org_id: str
+    access_token: str = field(repr=False)
+    page_size: int = 100                 # max= of every listing (the API stops at 100)
+    timeout_seconds: float = 30.0        # per request
+    window_days: int = 400               # meetings are listed from today 00:00Z to today + window_days
+    internal_domains: tuple[str, ...] = ()
+    hosts_per_page: int = 25             # a meetings page holds at most this many hosts (and ~page_size items)
+    default_retry_after_seconds: float = 15.0  # a 429 without Retry-After (webexpythonsdk waits 15 s too)
+
+    def __post_init__(self) -> None:
+        if not self.api_url.endswith("/"):
+            raise ValueError("api_url must end with '/' (relative paths are joined to it)")
+        if not 1 <= self.page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+        if not 1 <= self.hosts_per_page <= PEOPLE_IDS_PER_LOOKUP:
+            raise ValueError(f"hosts_per_page must be between 1 and {PEOPLE_IDS_PER_LOOKUP}")
+        if self.window_days < 1:
+            raise ValueError("window_days must be positive")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class WebexClient:
+    """The HTTP layer: auth header, throttle, bounded retries, error mapping, verbatim next links."""
+
+    def __init__(self, config: WebexConfig, *, throttle: Throttle, retry: RetryPolicy, stats: RetryStats,
+                 transport: httpx.BaseTransport | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.config = config
+        self._throttle = throttle
+        self._retry = retry
+        self._stats = stats
+        self._sleep = sleep
+        self._origin = _origin(config.api_url)
+        self._http = httpx.Client(base_url=config.api_url, timeout=config.timeout_seconds, transport=transport,
+                                  headers={"Authorization": f"Bearer {config.access_token}",
+                                           "Accept": "application/json"})
+
+    def close(self) -> None:
+        self._http.close()
+
+    def get(self, url: str, *, params: Mapping[str, str] | None = None,
+            headers: Mapping[str, str] | None = None) -> tuple[Json, str | None]:
+        """GET a path under api_url (with params) or an absolute next URL (verbatim); the body and the next URL."""
+        if url.startswith(("http://", "https://")) and _origin(url) != self._origin:
+            raise PermanentConnectorError(SYSTEM, "a next-page link points outside the API host")
+
+        def attempt() -> tuple[Json, str | None]:
+            self._throttle.acquire(f"{SYSTEM}:{self.config.org_id}")
+            try:
+                response = self._http.get(url, params=params, headers=headers)
+            except httpx.TimeoutException as exc:
+                raise TransientConnectorError(SYSTEM, f"GET {_path(url)}: timed out") from exc
+            except httpx.TransportError as exc:
+                raise TransientConnectorError(SYSTEM, f"GET {_path(url)}: {type(exc).__name__}") from exc
+            body = self._checked(response)
+            next_url = response.links.get("next", {}).get("url")
+            return body, next_url
+
+        return call_with_retries(attempt, self._retry, stats=self._stats, sleep=self._sleep)
+
+    def _checked(self, response: httpx.Response) -> Json:
+        status = response.status_code
+        where = f"GET {_path(str(response.request.url))}"
+        tracking = response.headers.get("TrackingID") or "-"
+        if status == 429:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            raise RateLimited(SYSTEM, f"{where}: throttled (tracking {tracking})",
+                              retry_after=self.config.default_retry_after_seconds if retry_after is None
+                              else retry_after)
+        if status in (401, 403):
+            reason = "token refused" if status == 401 else "missing scope or not an administrator"
+            raise ConnectorAuthError(SYSTEM, f"{where}: HTTP {status}, {reason} (tracking {tracking})")
+        if status == 404:
+            raise NotFound(SYSTEM, f"{where}: HTTP 404 (tracking {tracking})")
+        if status >= 500:
+            raise TransientConnectorError(SYSTEM, f"{where}: HTTP {status} (tracking {tracking})")
+        if status != 200:
+            raise PermanentConnectorError(SYSTEM, f"{where}: HTTP {status} (tracking {tracking})")
+        try:
+            body = response.json()
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise TransientConnectorError(SYSTEM, f"{where}: truncated or invalid JSON body") from exc
+        if not isinstance(body, dict):
+            raise TransientConnectorError(SYSTEM, f"{where}: the body is not a JSON object")
+        return body
+
+
+class _WebexBase:
+    """What every Webex role shares: the client, the clock, the licence catalogue (fetched once)."""
+
+    platform = Platform.WEBEX
+
+    def __init__(self, config: WebexConfig, *, throttle: Throttle, retry: RetryPolicy, stats: RetryStats,
+                 clock: Callable[[], datetime] = _utc_now, transport: httpx.BaseTransport | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.config = config
+        self._client = WebexClient(config, throttle=throttle, retry=retry, stats=stats, transport=transport,
+                                   sleep=sleep)
+        self._clock = clock
+        self._catalogue: list[LicenceSku] | None = None
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> _WebexBase:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def fetch_licences(self) -> list[LicenceSku]:
+        """Every licence of the organisation with its seats (one listing, followed through any next links)."""
+        skus: list[LicenceSku] = []
+        guard = CursorGuard(SYSTEM, "licenses")
+        url: str | None = "licenses"
+        params: dict[str, str] | None = {"orgId": self.config.org_id}
+        while url is not None:
+            body, next_url = self._client.get(url, params=params)
+            skus.extend(sku for item in _items(body, "licenses") if (sku := _licence(item)) is not None)
+            guard.check(next_url)
+            url, params = next_url, None
+        self._catalogue = skus
+        return list(skus)
+
+    def _meeting_licences(self) -> frozenset[str]:
+        if self._catalogue is None:
+            self.fetch_licences()
+        assert self._catalogue is not None
+        return frozenset(sku.sku_key for sku in self._catalogue if sku.includes_meetings)
+
+
+# ------------------------------------------------------------------------------------------------ accounts
+
+class WebexAccountSource(_WebexBase):
+    """The organisation's people as an administrator lists them, page by page."""
+
+    def iter_accounts(self, cursor: str | None = None) -> Iterator[Page[SourceAccount | Quarantined | Removed]]:
+        meeting_licences = self._meeting_licences()
+        first = ("people", {"max": str(self.config.page_size)})
+        resumed = _AccountCursor.parse(cursor) if cursor else None
+        url: str | None = resumed.next if resumed else first[0]
+        params: dict[str, str] | None = None if resumed else first[1]
+        delivered = resumed.delivered if resumed else 0
+        skip = 0
+        restarts = 0
+        guard = CursorGuard(SYSTEM, "people")
+        while url is not None:
+            try:
+                body, next_url = self._client.get(url, params=params)
+            except ConnectorAuthError:
+                raise
+            except PermanentConnectorError:
+                if params is not None or restarts >= _RESTARTS:
+                    raise
+                # A refused next URL (an expired or foreign cursor): start again, skip what was delivered.
+                restarts += 1
+                logger.warning("webex people: a next-page link was refused; restarting and skipping %d records",
+                               delivered)
+                url, params, skip = first[0], dict(first[1]), delivered
+                guard = CursorGuard(SYSTEM, "people")
+                continue
+            items = _items(body, "people")
+            if skip:
+                dropped = min(skip, len(items))
+                items, skip = items[dropped:], skip - dropped
+            accounts = tuple(self._account(item, meeting_licences) for item in items)
+            delivered += len(accounts)
+            guard.check(next_url)
+            if skip and next_url is None:
+                raise PermanentConnectorError(SYSTEM, "people: the restarted listing is shorter than the one resumed")
+            yield Page(accounts, next_cursor=_AccountCursor(next_url, delivered).render() if next_url else None)
+            url, params = next_url, None
+
+    def _account(self, person: Json, meeting_licences: frozenset[str]) -> SourceAccount | Quarantined:
+        person_id = str(person.get("id") or "")
+        if "licenses" not in person and person_id:
+            # Administrative fields are missing when the listing was made with ?id=: the person has them.
+            person = self._client.get(f"people/{person_id}")[0]
+        return map_person(person, meeting_licences)
+
+
+@dataclass(frozen=True, slots=True)
+class _AccountCursor:
+    next: str
+    delivered: int
+
+    def render(self) -> str:
+        return json.dumps({"next": self.next, "delivered": self.delivered}, separators=(",", ":"))
+
+    @classmethod
+    def parse(cls, text: str) -> _AccountCursor:
+        try:
+            data = json.loads(text)
+            return cls(str(data["next"]), int(data["delivered"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PermanentConnectorError(SYSTEM, "people: unreadable cursor") from exc
+
+
+def parse_flag(value: object, *, default: bool) -> bool:
+    """`invitePending`/`loginEnabled`: the spec says "true"/"false" strings, the service also sends booleans."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+    return default
+
+
+def account_status(person: Mapping[str, object]) -> AccountStatus:
+    """Account state from the flags; `status` is presence (webex.md section 3) and is never used."""
+    if parse_flag(person.get("invitePending"), default=False):
+        return AccountStatus.PENDING
+    if not parse_flag(person.get("loginEnabled"), default=True):
+        return AccountStatus.INACTIVE
+    return AccountStatus.ACTIVE
+
+
+def map_person(person: Json, meeting_licences: frozenset[str]) -> SourceAccount | Quarantined:
+    """A Webex person as a SourceAccount, or quarantined when its primary e-mail is not an address."""
+    person_id = str(person.get("id") or "")
+    key = f"webex:user:{person_id}"
+    emails = [str(value) for value in person.get("emails") or [] if isinstance(value, str)]
+    if not person_id:
+        return Quarantined(ReasonCode.MALFORMED_RECORD, "webex:user:", "a person without an id")
+    if not emails:
+        return Quarantined(ReasonCode.MISSING_MAIL, key, "no e-mail address", {"id": person_id})
+    parsed = parse_email(emails[0])
+    if not isinstance(parsed, EmailAddress):
+        return Quarantined(ReasonCode.INVALID_EMAIL, key, f"primary e-mail is not an address ({parsed.reason})",
+                           {"id": person_id, "value": emails[0]})
+    licences = tuple(str(value) for value in person.get("licenses") or [])
+    roles = [str(value) for value in person.get("roles") or []]
+    return SourceAccount(
+        platform=Platform.WEBEX, external_id=person_id, email=emails[0], status=account_status(person),
+        licences=licences, licensed=any(value in meeting_licences for value in licences),
+        display_name=_text(person.get("displayName")), given_name=_text(person.get("firstName")),
+        surname=_text(person.get("lastName")), aliases=tuple(emails[1:]), role=",".join(roles) or None,
+        account_type=_text(person.get("type")), department=_text(person.get("department")),
+        last_activity=_instant(person.get("lastActivity")))
+
+
+# ------------------------------------------------------------------------------------------------ licences
+
+class WebexLicenceSource(_WebexBase):
+    """The licence catalogue (fetch_licences, from the shared base)."""
+
+
+def _licence(item: Json) -> LicenceSku | None:
+    licence_id = item.get("id")
+    if not isinstance(licence_id, str) or not licence_id:
+        return None
+    name = str(item.get("name") or "")
+    return LicenceSku(platform=Platform.WEBEX, sku_key=licence_id, name=name,
+                      includes_meetings=name.startswith(MEETING_LICENCE_PREFIX),
+                      prepaid_units=_int(item.get("totalUnits")), consumed_units=_int(item.get("consumedUnits")),
+                      site_url=_text(item.get("siteUrl")))
+
+
+# ------------------------------------------------------------------------------------------------ meetings
+
+class WebexMeetingSource(_WebexBase):
+    """Each host's meeting series (host-only, with invitees), a page per batch of hosts."""
+
+    def iter_meetings(self, hosts: Sequence[HostRef],
+                      cursor: str | None = None) -> Iterator[Page[Meeting | Quarantined]]:
+        start = 0
+        if cursor is not None:
+            done = next((index for index, host in enumerate(hosts) if host.external_id == cursor), None)
+            start = 0 if done is None else done + 1
+        remaining = list(hosts[start:])
+        if not remaining:
+            return
+        today = self._clock().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        window = (_utc_z(today), _utc_z(today + timedelta(days=self.config.window_days)))
+        items: list[Meeting | Quarantined] = []
+        skipped = 0
+        for chunk_start in range(0, len(remaining), self.config.hosts_per_page):
+            chunk = remaining[chunk_start:chunk_start + self.config.hosts_per_page]
+            zones = self._host_zones(chunk)
+            for index, host in enumerate(chunk):
+                found, passed_over = self._host_meetings(host, zones.get(host.external_id, "UTC"), window)
+                items.extend(found)
+                skipped += passed_over
+                last = chunk_start + index == len(remaining) - 1
+                if last or index == len(chunk) - 1 or len(items) >= self.config.page_size:
+                    yield Page(tuple(items), next_cursor=None if last else host.external_id, skipped=skipped)
+                    items, skipped = [], 0
+
+    def _host_zones(self, hosts: Sequence[HostRef]) -> dict[str, str]:
+        """Each host's IANA zone (their meetings are expanded in it); UTC when unknown."""
+        body, _next = self._client.get("people", params={"id": ",".join(h.external_id for h in hosts),
+                                                         "max": str(MAX_PAGE_SIZE), "excludeStatus": "true"})
+        zones: dict[str, str] = {}
+        for person in _items(body, "people"):
+            zone = person.get("timezone")
+            if isinstance(zone, str) and _valid_zone(zone):
+                zones[str(person.get("id"))] = zone
+        return zones
+
+    def _host_meetings(self, host: HostRef, zone: str,
+                       window: tuple[str, str]) -> tuple[list[Meeting | Quarantined], int]:
+        host_email = host.email.strip()
+        params: dict[str, str] | None = {
+            "hostEmail": host_email, "meetingType": "meetingSeries", "current": "false",
+            "from": window[0], "to": window[1], "max": str(self.config.page_size)}
+        guard = CursorGuard(SYSTEM, "meetings")
+        url: str | None = "meetings"
+        found: list[Meeting | Quarantined] = []
+        seen: set[str] = set()
+        skipped = 0
+        while url is not None:
+            try:
+                body, next_url = self._client.get(url, params=params, headers={"timezone": zone})
+            except NotFound:
+                if params is None:  # a next page that vanished is not a host that vanished
+                    raise
+                logger.warning("webex meetings: host %s is no longer known to Webex; nothing listed",
+                               host.external_id)
+                return [], 0
+            for item in _items(body, "meetings"):
+                series_id = str(item.get("id") or "")
+                if not series_id or series_id in seen:
+                    continue
+                seen.add(series_id)
+                verdict = _ownership(item, host)
+                if verdict == "other":
+                    skipped += 1
+                elif verdict == "headless":
+                    found.append(Quarantined(ReasonCode.MEETING_WITHOUT_HOST, f"webex:meeting:{series_id}",
+                                             "the series has no host e-mail",
+                                             {"id": series_id, "listed_for": host.external_id}))
+                else:
+                    found.append(self._meeting(item, host, zone))
+            guard.check(next_url)
+            url, params = next_url, None
+        return found, skipped
+
+    def _meeting(self, item: Json, host: HostRef, zone: str) -> Meeting | Quarantined:
+        series_id = str(item["id"])
+        invitees: list[Json] = []
+        if item.get("scheduledType") != "personalRoomMeeting":  # the invitee API refuses personal-room ids
+            invitees = self._invitees(series_id, host)
+        return map_meeting(item, host=host, invitees=invitees, now=self._clock(), fallback_zone=zone,
+                           internal_domains=self.config.internal_domains)
+
+    def _invitees(self, series_id: str, host: HostRef) -> list[Json]:
+        params: dict[str, str] | None = {"meetingId": series_id, "hostEmail": host.email.strip(),
+                                         "max": str(MAX_PAGE_SIZE)}
+        guard = CursorGuard(SYSTEM, "meetingInvitees")
+        url: str | None = "meetingInvitees"
+        invitees: list[Json] = []
+        while url is not None:
+            body, next_url = self._client.get(url, params=params)
+            invitees.extend(_items(body, "meetingInvitees"))
+            guard.check(next_url)
+            url, params = next_url, None
+        return invitees
+
+
+def _ownership(item: Json, host: HostRef) -> str:
+    """"own", "other" (the host is only invited) or "headless" (no host e-mail, attributed to this host)."""
+    host_email = str(item.get("hostEmail") or "").strip()
+    if host_email:
+        return "own" if _same_address(host_email, host.email) else "other"
+    host_id = item.get("hostUserId")
+    if isinstance(host_id, str) and host_id and host_id != host.external_id:
+        return "other"
+    return "headless"
+
+
+def map_meeting(item: Json, *, host: HostRef, invitees: Sequence[Json], now: datetime, fallback_zone: str = "UTC",
+                internal_domains: Sequence[str] = ()) -> Meeting | Quarantined:
+    """A Webex meeting series (listed with current=false) as a Meeting, or quarantined."""
+    series_id = str(item["id"])
+    key = f"webex:meeting:{series_id}"
+    zone = _text(item.get("timezone")) or fallback_zone
+    if not _valid_zone(zone):
+        zone = fallback_zone
+    start = _instant(item.get("start"))
+    end = _instant(item.get("end"))
+    if start is None:
+        return Quarantined(ReasonCode.MALFORMED_RECORD, key, "the series has no readable start", {"id": series_id})
+    start = start.astimezone(ZoneInfo(zone))
+    rule_text = _text(item.get("recurrence"))
+    recurrence: Recurrence | None = None
+    if rule_text:
+        parsed = recurrence_from_webex(rule_text, start=start, timezone=zone)
+        if isinstance(parsed, Unparseable):
+            return Quarantined(ReasonCode.RECURRENCE_UNPARSEABLE, key, parsed.reason,
+                               {"id": series_id, "recurrence": rule_text})
+        recurrence = parsed
+    web_link = _text(item.get("webLink")) or ""
+    link = parse_join_url(web_link) if web_link else None
+    if not isinstance(link, JoinLink) and item.get("sipAddress"):
+        link = parse_join_url(str(item["sipAddress"]))
+    link_key = str(link) if isinstance(link, JoinLink) else key
+    personal_room = item.get("scheduledType") == "personalRoomMeeting" or link_key.startswith("webex:room:")
+    kind = classify_meeting(recurrence=recurrence, start=start, now=now, personal_room=personal_room,
+                            ended=item.get("state") == "expired")
+    ends_at = last_occurrence(recurrence, start) if recurrence is not None else start
+    addresses = [str(invitee.get("email") or "").strip() for invitee in invitees]
+    addresses = [address for address in addresses if address]
+    co_hosts = tuple(str(invitee.get("email")).strip() for invitee in invitees
+                     if invitee.get("coHost") is True and invitee.get("email"))
+    telephony = item.get("telephony")
+    call_in = telephony.get("callInNumbers") if isinstance(telephony, dict) else None
+    return Meeting(
+        platform=Platform.WEBEX, external_id=series_id, host_account_id=host.external_id,
+        host_email=str(item.get("hostEmail") or host.email).strip(), topic=str(item.get("title") or ""),
+        kind=kind, timezone=zone, join_url=web_link, link_key=link_key, start=start,
+        duration_minutes=int((end - start).total_seconds() // 60) if end is not None else None,
+        recurrence=recurrence, ends_at=ends_at,
+        waiting_room=item.get("unlockedMeetingJoinSecurity") == "allowJoinWithLobby",
+        passcode=bool(item.get("password")), alternative_hosts=co_hosts, invitees=tuple(addresses),
+        external_invitees=sum(1 for address in addresses if not _internal(address, internal_domains)),
+        webinar=item.get("scheduledType") == "webinar", dial_in=bool(call_in),
+        registration=bool(item.get("registration")) or item.get("hasRegistration") is True)
+
+
+# ------------------------------------------------------------------------------------------------ parsing
+
+def _items(body: Json, stream: str) -> list[Json]:
+    items = body.get("items")
+    if not isinstance(items, list):
+        raise TransientConnectorError(SYSTEM, f"{stream}: the body has no items list")
+    return [item for item in items if isinstance(item, dict)]
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value != "" else None
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return int(value)
+    return None
+
+
+def _instant(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _utc_z(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _valid_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _same_address(left: str, right: str) -> bool:
+    parsed_left, parsed_right = parse_email(left), parse_email(right)
+    if isinstance(parsed_left, EmailAddress) and isinstance(parsed_right, EmailAddress):
+        return parsed_left == parsed_right
+    return left.strip().casefold() == right.strip().casefold()
+
+
+def _internal(address: str, domains: Sequence[str]) -> bool:
+    parsed = parse_email(address)
+    if not isinstance(parsed, EmailAddress):
+        return False
+    wanted = {domain.strip().lower().lstrip("@") for domain in domains}
+    return parsed.domain in wanted
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+def _path(url: str) -> str:
+    """The URL's path only: query strings carry e-mail addresses and never reach a message."""
+    return urlsplit(url).path or url.split("?", 1)[0]
+
+
+__all__ = [
+    "WebexAccountSource",
+    "WebexClient",
+    "WebexConfig",
+    "WebexLicenceSource",
+    "WebexMeetingSource",
+    "account_status",
+    "map_meeting",
+    "map_person",
+    "parse_flag",
+]
