@@ -152,7 +152,8 @@ class GraphConfig:
     timeout_seconds: float = 30.0
     internal_domains: frozenset[str] = frozenset()
     event_page_size: int = 100             # events per mailbox page ($top); 100 as graph.md advises
-    hosts_per_batch: int = BATCH_LIMIT     # mailboxes per $batch request, and per page of meetings
+    hosts_per_batch: int = BATCH_LIMIT     # mailboxes per $batch request
+    hosts_per_page: int = 100              # mailboxes per page of meetings (one Prefect task each)
 
     def __post_init__(self) -> None:
         if not 1 <= self.page_size <= 999:
@@ -368,7 +369,7 @@ class GraphMeetingSource(_GraphConnector):
     """Teams meetings the given hosts organise: each mailbox's events (series masters and single instances).
 
     Mailboxes are listed `hosts_per_batch` at a time in one `$batch` request (immutable ids asked for); a page
-    holds the meetings of one such group of hosts, in the hosts' order, and its cursor is the group's last host.
+    holds the meetings of `hosts_per_page` hosts, in the hosts' order, and its cursor is the group's last host.
     Only the organiser's copy of a Teams meeting is kept; other events, and hosts without a mailbox, are counted
     in Page.skipped.
     """
@@ -382,7 +383,7 @@ class GraphMeetingSource(_GraphConnector):
                 raise PermanentConnectorError(SYSTEM, "meetings: the cursor names a host that is not in the list")
             start = ids.index(cursor) + 1
         remaining = list(hosts[start:])
-        size = self.config.hosts_per_batch
+        size = self.config.hosts_per_page
         groups = [remaining[i:i + size] for i in range(0, len(remaining), size)]
         if not groups:
             return
@@ -412,7 +413,7 @@ class GraphMeetingSource(_GraphConnector):
         failures: dict[str, int] = {}
         skipped = 0
         while pending:
-            chunk = list(pending.items())[:BATCH_LIMIT]
+            chunk = list(pending.items())[:self.config.hosts_per_batch]
             responses = await self._post_batch(session, chunk)
             retry_after: list[float] = []
             retried: list[tuple[str, str]] = []

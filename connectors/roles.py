@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
-from core import DirectoryEntry, LicenceSku, Meeting, Page, Platform, Quarantined, Removed, SourceAccount
+from core import DirectoryEntry, HostRef, LicenceSku, Meeting, Page, Platform, Quarantined, Removed, SourceAccount
 
-
-@dataclass(frozen=True, slots=True)
-class HostRef:
-    """A source account whose meetings are listed: its platform id and its e-mail as the platform has it."""
-
-    external_id: str
-    email: str
+__all__ = ["AccountSource", "Directory", "HostRef", "LicenceSource", "MeetingSource"]
 
 
 class Directory(Protocol):

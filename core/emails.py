@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -63,7 +64,19 @@ def normalise_email(raw: str) -> str | None:
     return str(parsed) if isinstance(parsed, EmailAddress) else None
 
 
+_LDH_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+@functools.lru_cache(maxsize=4096)
 def _ascii_domain(domain: str) -> str | None:
+    """The domain in ASCII (IDNA) lower case, or None. Cached: a ministry has few domains, IDNA is slow."""
+    plain = domain.rstrip(".").lower()
+    if plain.isascii() and "xn--" not in plain:
+        labels = plain.split(".")
+        if len(labels) < 2 or not all(_LDH_LABEL.match(label) for label in labels):
+            return None
+        top = labels[-1]
+        return plain if top.isalpha() and len(top) >= 2 else None
     labels = domain.rstrip(".").split(".")
     if len(labels) < 2 or any(not label for label in labels):
         return None

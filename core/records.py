@@ -213,6 +213,14 @@ class Meeting:
 
 
 @dataclass(frozen=True, slots=True)
+class HostRef:
+    """A source account whose meetings are listed: its platform id and its e-mail as the platform has it."""
+
+    external_id: str
+    email: str
+
+
+@dataclass(frozen=True, slots=True)
 class Person:
     """One human, anchored on the directory's immutable id."""
 

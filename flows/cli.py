@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -89,6 +90,57 @@ def sandbox_generate(
     assert isinstance(identity, dict)
     print(f"{out}: {manifest['directory']['people']} people, "  # type: ignore[index]
           f"{identity['source_accounts_mapped']} source accounts, manifest.json written")
+
+
+@sandbox_app.command("serve")
+def sandbox_serve(
+    data: Annotated[Path, typer.Option(help="A ministry written by `bascule sandbox generate`.")],
+    port: Annotated[int, typer.Option(help="Plain HTTP port (Zoom, Graph, Webex APIs).")] = 8700,
+    tls_port: Annotated[int, typer.Option(help="TLS port (Entra token endpoint for azure-identity).")] = 8701,
+    rate_limits: Annotated[bool, typer.Option(help="Enforce the vendors' published rate limits.")] = True,
+    zoom_plan: Annotated[str, typer.Option(help="Zoom plan whose limits apply: free, pro or business.")] = "business",
+) -> None:
+    """Serve the ministry as Zoom, Graph and Webex on loopback until interrupted."""
+    import signal
+    import threading
+
+    from sandbox.server import SandboxConfig, SandboxServer
+
+    if not (data / "manifest.json").exists():
+        _fail(f"no generated ministry in {data} (run `bascule sandbox generate --out {data}` first)")
+    if zoom_plan not in ("free", "pro", "business"):
+        _fail("--zoom-plan must be free, pro or business")
+    config = SandboxConfig(data_dir=data, port=port, tls_port=tls_port, tls_dir=data / "tls", rate_limits=rate_limits,
+                           zoom_plan=zoom_plan)  # type: ignore[arg-type]
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with SandboxServer(config) as server:
+        print(f"sandbox serving {data}: {server.url} (Zoom /zoom/v2, Graph /graph/v1.0, Webex /webex/v1/), "
+              f"Entra token endpoint {server.tls_url} (CA {server.ca_file}); Ctrl-C stops it")
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+
+
+@app.command()
+def extract(
+    tenant: TenantOption,
+    platform: Annotated[list[str] | None, typer.Option(help="Only this platform (repeatable).")] = None,
+    now: Annotated[str | None, typer.Option(help="Reference instant (ISO 8601) for expired series.")] = None,
+) -> None:
+    """Extract users, licences and meetings of the tenant's sources (resumable; a second run is a delta pass)."""
+    _as_job(lambda: _extract(tenant, platform, now))
+
+
+def _extract(tenant: Path, platforms: list[str] | None, now: str | None) -> None:
+    from flows.runtime import configure_prefect
+    from flows.tenant import TenantConfig
+
+    TenantConfig.load(tenant)
+    configure_prefect(_settings())
+    from flows.extract import extract as extract_flow
+
+    summary = extract_flow(tenant_file=str(tenant), platforms=platforms, now=now)
+    print(json.dumps(summary, sort_keys=True))
 
 
 @directory_app.command("load")

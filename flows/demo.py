@@ -16,6 +16,7 @@ from sandbox.generator.directory import Flavour
 from sandbox.generator.ministry import GeneratorOptions, generate_ministry
 
 SANDBOX_URL = "http://127.0.0.1:8700"
+SANDBOX_TLS_URL = "https://127.0.0.1:8701"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +29,8 @@ class DemoOptions:
     as_of: date | None = None
 
 
-def render_sandbox_tenant(manifest: dict[str, Any], *, ldif_path: str, sandbox_url: str = SANDBOX_URL) -> str:
+def render_sandbox_tenant(manifest: dict[str, Any], *, ldif_path: str, sandbox_url: str = SANDBOX_URL,
+                          tls_url: str = SANDBOX_TLS_URL, ca_file: str = "tls/cert.pem") -> str:
     """A tenant file for a generated ministry served by the sandbox (the example tenant is one of these)."""
     tenant = manifest["tenant"]
     generator = manifest["generator"]
@@ -72,6 +74,8 @@ def render_sandbox_tenant(manifest: dict[str, Any], *, ldif_path: str, sandbox_u
         'client_id = "sandbox-graph-client"',
         'client_secret_env = "BASCULE_GRAPH_CLIENT_SECRET"',
         f'graph_url = "{sandbox_url}/graph/v1.0"',
+        f'authority = "{tls_url}"  # the sandbox\'s Entra token endpoint (azure-identity requires https)',
+        f"ca_file = {q(ca_file)}",
         "",
         "[sources.webex]",
         f"org_id = {q(tenant['webex_org_id'])}",
@@ -157,14 +161,32 @@ def prepare_demo(data_dir: Path, options: DemoOptions) -> tuple[Path, dict[str, 
 
 
 def run_demo(data_dir: Path, database_url: str, options: DemoOptions) -> dict[str, Any]:
-    """Every available stage on a fresh synthetic ministry; returns counts per stage."""
+    """Every available stage on a fresh synthetic ministry, its systems served by the sandbox in this process."""
+    import os
+
     from db.migrate import upgrade
     from flows.directory import load_directory
+    from flows.extract import extract
+    from sandbox.server import Credentials, SandboxConfig, SandboxServer
 
     data_dir.mkdir(parents=True, exist_ok=True)
     tenant_file, manifest = prepare_demo(data_dir, options)
     upgrade(database_url)
-    directory = load_directory(str(tenant_file))
+    credentials = Credentials()
+    # The sandbox's own published credentials; a real tenant's come from its environment or Prefect blocks.
+    # The demo's sandbox enforces no limits: pacing calls to Zoom's Business rates would only make it wait.
+    os.environ.setdefault("BASCULE_PACING", "false")
+    for name, value in (("BASCULE_ZOOM_CLIENT_SECRET", credentials.zoom_client_secret),
+                        ("BASCULE_GRAPH_CLIENT_SECRET", credentials.graph_client_secret),
+                        ("BASCULE_WEBEX_ACCESS_TOKEN", credentials.webex_access_token)):
+        os.environ.setdefault(name, value)
+    config = SandboxConfig(data_dir=data_dir / "ministry", tls_dir=data_dir / "tls", rate_limits=False)
+    with SandboxServer(config) as server:
+        tenant_file.write_text(render_sandbox_tenant(manifest, ldif_path="ministry/directory.ldif",
+                                                     sandbox_url=server.url, tls_url=server.tls_url,
+                                                     ca_file=str(server.ca_file)), encoding="utf-8")
+        directory = load_directory(str(tenant_file))
+        extraction = extract(str(tenant_file), now=server.sandbox.now().isoformat())
     return {
         "tenant": directory["tenant"],
         "generate": {"agents": options.agents, "seed": options.seed, "flavour": str(options.flavour),
@@ -177,7 +199,20 @@ def run_demo(data_dir: Path, database_url: str, options: DemoOptions) -> dict[st
                            "updated": directory["updated"], "unchanged": directory["unchanged"],
                            "removed": directory["removed"], "out_of_scope": directory["skipped_out_of_scope"],
                            "quarantined": directory["quarantined"]},
+        "extract": {platform: {"accounts": result["users"]["inserted"] + result["users"]["updated"]
+                               + result["users"]["unchanged"],
+                               "licences": result["licences"], "hosts": result["hosts"],
+                               "meetings": result["meetings"]["inserted"] + result["meetings"]["updated"]
+                               + result["meetings"]["unchanged"],
+                               "skipped": result["meetings"]["skipped"],
+                               "quarantined": _merge(result["users"]["quarantined"],
+                                                     result["meetings"]["quarantined"])}
+                    for platform, result in sorted(extraction.items())},
     }
+
+
+def _merge(first: dict[str, int], second: dict[str, int]) -> dict[str, int]:
+    return {key: first.get(key, 0) + second.get(key, 0) for key in sorted({*first, *second})}
 
 
 def render_summary(summary: dict[str, Any]) -> str:
@@ -200,4 +235,10 @@ def render_summary(summary: dict[str, Any]) -> str:
     if quarantined:
         lines.append("  quarantined          " + ", ".join(f"{reason} {count}"
                                                            for reason, count in sorted(quarantined.items())))
+    for platform, counts in summary.get("extract", {}).items():
+        line = (f"  extracted {platform:<10} {counts['accounts']} accounts, {counts['licences']} licence SKUs, "
+                f"{counts['meetings']} meetings of {counts['hosts']} hosts")
+        if counts["quarantined"]:
+            line += "; quarantined " + ", ".join(f"{r} {n}" for r, n in sorted(counts["quarantined"].items()))
+        lines.append(line)
     return "\n".join(lines)

@@ -20,11 +20,13 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact, u
 from prefect.cache_policies import NO_CACHE
 
 from connectors.directory_mapping import DirectoryMapping, DisabledRule
+from connectors.ldap_directory import LdapConfig, LdapDirectory
 from connectors.ldif_file import LdifDirectory, count_ldif_records
 from core import DirectoryEntry, Quarantined
 from db.repositories import CheckpointRepository, DirectoryRepository, QuarantineRepository, TenantRepository
 from db.upsert import UpsertResult
 from flows.runtime import transaction
+from flows.secrets import read_secret
 from flows.settings import Settings
 from flows.tenant import DirectorySettings, TenantConfig
 
@@ -56,6 +58,21 @@ def directory_mapping(settings: DirectorySettings) -> DirectoryMapping:
             if settings.disabled_attribute else None)
     return DirectoryMapping.for_flavour(settings.flavour).with_overrides(
         settings.attributes, settings.extra_attributes, rule)
+
+
+def directory_reader(settings: DirectorySettings, export: Path | None, *,
+                     page_size: int) -> LdifDirectory | LdapDirectory:
+    """The tenant's directory: its LDIF export, or its LDAP server (bind password from the environment)."""
+    mapping = directory_mapping(settings)
+    if settings.kind == "ldif" or export is not None:
+        if export is None:
+            raise ValueError("directory.kind = 'ldif' needs ldif_path")
+        return LdifDirectory(export, mapping, page_size=page_size)
+    assert settings.url is not None and settings.base_dn is not None  # checked when the tenant file was read
+    password = read_secret(settings.password_env).get_secret_value() if settings.password_env else None
+    return LdapDirectory(LdapConfig(url=settings.url, base_dn=settings.base_dn, bind_dn=settings.bind_dn,
+                                    password=password, mapping=mapping, search_filter=settings.search_filter,
+                                    page_size=min(page_size, settings.page_size)))
 
 
 @task(name="store-directory-page", cache_policy=NO_CACHE)
@@ -101,8 +118,6 @@ def load_directory(tenant_file: str, ldif_path: str | None = None, page_size: in
     settings = Settings()
     tenant = TenantConfig.load(Path(tenant_file))
     export = Path(ldif_path) if ldif_path else tenant.directory.ldif_path
-    if export is None:
-        raise ValueError(f"tenant {tenant.id}: no LDIF export configured (directory.ldif_path)")
     database_url = settings.database
     with transaction(database_url) as session:
         TenantRepository(session).ensure(tenant.id, name=tenant.name, siret=tenant.siret,
@@ -119,10 +134,11 @@ def load_directory(tenant_file: str, ldif_path: str | None = None, page_size: in
     if cursor:
         logger.info("tenant %s: resuming directory pass %s at record %s", tenant.id, pass_id, cursor)
 
-    reader = LdifDirectory(export, directory_mapping(tenant.directory), page_size=page_size)
-    total = max(1, count_ldif_records(export))
+    reader = directory_reader(tenant.directory, export, page_size=page_size)
+    # An LDIF export can be counted up front; an LDAP server only says when it is done.
+    total = max(1, count_ldif_records(export)) if isinstance(reader, LdifDirectory) and export else 0
     progress = cast(UUID, create_progress_artifact(progress=0.0, key=f"load-directory-{tenant.id}",
-                                                   description=f"Directory export of {tenant.id}: records read"))
+                                                   description=f"Directory of {tenant.id}: records read"))
     records_read = int(cursor) if cursor else 0
     for page in reader.iter_pages(cursor):
         done += len(page.items)
@@ -133,11 +149,13 @@ def load_directory(tenant_file: str, ldif_path: str | None = None, page_size: in
         summary.updated += result.updated
         summary.unchanged += result.unchanged
         summary.skipped_out_of_scope += page.skipped
-        records_read = int(page.next_cursor) if page.next_cursor else total
-        update_progress_artifact(progress, progress=min(100.0, 100.0 * records_read / total))
+        records_read = int(page.next_cursor) if page.next_cursor else max(total, records_read)
+        if total:
+            update_progress_artifact(progress, progress=min(100.0, 100.0 * records_read / total))
         logger.info("tenant %s: page %d stored (%d people, %d quarantined)", tenant.id, summary.pages,
                     result.total, quarantined)
 
+    update_progress_artifact(progress, progress=100.0)
     summary.removed, summary.quarantined, summary.entries_now = close_directory_pass(
         database_url, tenant.id, pass_id=pass_id, items_done=done)
     create_table_artifact(

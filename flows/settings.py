@@ -16,6 +16,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     prefect_home: Path | None = None
     log_level: str = "INFO"
+    shared_limits: bool = False  # Prefect global concurrency limits per source account (server + workers)
+    account_slots: int = 1       # workers allowed to call one source account at the same time
+    pacing: bool = True          # pace calls at each account's published rates (off only against the sandbox)
 
     @property
     def database(self) -> str:

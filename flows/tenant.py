@@ -96,7 +96,8 @@ class TeamsSettings(_Strict):
     client_id: str
     client_secret_env: str
     graph_url: str = "https://graph.microsoft.com/v1.0"
-    authority: str | None = None
+    authority: str | None = None   # the Entra login host; None: Microsoft's
+    ca_file: Path | None = None    # extra CA to trust for `authority` (the sandbox's self-signed certificate)
 
     _check_env = field_validator("client_secret_env")(_env_name)
 
@@ -217,6 +218,11 @@ class TenantConfig(_Strict):
             directory = config.directory.model_copy(
                 update={"ldif_path": (path.parent / config.directory.ldif_path).resolve()})
             config = config.model_copy(update={"directory": directory})
+        teams = config.sources.teams
+        if teams is not None and teams.ca_file is not None and not teams.ca_file.is_absolute():
+            sources = config.sources.model_copy(
+                update={"teams": teams.model_copy(update={"ca_file": (path.parent / teams.ca_file).resolve()})})
+            config = config.model_copy(update={"sources": sources})
         return config
 
     @staticmethod

@@ -39,7 +39,7 @@ def graph_config(server: SandboxServer, *, page_size: int = 10, timeout_seconds:
                        graph_url=server.url + "/graph/v1.0", authority=server.tls_url, ca_file=str(server.ca_file),
                        page_size=page_size, timeout_seconds=timeout_seconds,
                        internal_domains=frozenset(server.sandbox.manifest["tenant"]["domains"]),
-                       **({"event_page_size": EVENT_PAGE_SIZE} | changes))
+                       **({"event_page_size": EVENT_PAGE_SIZE, "hosts_per_page": 20} | changes))
 
 
 def _connector(cls: type[Any]) -> Any:

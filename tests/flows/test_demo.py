@@ -37,7 +37,8 @@ def test_demo_prints_a_summary_and_ends_with_one_json_object(tmp_path: Path) -> 
 def test_example_tenant_matches_the_sandbox_ministry(tmp_path: Path) -> None:
     manifest = generate_ministry(tmp_path, GeneratorOptions(agents=2000, seed=42, as_of=AS_OF))
     shipped = (REPO / "tenants" / "example.toml").read_text(encoding="utf-8")
-    rendered = render_sandbox_tenant(manifest, ldif_path="../.bascule/sandbox/directory.ldif")
+    rendered = render_sandbox_tenant(manifest, ldif_path="../.bascule/sandbox/directory.ldif",
+                                     ca_file="../.bascule/sandbox/tls/cert.pem")
     assert shipped.endswith(rendered)
     config = TenantConfig.load(REPO / "tenants" / "example.toml")
     assert config.sources.zoom is not None and config.sources.zoom.account_id == manifest["tenant"]["zoom_account_id"]

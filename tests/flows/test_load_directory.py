@@ -174,3 +174,42 @@ def test_bad_database_urls_give_one_clear_line(tmp_path: Path, url: str, expecte
     assert done.returncode == 2
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and expected in lines[0], stderr
+
+
+@pytest.mark.slapd
+def test_a_live_ldap_directory_loads_the_same_rows_as_its_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 slapd_server: Any) -> None:
+    import uuid
+
+    from connectors.directory_mapping import DirectoryMapping
+    from flows.directory import load_directory
+    from tests.connectors.test_ldap_slapd import _load
+
+    base = f"ou=flow-{uuid.uuid4().hex[:8]},{slapd_server.suffix}"
+    manifest = generate_ministry(tmp_path / "m", GeneratorOptions(agents=300, seed=8, as_of=AS_OF,
+                                                                  flavour=Flavour.SUPANN, base_dn=base))
+    export = tmp_path / "m" / "directory.ldif"
+    _load(slapd_server, export, DirectoryMapping.supann())
+
+    from_export = f"sqlite:///{tmp_path / 'export.db'}"
+    upgrade(from_export)
+    monkeypatch.setenv("BASCULE_DATABASE_URL", from_export)
+    load_directory(str(write_tenant(tmp_path, manifest, ldif_path=export)))
+
+    live = tmp_path / "live"
+    live.mkdir()
+    tenant = write_tenant(live, manifest, ldif_path=export)
+    text = tenant.read_text(encoding="utf-8").replace(
+        f'kind = "ldif"\nflavour = "supann"\nldif_path = {json.dumps(str(export))}',
+        f'kind = "ldap"\nflavour = "supann"\nurl = "{slapd_server.uri}"\nbase_dn = "{base}"\n'
+        f'bind_dn = "{slapd_server.bind_dn}"\npassword_env = "BASCULE_TEST_BIND_PASSWORD"')
+    assert 'kind = "ldap"' in text
+    tenant.write_text(text, encoding="utf-8")
+    from_ldap = f"sqlite:///{tmp_path / 'ldap.db'}"
+    upgrade(from_ldap)
+    monkeypatch.setenv("BASCULE_DATABASE_URL", from_ldap)
+    monkeypatch.setenv("BASCULE_TEST_BIND_PASSWORD", slapd_server.password)
+    summary = load_directory(str(tenant), page_size=120)
+
+    assert summary["entries_now"] == manifest["directory"]["people"]
+    assert _rows(from_ldap)["entries"] == _rows(from_export)["entries"]

@@ -7,6 +7,7 @@ Documented deviations are allowed explicitly, by path: none are needed for the r
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ class Graph:
                 "grant_type": "client_credentials", "scope": GRAPH_SCOPE, **changes}
         assert self.server.ca_file is not None
         return httpx.post(f"{self.server.tls_url}/{self.tenant}/oauth2/v2.0/token", data=form,
-                          verify=str(self.server.ca_file))
+                          verify=ssl.create_default_context(cafile=str(self.server.ca_file)))
 
     def request(self, method: str, path: str, *, headers: dict[str, str] | None = None,
                 **kwargs: Any) -> httpx.Response:
@@ -393,7 +394,7 @@ def test_token_endpoint_answers_like_entra(shared: Graph) -> None:
     token = shared.fetch_token().json()
     assert token["token_type"] == "Bearer" and token["expires_in"] == 3599
     discovery = httpx.get(f"{shared.server.tls_url}/{shared.tenant}/v2.0/.well-known/openid-configuration",
-                          verify=str(shared.server.ca_file)).json()
+                          verify=ssl.create_default_context(cafile=str(shared.server.ca_file))).json()
     assert discovery["token_endpoint"] == f"{shared.server.tls_url}/{shared.tenant}/oauth2/v2.0/token"
 
 

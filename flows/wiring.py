@@ -1,0 +1,113 @@
+"""Building connectors from a tenant file: the only place that reads secrets and chooses rates and policies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from connectors.retry import RetryPolicy, RetryStats
+from connectors.throttle import LocalThrottle, NoThrottle, Throttle
+from core import Platform
+from core.licences import CostModel, annual_unit_cost
+from flows.extract import SourceSet
+from flows.secrets import read_secret
+from flows.settings import Settings
+from flows.tenant import TenantConfig
+
+# Production: a few attempts, and never a single wait beyond two minutes (a daily limit ends the stream instead).
+RETRY = RetryPolicy(attempts=8, base_delay=1.0, max_delay=120.0)
+# Webex publishes no numbers: about 4 requests in flight at ~150 ms (webex.md §7); 429s are honoured anyway.
+WEBEX_REQUESTS_PER_SECOND = 25.0
+GRAPH_TENANT_USERS = 1000
+# A page of meetings is one Prefect task: ~100 hosts is a few hundred meetings (prefect.md: never per item).
+MEETING_HOSTS_PER_PAGE = 100
+
+
+def cost_model(tenant: TenantConfig) -> CostModel:
+    """Prices per SKU: the tenant's explicit prices, then contract prices, else the State benchmark."""
+    prices: dict[tuple[Platform, str], Decimal] = {}
+    for line in tenant.contracts:
+        if line.unit_price is not None:
+            prices[(Platform(line.platform), line.sku_key)] = annual_unit_cost(line.unit_price,
+                                                                               line.billing_period_months)
+    for sku in tenant.cost_model.skus:
+        prices[(Platform(sku.platform), sku.sku_key)] = sku.annual_unit_cost
+    return CostModel(default_annual_unit_cost=tenant.cost_model.default_annual_unit_cost, prices=prices)
+
+
+def _pace(settings: Settings, rates: dict[str, float]) -> Throttle:
+    return LocalThrottle(rates) if settings.pacing else NoThrottle()
+
+
+def build_sources(tenant: TenantConfig, settings: Settings, now: datetime | None) -> list[SourceSet]:
+    """One SourceSet per platform the tenant has; secrets read now, from the environment or Prefect."""
+    clock: Callable[[], datetime] = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
+    internal = frozenset(domain.lower() for domain in (*tenant.domains, *tenant.alias_domains))
+    share = 0.97 / max(1, settings.account_slots if settings.shared_limits else 1)
+    sources: list[SourceSet] = []
+    if tenant.sources.zoom is not None:
+        from connectors.zoom import (
+            ZoomAccountSource,
+            ZoomConfig,
+            ZoomLicenceSource,
+            ZoomMeetingSource,
+            throttle_rates,
+        )
+
+        zoom = tenant.sources.zoom
+        config = ZoomConfig(api_url=zoom.api_url, oauth_url=zoom.oauth_url, account_id=zoom.account_id,
+                            client_id=zoom.client_id,
+                            client_secret=read_secret(zoom.client_secret_env).get_secret_value(),
+                            plan=zoom.plan, internal_domains=internal, hosts_per_page=MEETING_HOSTS_PER_PAGE)
+        throttle = _pace(settings, throttle_rates(zoom.account_id, zoom.plan, share=share))
+        stats = RetryStats()
+        sources.append(SourceSet(
+            Platform.ZOOM,
+            ZoomAccountSource(config, throttle=throttle, retry=RETRY, stats=stats, clock=clock),
+            ZoomLicenceSource(config, throttle=throttle, retry=RETRY, stats=stats, clock=clock),
+            ZoomMeetingSource(config, throttle=throttle, retry=RETRY, stats=stats, clock=clock), stats))
+    if tenant.sources.teams is not None:
+        from connectors.graph import (
+            GraphAccountSource,
+            GraphConfig,
+            GraphLicenceSource,
+            GraphMeetingSource,
+        )
+        from connectors.graph import throttle_rates as graph_rates
+
+        teams = tenant.sources.teams
+        config_graph = GraphConfig(tenant_id=teams.tenant_id, client_id=teams.client_id,
+                                   client_secret=read_secret(teams.client_secret_env).get_secret_value(),
+                                   graph_url=teams.graph_url, authority=teams.authority, ca_file=teams.ca_file,
+                                   internal_domains=internal, hosts_per_page=MEETING_HOSTS_PER_PAGE)
+        # A ministry has more than 500 users: the largest identity budget of graph.md §8 applies.
+        throttle = _pace(settings, graph_rates(teams.tenant_id, users=GRAPH_TENANT_USERS, share=share))
+        stats = RetryStats()
+        sources.append(SourceSet(
+            Platform.TEAMS,
+            GraphAccountSource(config_graph, throttle=throttle, retry=RETRY, stats=stats, clock=clock),
+            GraphLicenceSource(config_graph, throttle=throttle, retry=RETRY, stats=stats, clock=clock),
+            GraphMeetingSource(config_graph, throttle=throttle, retry=RETRY, stats=stats, clock=clock), stats))
+    if tenant.sources.webex is not None:
+        from connectors.webex import (
+            PEOPLE_IDS_PER_LOOKUP,
+            WebexAccountSource,
+            WebexConfig,
+            WebexLicenceSource,
+            WebexMeetingSource,
+        )
+
+        webex = tenant.sources.webex
+        config_webex = WebexConfig(api_url=webex.api_url, org_id=webex.org_id,
+                                   access_token=read_secret(webex.access_token_env).get_secret_value(),
+                                   internal_domains=tuple(sorted(internal)),
+                                   hosts_per_page=min(MEETING_HOSTS_PER_PAGE, PEOPLE_IDS_PER_LOOKUP))
+        throttle = _pace(settings, {f"webex:{webex.org_id}": WEBEX_REQUESTS_PER_SECOND * share / 0.97})
+        stats = RetryStats()
+        sources.append(SourceSet(
+            Platform.WEBEX,
+            WebexAccountSource(config_webex, throttle=throttle, retry=RETRY, stats=stats, clock=clock),
+            WebexLicenceSource(config_webex, throttle=throttle, retry=RETRY, stats=stats, clock=clock),
+            WebexMeetingSource(config_webex, throttle=throttle, retry=RETRY, stats=stats, clock=clock), stats))
+    return sources
