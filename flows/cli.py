@@ -99,6 +99,8 @@ def sandbox_serve(
     tls_port: Annotated[int, typer.Option(help="TLS port (Entra token endpoint for azure-identity).")] = 8701,
     rate_limits: Annotated[bool, typer.Option(help="Enforce the vendors' published rate limits.")] = True,
     zoom_plan: Annotated[str, typer.Option(help="Zoom plan whose limits apply: free, pro or business.")] = "business",
+    faults: Annotated[str, typer.Option(help="Injected faults, e.g. throttle=0.02,server_error=0.01,timeout=0.005,"
+                                             "truncate=0.01,seed=7 (rates per request).")] = "",
 ) -> None:
     """Serve the ministry as Zoom, Graph and Webex on loopback until interrupted."""
     import signal
@@ -110,8 +112,18 @@ def sandbox_serve(
         _fail(f"no generated ministry in {data} (run `bascule sandbox generate --out {data}` first)")
     if zoom_plan not in ("free", "pro", "business"):
         _fail("--zoom-plan must be free, pro or business")
+    from sandbox.faults import FaultRates
+
+    try:
+        changes: dict[str, Any] = {key.strip(): (int(value) if key.strip() in ("seed", "retry_after_seconds")
+                                                  else float(value))
+                                   for key, _, value in (part.partition("=") for part in faults.split(",") if part)}
+        rates = FaultRates(**changes)
+    except (TypeError, ValueError) as exc:
+        _fail(f"--faults: {exc}")
+        return
     config = SandboxConfig(data_dir=data, port=port, tls_port=tls_port, tls_dir=data / "tls", rate_limits=rate_limits,
-                           zoom_plan=zoom_plan)  # type: ignore[arg-type]
+                           zoom_plan=zoom_plan, faults=rates)  # type: ignore[arg-type]
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with SandboxServer(config) as server:

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 from uuid import UUID
@@ -26,6 +26,7 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact, u
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
+from connectors.errors import RateLimited
 from connectors.retry import RetryStats
 from connectors.roles import AccountSource, LicenceSource, MeetingSource
 from core import HostRef, LicenceSku, Meeting, Page, Platform, Quarantined, Removed, SourceAccount
@@ -87,6 +88,7 @@ class PlatformSummary:
     hosts: int = 0
     retries: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    deferred_until: str | None = None  # a quota (Zoom's daily limit) ran out: the checkpoint waits for its reset
 
 
 # ------------------------------------------------------------------------------------------------- cursors
@@ -216,10 +218,30 @@ class _Progress:
 
 def extract_platform(database_url: str, tenant_id: str, source: SourceSet, cost_model: CostModel, *,
                      budget: str | None = None) -> PlatformSummary:
-    """Users, then licences, then meetings of one platform (runs in a thread of its own)."""
+    """Users, then licences, then meetings of one platform (runs in a thread of its own).
+
+    A quota that resets later than the retry policy waits (Zoom's daily limit) ends the platform's run early:
+    what was stored stays, the checkpoint keeps the position, and the summary says when to come back.
+    """
+    summary = PlatformSummary(platform=str(source.platform))
+    try:
+        _extract_platform(database_url, tenant_id, source, cost_model, budget=budget, summary=summary)
+    except RateLimited as exc:
+        if exc.retry_after is None:
+            raise
+        resume = datetime.now(UTC) + timedelta(seconds=exc.retry_after)
+        summary.deferred_until = resume.isoformat(timespec="seconds")
+        get_run_logger().warning("tenant %s %s: quota exhausted, extraction resumes after %s", tenant_id,
+                                 source.platform, summary.deferred_until)
+    if source.stats is not None:
+        summary.retries = dict(source.stats.counts)
+    return summary
+
+
+def _extract_platform(database_url: str, tenant_id: str, source: SourceSet, cost_model: CostModel, *,
+                      budget: str | None, summary: PlatformSummary) -> None:
     logger = get_run_logger()
     platform = source.platform
-    summary = PlatformSummary(platform=str(platform))
     progress = _Progress(tenant_id, platform)
 
     # Users: a full listing, or a delta pass from the delta link the last complete pass left.
@@ -281,12 +303,9 @@ def extract_platform(database_url: str, tenant_id: str, source: SourceSet, cost_
             progress.set(30.0 + 70.0 * hosts_done / max(1, summary.hosts))
     meetings.removed = close_meetings_pass(database_url, tenant_id, platform, pass_id=pass_id, items_done=done)
     progress.set(100.0)
-    if source.stats is not None:
-        summary.retries = dict(source.stats.counts)
     logger.info("tenant %s %s: meetings pass %s done (%d hosts, %d pages, %d new, %d changed, %d removed)",
                 tenant_id, platform, pass_id[:8], summary.hosts, meetings.pages, meetings.inserted, meetings.updated,
                 meetings.removed)
-    return summary
 
 
 def _unwalked(items: tuple[Any, ...]) -> Any:
@@ -318,6 +337,23 @@ def _count_hosts(database_url: str, tenant_id: str, platform: Platform, *, up_to
 
 
 # ------------------------------------------------------------------------------------------------- flow
+
+def _reschedule(results: dict[str, PlatformSummary], *, tenant_file: str) -> None:
+    """Deferred platforms come back by themselves when this run belongs to a deployment; otherwise the CLI user
+    runs `bascule extract` again after the time the summary gives (the checkpoints hold the position)."""
+    deferred = {name: summary.deferred_until for name, summary in results.items() if summary.deferred_until}
+    if not deferred:
+        return
+    from prefect.deployments import run_deployment
+    from prefect.runtime import deployment
+
+    if deployment.id is None:
+        return
+    when = max(datetime.fromisoformat(value) for value in deferred.values())
+    run_deployment(deployment.id, parameters={"tenant_file": tenant_file, "platforms": sorted(deferred)},
+                   scheduled_time=when, timeout=0)
+    get_run_logger().info("extraction of %s rescheduled for %s", ", ".join(sorted(deferred)), when.isoformat())
+
 
 def _run_name() -> str:
     from prefect.runtime import flow_run
@@ -373,6 +409,7 @@ def extract(tenant_file: str, platforms: list[str] | None = None, now: str | Non
                          for reason, count in sorted(stats.quarantined.items()))
         table.append({"source": name, "stream": "licences", "reason": "", "new": summary.licences, "changed": 0,
                       "unchanged": 0, "removed": 0, "skipped": 0})
+    _reschedule(results, tenant_file=tenant_file)
     create_table_artifact(key=f"extract-summary-{tenant.id}", table=table,
                           description=f"Extraction of {tenant.id}: counts per source, stream and quarantine reason")
     if errors:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from prefect import flow
 
+from connectors.errors import RateLimited
 from core import (
     AccountStatus,
     HostRef,
@@ -37,6 +38,13 @@ class Interrupted(RuntimeError):
     """Stands for the process being killed between two pages."""
 
 
+class DailyLimit(RateLimited):
+    """Zoom's daily quota: its Retry-After is the next midnight, far beyond any retry policy."""
+
+    def __init__(self) -> None:
+        super().__init__("zoom", "daily limit", retry_after=6 * 3600)
+
+
 @dataclass
 class FakeAccounts:
     accounts: list[SourceAccount | Quarantined]
@@ -45,6 +53,7 @@ class FakeAccounts:
     delta: dict[str, list[SourceAccount | Removed]] = field(default_factory=dict)  # Graph-like when not empty
     platform: Platform = Platform.TEAMS
     calls: list[str | None] = field(default_factory=list)
+    failure: type[Exception] = Interrupted
 
     def iter_accounts(self, cursor: str | None = None) -> Iterator[Page[Any]]:
         self.calls.append(cursor)
@@ -55,7 +64,7 @@ class FakeAccounts:
         for page, index in enumerate(range(start, len(self.accounts), self.page_size)):
             if self.fail_at_page is not None and page == self.fail_at_page:
                 self.fail_at_page = None
-                raise Interrupted
+                raise self.failure()
             end = index + self.page_size
             last = end >= len(self.accounts)
             yield Page(tuple(self.accounts[index:end]), None if last else str(end),
@@ -224,3 +233,16 @@ def test_quarantine_prices_and_hosts(tmp_path: Path) -> None:
     assert source_meetings.seen_hosts == licensed  # only licensed active accounts, in id order
     # the contract price by SKU name; nothing to save on a SKU without meetings (core.licences)
     assert _state(url)["skus"] == [("sku-e3", 250), ("sku-exchange", 0)]
+
+
+def test_an_exhausted_daily_quota_defers_the_platform_and_keeps_its_position(tmp_path: Path) -> None:
+    accounts, meetings = _world()
+    url = _db(tmp_path)
+    source = FakeAccounts(list(accounts), fail_at_page=2, failure=DailyLimit)
+    summary = _run(url, _sources(source, FakeMeetings(meetings)))
+    assert summary["deferred_until"] is not None and summary["error"] is None
+    assert datetime.fromisoformat(summary["deferred_until"]) > datetime.now(UTC)
+    assert ("teams", "users", "running") in _state(url)["checkpoints"]
+    resumed = _run(url, _sources(source, FakeMeetings(meetings)))
+    assert resumed["users"]["resumed"] is True and resumed["deferred_until"] is None
+    assert source.calls[-1] == "6"
