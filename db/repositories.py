@@ -14,7 +14,7 @@ from core import DirectoryEntry, HostRef, LicenceSku, Meeting, Platform, Quarant
 from core.hashing import content_hash
 from db import models
 from db.models import table_of
-from db.upsert import UpsertResult, dialect_insert, upsert_plain, upsert_synced
+from db.upsert import UpsertResult, dialect_insert, mark_unseen, upsert_plain, upsert_synced
 
 
 class TenantRepository:
@@ -49,13 +49,8 @@ class DirectoryRepository:
 
     def mark_removed(self, *, pass_id: str, now: datetime) -> int:
         """Mark entries not seen in the completed pass `pass_id` as removed; returns how many."""
-        table = table_of(models.DirectoryEntry)
-        result = self._session.execute(
-            update(table)
-            .where(table.c.tenant_id == self._tenant_id, table.c.last_seen_pass != pass_id,
-                   table.c.removed_at.is_(None))
-            .values(removed_at=now, updated_at=now))
-        return int(getattr(result, "rowcount", 0) or 0)
+        return mark_unseen(self._session, table_of(models.DirectoryEntry), pass_id=pass_id, now=now,
+                           tenant_id=self._tenant_id)
 
     def count(self, *, include_removed: bool = False) -> int:
         table = table_of(models.DirectoryEntry)
@@ -218,13 +213,8 @@ class SourceAccountRepository:
 
     def mark_removed(self, *, pass_id: str, now: datetime) -> int:
         """After a complete full listing: accounts it did not contain are marked removed."""
-        table = table_of(models.SourceAccount)
-        result = self._session.execute(
-            update(table)
-            .where(table.c.tenant_id == self._tenant_id, table.c.platform == self._platform.value,
-                   table.c.last_seen_pass != pass_id, table.c.removed_at.is_(None))
-            .values(removed_at=now, updated_at=now))
-        return int(getattr(result, "rowcount", 0) or 0)
+        return mark_unseen(self._session, table_of(models.SourceAccount), pass_id=pass_id, now=now,
+                           tenant_id=self._tenant_id, platform=self._platform.value)
 
     def mark_removed_ids(self, external_ids: Sequence[str], *, now: datetime) -> int:
         """Accounts the platform reported deleted (a delta pass)."""
@@ -297,12 +287,8 @@ class LicenceRepository:
                  "annual_unit_cost": sku.annual_unit_cost, "content_hash": content_hash(sku)} for sku in skus]
         result = upsert_synced(self._session, table_of(models.LicenceSku), rows,
                                key=["tenant_id", "platform", "sku_key"], now=now, pass_id=pass_id)
-        table = table_of(models.LicenceSku)
-        self._session.execute(
-            update(table)
-            .where(table.c.tenant_id == self._tenant_id, table.c.platform == self._platform.value,
-                   table.c.last_seen_pass != pass_id, table.c.removed_at.is_(None))
-            .values(removed_at=now, updated_at=now))
+        mark_unseen(self._session, table_of(models.LicenceSku), pass_id=pass_id, now=now, tenant_id=self._tenant_id,
+                    platform=self._platform.value)
         return result
 
 
@@ -321,13 +307,8 @@ class MeetingRepository:
 
     def mark_removed(self, *, pass_id: str, now: datetime) -> int:
         """After a complete listing of every host: meetings it did not contain are marked removed."""
-        table = table_of(models.Meeting)
-        result = self._session.execute(
-            update(table)
-            .where(table.c.tenant_id == self._tenant_id, table.c.platform == self._platform.value,
-                   table.c.last_seen_pass != pass_id, table.c.removed_at.is_(None))
-            .values(removed_at=now, updated_at=now))
-        return int(getattr(result, "rowcount", 0) or 0)
+        return mark_unseen(self._session, table_of(models.Meeting), pass_id=pass_id, now=now,
+                           tenant_id=self._tenant_id, platform=self._platform.value)
 
     def count_by_kind(self) -> dict[str, int]:
         table = table_of(models.Meeting)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, case, literal
+from sqlalchemy import Table, case, literal, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -72,6 +72,16 @@ def upsert_synced(session: Session, table: Table, rows: Sequence[Mapping[str, An
         else:
             result += UpsertResult(unchanged=1)
     return result
+
+
+def mark_unseen(session: Session, table: Table, *, pass_id: str, now: datetime, **scope: str) -> int:
+    """After a complete pass: rows of `scope` (column = value) not seen in `pass_id` get `removed_at = now`."""
+    conditions = [table.c[column] == value for column, value in scope.items()]
+    result = session.execute(
+        update(table)
+        .where(*conditions, table.c.last_seen_pass != pass_id, table.c.removed_at.is_(None))
+        .values(removed_at=now, updated_at=now))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def upsert_plain(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], *, key: Sequence[str],

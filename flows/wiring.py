@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from connectors.retry import RetryPolicy, RetryStats
 from connectors.throttle import LocalThrottle, NoThrottle, Throttle
@@ -36,6 +37,15 @@ def cost_model(tenant: TenantConfig) -> CostModel:
     return CostModel(default_annual_unit_cost=tenant.cost_model.default_annual_unit_cost, prices=prices)
 
 
+def _source_set(platform: Platform, roles: tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]],
+                config: object, throttle: Throttle, clock: Callable[[], datetime]) -> SourceSet:
+    """The three roles of a platform, sharing one throttle and one set of retry counters."""
+    stats = RetryStats()
+    accounts, licences, meetings = (role(config, throttle=throttle, retry=RETRY, stats=stats, clock=clock)
+                                    for role in roles)
+    return SourceSet(platform, accounts, licences, meetings, stats)
+
+
 def _pace(settings: Settings, rates: dict[str, float]) -> Throttle:
     return LocalThrottle(rates) if settings.pacing else NoThrottle()
 
@@ -60,13 +70,8 @@ def build_sources(tenant: TenantConfig, settings: Settings, now: datetime | None
                             client_id=zoom.client_id,
                             client_secret=read_secret(zoom.client_secret_env).get_secret_value(),
                             plan=zoom.plan, internal_domains=internal, hosts_per_page=MEETING_HOSTS_PER_PAGE)
-        throttle = _pace(settings, throttle_rates(zoom.account_id, zoom.plan, share=share))
-        stats = RetryStats()
-        sources.append(SourceSet(
-            Platform.ZOOM,
-            ZoomAccountSource(config, throttle=throttle, retry=RETRY, stats=stats, clock=clock),
-            ZoomLicenceSource(config, throttle=throttle, retry=RETRY, stats=stats, clock=clock),
-            ZoomMeetingSource(config, throttle=throttle, retry=RETRY, stats=stats, clock=clock), stats))
+        sources.append(_source_set(Platform.ZOOM, (ZoomAccountSource, ZoomLicenceSource, ZoomMeetingSource), config,
+                                   _pace(settings, throttle_rates(zoom.account_id, zoom.plan, share=share)), clock))
     if tenant.sources.teams is not None:
         from connectors.graph import (
             GraphAccountSource,
@@ -82,13 +87,9 @@ def build_sources(tenant: TenantConfig, settings: Settings, now: datetime | None
                                    graph_url=teams.graph_url, authority=teams.authority, ca_file=teams.ca_file,
                                    internal_domains=internal, hosts_per_page=MEETING_HOSTS_PER_PAGE)
         # A ministry has more than 500 users: the largest identity budget of graph.md §8 applies.
-        throttle = _pace(settings, graph_rates(teams.tenant_id, users=GRAPH_TENANT_USERS, share=share))
-        stats = RetryStats()
-        sources.append(SourceSet(
-            Platform.TEAMS,
-            GraphAccountSource(config_graph, throttle=throttle, retry=RETRY, stats=stats, clock=clock),
-            GraphLicenceSource(config_graph, throttle=throttle, retry=RETRY, stats=stats, clock=clock),
-            GraphMeetingSource(config_graph, throttle=throttle, retry=RETRY, stats=stats, clock=clock), stats))
+        sources.append(_source_set(
+            Platform.TEAMS, (GraphAccountSource, GraphLicenceSource, GraphMeetingSource), config_graph,
+            _pace(settings, graph_rates(teams.tenant_id, users=GRAPH_TENANT_USERS, share=share)), clock))
     if tenant.sources.webex is not None:
         from connectors.webex import (
             PEOPLE_IDS_PER_LOOKUP,
@@ -103,11 +104,7 @@ def build_sources(tenant: TenantConfig, settings: Settings, now: datetime | None
                                    access_token=read_secret(webex.access_token_env).get_secret_value(),
                                    internal_domains=tuple(sorted(internal)),
                                    hosts_per_page=min(MEETING_HOSTS_PER_PAGE, PEOPLE_IDS_PER_LOOKUP))
-        throttle = _pace(settings, {f"webex:{webex.org_id}": WEBEX_REQUESTS_PER_SECOND * share / 0.97})
-        stats = RetryStats()
-        sources.append(SourceSet(
-            Platform.WEBEX,
-            WebexAccountSource(config_webex, throttle=throttle, retry=RETRY, stats=stats, clock=clock),
-            WebexLicenceSource(config_webex, throttle=throttle, retry=RETRY, stats=stats, clock=clock),
-            WebexMeetingSource(config_webex, throttle=throttle, retry=RETRY, stats=stats, clock=clock), stats))
+        sources.append(_source_set(
+            Platform.WEBEX, (WebexAccountSource, WebexLicenceSource, WebexMeetingSource), config_webex,
+            _pace(settings, {f"webex:{webex.org_id}": WEBEX_REQUESTS_PER_SECOND * share / 0.97}), clock))
     return sources

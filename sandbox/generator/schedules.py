@@ -102,11 +102,12 @@ def draw_schedule(rng: random.Random, kind: MeetingKind, *, timezone: str, as_of
     until: date | None = None
     count: int | None = None
     if end_roll < (0.6 if needs_end else 0.35):
-        until = as_of + timedelta(days=between(rng, 30, 365))
+        # never before the first occurrence (a monthly rule may start weeks after the drawn date)
+        until = max(as_of + timedelta(days=between(rng, 30, 365)), first + timedelta(days=62))
     elif end_roll < (1.0 if needs_end else 0.6):
         count = _elapsed_upper_bound(first, as_of, rule) + between(rng, 4, 40)
         if needs_end and count > 365:  # Zoom caps end_times at 365
-            count, until = None, as_of + timedelta(days=between(rng, 30, 365))
+            count, until = None, max(as_of + timedelta(days=between(rng, 30, 365)), first + timedelta(days=62))
     return _schedule(kind, timezone, _local(first, clock, timezone), duration, rule, count=count, until=until)
 
 

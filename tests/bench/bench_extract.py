@@ -15,13 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -31,40 +28,11 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 RESULTS = REPO / "tests" / "bench" / "results"
+
+from tests.support.served import served_sandbox  # noqa: E402  (needs the repository on sys.path)
+
 AS_OF = date(2026, 11, 23)
 NOW = datetime(AS_OF.year, AS_OF.month, AS_OF.day, 8, tzinfo=UTC)
-
-
-def _port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def sandbox(data: Path, *, rate_limits: bool) -> Iterator[tuple[str, str, Path]]:
-    port, tls_port = _port(), _port()
-    command = [sys.executable, "-m", "flows.cli", "sandbox", "serve", "--data", str(data), "--port", str(port),
-               "--tls-port", str(tls_port), "--zoom-plan", "business"]
-    if not rate_limits:
-        command.append("--no-rate-limits")
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(url + "/_sandbox/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"sandbox did not start: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-            time.sleep(0.2)
-        yield url, f"https://127.0.0.1:{tls_port}", data / "tls" / "cert.pem"
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 def zoom_rate(agents: int, workdir: Path) -> dict[str, Any]:
@@ -83,7 +51,8 @@ def zoom_rate(agents: int, workdir: Path) -> dict[str, Any]:
              if u.get("id") and u.get("type") == 2 and u.get("status") == "active"
              and "quarantine" not in str(u["_truth"]["outcome"])]
     hosts.sort(key=lambda h: h.external_id)
-    with sandbox(data, rate_limits=True) as (url, _tls, _ca):
+    with served_sandbox(data, rate_limits=True) as served:
+        url = served.url
         account = manifest["tenant"]["zoom_account_id"]
         config = ZoomConfig(api_url=url + "/zoom/v2", oauth_url=url + "/zoom/oauth/token", account_id=account,
                             client_id=Credentials().zoom_client_id, client_secret=Credentials().zoom_client_secret,
@@ -128,7 +97,8 @@ def full_extraction(agents: int, workdir: Path) -> dict[str, Any]:
     database = workdir / "extract.db"
     upgrade(f"sqlite:///{database}")
     credentials = Credentials()
-    with sandbox(data, rate_limits=False) as (url, tls_url, ca_file):
+    with served_sandbox(data, rate_limits=False) as served:
+        url, tls_url, ca_file = served.url, served.tls_url, served.ca_file
         tenant = workdir / "tenant.toml"
         tenant.write_text(render_sandbox_tenant(manifest, ldif_path=str(data / "directory.ldif"), sandbox_url=url,
                                                 tls_url=tls_url, ca_file=str(ca_file)), encoding="utf-8")

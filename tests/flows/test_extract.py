@@ -10,12 +10,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from core import HostRef
@@ -26,7 +24,7 @@ from sandbox.generator.ministry import GeneratorOptions, generate_ministry
 from sandbox.server import Credentials
 from tests.conftest import AS_OF
 from tests.connectors.contract import AccountHarness, MeetingHarness, harnesses
-from tests.support.slapd import free_port
+from tests.support.served import Served, served_sandbox
 
 NOW = datetime(AS_OF.year, AS_OF.month, AS_OF.day, 8, tzinfo=UTC).isoformat()
 PLATFORMS = sorted({str(h.platform) for h in harnesses(AccountHarness)})
@@ -41,36 +39,10 @@ def ministry(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     return out, generate_ministry(out, GeneratorOptions(agents=400, seed=17, flavour=Flavour.AD, as_of=AS_OF))
 
 
-@dataclass(frozen=True)
-class Served:
-    """`bascule sandbox serve` in a process of its own (a sandbox in the flow's process would share its GIL)."""
-
-    url: str
-    tls_url: str
-    ca_file: Path
-
-
 @pytest.fixture(scope="module")
 def sandbox(ministry: tuple[Path, dict[str, Any]]) -> Iterator[Served]:
-    port, tls_port = free_port(), free_port()
-    process = subprocess.Popen([sys.executable, "-m", "flows.cli", "sandbox", "serve", "--data", str(ministry[0]),
-                                "--port", str(port), "--tls-port", str(tls_port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/_sandbox/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()  # type: ignore[union-attr]
-            time.sleep(0.2)
-        yield Served(url, f"https://127.0.0.1:{tls_port}", ministry[0] / "tls" / "cert.pem")
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
+    with served_sandbox(ministry[0]) as served:
+        yield served
 
 
 def _tenant(directory: Path, ministry: tuple[Path, dict[str, Any]], server: Served) -> Path:
