@@ -1,4 +1,4 @@
-"""Validate sandbox Graph responses against the official Microsoft Graph v1.0 metadata (CSDL) in ../shared/specs.
+"""Validate sandbox Graph responses against the official Microsoft Graph v1.0 metadata (CSDL) in tests/specs.
 
 The CSDL is parsed once per session with xml.etree: entity and complex types (with their BaseType chain),
 properties (`Type`, `Collection(...)`, `Nullable`), navigation properties and enum members. `check` walks a JSON
@@ -26,7 +26,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-SPEC = Path(__file__).resolve().parents[3] / "shared" / "specs" / "graph-v1.0.csdl.xml"
+SPEC = Path(__file__).resolve().parents[1] / "specs" / "graph-v1.0.csdl.xml"
 _EDM = "{http://docs.oasis-open.org/odata/ns/edm}"
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _STRINGS = {"Edm.String", "Edm.Guid", "Edm.DateTimeOffset", "Edm.Date", "Edm.TimeOfDay", "Edm.Duration",

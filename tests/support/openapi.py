@@ -1,4 +1,4 @@
-"""Validate sandbox responses against the vendors' OpenAPI 3.0 documents in ../shared/specs.
+"""Validate sandbox responses against the vendors' OpenAPI 3.0 documents in tests/specs (vendored).
 
 Deviations the contract notes document (Zoom user type 4, Webex boolean flags, …) are passed explicitly by the
 test as `allow`: predicates over validation errors. Nothing is ignored silently.
@@ -17,7 +17,7 @@ from openapi_schema_validator import OAS30Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-SPECS = Path(__file__).resolve().parents[3] / "shared" / "specs"
+SPECS = Path(__file__).resolve().parents[1] / "specs"
 Allowance = Callable[[ValidationError], bool]
 
 
