@@ -38,10 +38,13 @@ of the last host fully listed.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import logging
 import os
 import random
+import re
 import ssl
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -98,11 +101,12 @@ from core import (
 )
 from core.emails import EmailAddress
 from core.links import JoinLink, parse_join_url
+from core.readiness import AccessCheck
 from core.recurrence import Unparseable, classify_meeting, last_occurrence, recurrence_from_graph
 from core.timezones import WINDOWS_TO_IANA
 
 __all__ = ["GRAPH_SCOPE", "TEAMS1_PLAN_ID", "GraphAccountSource", "GraphConfig", "GraphLicenceSource",
-           "GraphMeetingSource", "throttle_rates"]
+           "GraphMeetingSource", "check_access", "throttle_rates"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -724,3 +728,54 @@ def _mapped(error: Exception, what: str) -> ConnectorError | None:
     if isinstance(error, _UNREADABLE):
         return TransientConnectorError(SYSTEM, f"{what}: an unreadable response body ({type(error).__name__})")
     return None
+
+
+# ----------------------------------------------------------------------------------------------- onboarding probe
+
+def check_access(config: GraphConfig) -> AccessCheck:
+    """One client-credentials token request; the application permissions granted are the token's `roles` claim.
+
+    Read-only (no Graph call). Refused credentials (azure-identity's ClientAuthenticationError: wrong secret,
+    unknown app or tenant) are a value carrying the AADSTS code; an unreachable token endpoint raises
+    TransientConnectorError. The token is read without verifying its signature: only its claims are wanted.
+    """
+    options: dict[str, Any] = {"retry_total": 0, "connection_timeout": config.timeout_seconds,
+                               "read_timeout": config.timeout_seconds}
+    if config.authority is not None:
+        options |= {"authority": config.authority, "disable_instance_discovery": True}
+    if config.ca_file is not None:
+        options["connection_verify"] = os.fspath(config.ca_file)
+
+    async def fetch() -> str:
+        credential = ClientSecretCredential(config.tenant_id, config.client_id, config.client_secret, **options)
+        try:
+            return (await credential.get_token(GRAPH_SCOPE)).token
+        finally:
+            await credential.close()
+
+    try:
+        with asyncio.Runner() as runner:
+            token = runner.run(fetch())
+    except ClientAuthenticationError as error:
+        message = str(error.message or "")
+        oauth = re.search(r"\(([a-z_]+)\)", message)
+        codes = ([oauth.group(1)] if oauth else []) + sorted(set(re.findall(r"AADSTS\d+", message)))
+        return AccessCheck(authenticated=False, detail=", ".join(codes) or "the token endpoint said no")
+    except (ServiceRequestError, ServiceResponseError) as error:
+        raise TransientConnectorError(SYSTEM, f"the token endpoint is unreachable ({type(error).__name__})") from error
+    return AccessCheck(authenticated=True, granted=_token_roles(token))
+
+
+def _token_roles(token: str) -> frozenset[str] | None:
+    """The `roles` claim of an app-only access token (a JWT); None when the token is not a readable JWT."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = orjson.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    roles = claims.get("roles") if isinstance(claims, dict) else None
+    if not isinstance(roles, list):
+        return frozenset()
+    return frozenset(role for role in roles if isinstance(role, str))

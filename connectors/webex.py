@@ -72,6 +72,7 @@ from core import (
     parse_email,
 )
 from core.links import JoinLink, parse_join_url
+from core.readiness import AccessCheck
 from core.recurrence import Unparseable, classify_meeting, last_occurrence, recurrence_from_webex
 
 SYSTEM = "webex"
@@ -586,7 +587,82 @@ __all__ = [
     "WebexLicenceSource",
     "WebexMeetingSource",
     "account_status",
+    "check_access",
     "map_meeting",
     "map_person",
     "parse_flag",
 ]
+
+
+# ------------------------------------------------------------------------------------------------ onboarding probe
+
+PEOPLE_READ = "spark-admin:people_read"
+LICENCES_READ = "spark-admin:licenses_read"
+ADMIN_SCHEDULE_READ = "meeting:admin_schedule_read"
+PEOPLE_WRITE = "spark-admin:people_write"
+PROBE_RETRY = RetryPolicy(attempts=3, base_delay=0.5, max_delay=30.0)
+
+
+def check_access(config: WebexConfig, *, host_email: str | None = None,
+                 transport: httpx.BaseTransport | None = None, retry: RetryPolicy = PROBE_RETRY,
+                 sleep: Callable[[float], None] = time.sleep) -> AccessCheck:
+    """Which scopes the token carries, found by one read-only call per read scope (Webex has no introspection).
+
+    200 proves a scope and 403 shows it missing; the admin meeting listing is probed for one host (`host_email`,
+    else the first person the people probe returned) and a 404 for that host still proves the scope (the scope is
+    checked first). A write scope cannot be proved without writing: `spark-admin:people_write` stays unverified.
+    A 401 is refused credentials (a value); timeouts, 429 and 5xx are retried a little, then raise.
+    """
+    headers = {"Authorization": f"Bearer {config.access_token}", "Accept": "application/json"}
+    granted: set[str] = set()
+    refused: set[str] = set()
+    unverified: set[str] = {PEOPLE_WRITE}
+    with httpx.Client(base_url=config.api_url, timeout=config.timeout_seconds, transport=transport,
+                      headers=headers) as http:
+
+        def probe(path: str, params: Mapping[str, str]) -> tuple[int, Json]:
+            def attempt() -> tuple[int, Json]:
+                try:
+                    response = http.get(path, params=params)
+                except httpx.TimeoutException as exc:
+                    raise TransientConnectorError(SYSTEM, f"GET {path}: timed out") from exc
+                except httpx.TransportError as exc:
+                    raise TransientConnectorError(SYSTEM, f"GET {path}: {type(exc).__name__}") from exc
+                status = response.status_code
+                if status == 429:
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                    raise RateLimited(SYSTEM, f"GET {path}: throttled", retry_after=(
+                        config.default_retry_after_seconds if retry_after is None else retry_after))
+                if status >= 500:
+                    raise TransientConnectorError(SYSTEM, f"GET {path}: HTTP {status}")
+                try:
+                    body = response.json() if status == 200 else {}
+                except (ValueError, UnicodeDecodeError):
+                    body = {}
+                return status, body if isinstance(body, dict) else {}
+
+            return call_with_retries(attempt, retry, stats=RetryStats(), sleep=sleep)
+
+        def classify(scope: str, status: int, *, proves: frozenset[int] = frozenset({200})) -> None:
+            if status in proves:
+                granted.add(scope)
+            elif status == 403:
+                refused.add(scope)
+            else:
+                unverified.add(scope)
+
+        status, people = probe("people", {"max": "1"})
+        if status == 401:
+            return AccessCheck(authenticated=False, detail="HTTP 401, the access token is invalid or expired")
+        classify(PEOPLE_READ, status)
+        status, _body = probe("licenses", {"max": "1"})
+        classify(LICENCES_READ, status)
+        email = host_email or next((str(address) for person in _items(people, "people")
+                                    for address in person.get("emails") or [] if isinstance(address, str)), None)
+        if email is None:
+            unverified.add(ADMIN_SCHEDULE_READ)
+        else:
+            status, _body = probe("meetings", {"hostEmail": email, "meetingType": "meetingSeries", "max": "1"})
+            classify(ADMIN_SCHEDULE_READ, status, proves=frozenset({200, 404}))
+    return AccessCheck(authenticated=True, granted=frozenset(granted), refused=frozenset(refused),
+                       unverified=frozenset(unverified))

@@ -62,10 +62,11 @@ from core import (
 )
 from core.emails import EmailAddress
 from core.links import JoinLink, parse_join_url
+from core.readiness import AccessCheck
 from core.recurrence import Unparseable, classify_meeting, last_occurrence, recurrence_from_zoom
 
 __all__ = ["LICENCE_NAMES", "PLAN_RATES", "ZoomAccountSource", "ZoomConfig", "ZoomLicenceSource",
-           "ZoomMeetingSource", "meeting_from_zoom", "throttle_rates"]
+           "ZoomMeetingSource", "check_access", "meeting_from_zoom", "throttle_rates"]
 
 log = logging.getLogger(__name__)
 
@@ -408,7 +409,7 @@ class ZoomAccountSource(_ZoomConnector):
                 last = _fingerprint(users[-1])
             if users or not token:
                 next_cursor = _UserCursor(status, token, delivered, last).encode() if token else following
-                yield Page(tuple(_account(user) for user in users), next_cursor)
+                yield Page(tuple(map_user(user) for user in users), next_cursor)
 
 
 def _fingerprint(user: Mapping[str, Any]) -> str:
@@ -424,7 +425,8 @@ def _user_external_id(user: Mapping[str, Any]) -> str:
     return "pending:" + (str(parsed) if isinstance(parsed, EmailAddress) else email.strip().lower())
 
 
-def _account(user: Mapping[str, Any]) -> SourceAccount | Quarantined:
+def map_user(user: Mapping[str, Any]) -> SourceAccount | Quarantined:
+    """A Zoom user (API JSON) as a SourceAccount; pending users without id are keyed by their e-mail."""
     external_id = _user_external_id(user)
     key = f"zoom:user:{external_id}"
     email = user.get("email")
@@ -662,3 +664,40 @@ def _domain(email: str) -> str:
     if isinstance(parsed, EmailAddress):
         return parsed.domain
     return email.rpartition("@")[2].strip().lower()
+
+
+# ----------------------------------------------------------------------------------------------- onboarding probe
+
+def check_access(config: ZoomConfig, *, session: requests.Session | None = None) -> AccessCheck:
+    """Ask the token endpoint once and read the scopes the token carries (zoom.md section 1); no API call.
+
+    zoomus drops the token response (and its `scope`), so the request is sent here: Basic client auth,
+    `grant_type` and `account_id` in the query string as Zoom documents. Refused credentials (401, or a 400 for an
+    unknown account) are a value; an unreachable endpoint, a 429 or a 5xx raise TransientConnectorError.
+    """
+    http = session or requests.Session()
+    try:
+        response = http.post(config.oauth_url, params={"grant_type": "account_credentials",
+                                                       "account_id": config.account_id},
+                             auth=(config.client_id, config.client_secret), timeout=config.timeout_seconds)
+    except requests.RequestException as error:
+        raise TransientConnectorError(SYSTEM, f"token request failed ({type(error).__name__})") from error
+    finally:
+        if session is None:
+            http.close()
+    status = response.status_code
+    if status == 429 or status >= 500:
+        raise TransientConnectorError(SYSTEM, f"the token endpoint answered HTTP {status}")
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    body = body if isinstance(body, dict) else {}
+    if status != 200:
+        oauth_error = body.get("error")
+        code = f", {oauth_error}" if isinstance(oauth_error, str) and oauth_error.replace("_", "").isalnum() else ""
+        return AccessCheck(authenticated=False, detail=f"HTTP {status}{code}")
+    if not body.get("access_token"):
+        return AccessCheck(authenticated=False, detail="no access token in the answer")
+    scope = body.get("scope")
+    return AccessCheck(authenticated=True, granted=frozenset(scope.split()) if isinstance(scope, str) else None)

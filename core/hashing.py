@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
@@ -14,9 +15,10 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 
-def content_hash(record: DataclassInstance) -> str:
-    """SHA-256 over a canonical JSON rendering of a dataclass record (field order independent)."""
-    canonical = json.dumps(dataclasses.asdict(record), sort_keys=True, default=_plain, ensure_ascii=False,
+def content_hash(record: DataclassInstance | Mapping[str, object]) -> str:
+    """SHA-256 over a canonical JSON rendering of a dataclass record or a row (field order independent)."""
+    fields = dict(record) if isinstance(record, Mapping) else dataclasses.asdict(record)
+    canonical = json.dumps(fields, sort_keys=True, default=_plain, ensure_ascii=False,
                            separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

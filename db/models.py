@@ -224,6 +224,7 @@ class Person(Base):
     email_normalised: Mapped[str] = mapped_column(String(320))
     display_name: Mapped[str | None] = mapped_column(String(512))
     department: Mapped[str | None] = mapped_column(String(512))
+    population: Mapped[str | None] = mapped_column(String(64))
     disabled: Mapped[bool] = mapped_column(Boolean)
     proconnect_email: Mapped[str | None] = mapped_column(String(320))
     expected_idp: Mapped[str | None] = mapped_column(String(128))
@@ -234,6 +235,24 @@ class Person(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     removed_at: Mapped[datetime | None]
+
+
+class IdentityKey(Base):
+    """Every identifier of every directory entry (e-mails normalised, aliases, ids): what matching looks up."""
+
+    __tablename__ = "identity_key"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "kind", "value", "anchor"),
+        Index(None, "tenant_id", "value"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    tenant_id: Mapped[str] = _tenant_fk()
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(320))
+    anchor: Mapped[str] = mapped_column(String(255))
+    raw: Mapped[str] = mapped_column(String(320))
+    last_seen_pass: Mapped[str] = mapped_column(String(64))
 
 
 class IdentityMatch(Base):
@@ -251,6 +270,7 @@ class IdentityMatch(Base):
     account_external_id: Mapped[str] = mapped_column(String(255))
     person_anchor: Mapped[str] = mapped_column(String(255))
     method: Mapped[str] = mapped_column(String(32))
+    last_seen_pass: Mapped[str] = mapped_column(String(64), server_default="")
     updated_at: Mapped[datetime]
 
 
@@ -270,6 +290,7 @@ class IdentityConflict(Base):
     value: Mapped[str] = mapped_column(String(320))
     detail: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16))
+    last_seen_pass: Mapped[str] = mapped_column(String(64), server_default="")
     first_seen_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None]

@@ -7,14 +7,41 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, literal, select, update
+from sqlalchemy import case, delete, func, literal, select, update
 from sqlalchemy.orm import Session
 
-from core import DirectoryEntry, HostRef, LicenceSku, Meeting, Platform, Quarantined, SourceAccount, normalise_email
+from core import (
+    AccountStatus,
+    AnchorKind,
+    Conflict,
+    ConflictKind,
+    DirectoryEntry,
+    HostRef,
+    LicenceSku,
+    Meeting,
+    Platform,
+    Quarantined,
+    SourceAccount,
+    normalise_email,
+)
 from core.hashing import content_hash
+from core.identity import (
+    AccountMatched,
+    IdentityKey,
+    KeyKind,
+    Lookup,
+    Override,
+    OverrideAction,
+    email_changed_from,
+    lookup_of,
+)
 from db import models
 from db.models import table_of
 from db.upsert import UpsertResult, dialect_insert, mark_unseen, upsert_plain, upsert_synced
+
+# The record fields stored as columns of the same name (read back into core records when paging).
+_ENTRY_FIELDS = tuple(name for name in DirectoryEntry.__dataclass_fields__)
+_ACCOUNT_FIELDS = tuple(name for name in SourceAccount.__dataclass_fields__)
 
 
 class TenantRepository:
@@ -67,6 +94,18 @@ class DirectoryRepository:
                  .order_by(models.DirectoryEntry.anchor)
                  .execution_options(yield_per=batch_size))
         yield from self._session.scalars(query)
+
+    def page(self, *, after: str | None, limit: int) -> list[DirectoryEntry]:
+        """The next `limit` current entries after anchor `after`, in anchor order (keyset paging)."""
+        table = table_of(models.DirectoryEntry)
+        query = (select(*(table.c[name] for name in _ENTRY_FIELDS))
+                 .where(table.c.tenant_id == self._tenant_id, table.c.removed_at.is_(None))
+                 .order_by(table.c.anchor).limit(limit))
+        if after is not None:
+            query = query.where(table.c.anchor > after)
+        return [DirectoryEntry(**{**row._asdict(), "anchor_kind": AnchorKind(row.anchor_kind),
+                                  "aliases": tuple(row.aliases or ())})
+                for row in self._session.execute(query).all()]
 
     def _row(self, entry: DirectoryEntry) -> dict[str, Any]:
         return {
@@ -252,6 +291,19 @@ class SourceAccountRepository:
             query = query.where(table.c.external_id <= up_to)
         return int(self._session.execute(query).scalar_one())
 
+    def page(self, *, after: str | None, limit: int) -> list[SourceAccount]:
+        """The next `limit` current accounts after external id `after`, in id order (keyset paging)."""
+        table = table_of(models.SourceAccount)
+        query = (select(*(table.c[name] for name in _ACCOUNT_FIELDS))
+                 .where(table.c.tenant_id == self._tenant_id, table.c.platform == self._platform.value,
+                        table.c.removed_at.is_(None))
+                 .order_by(table.c.external_id).limit(limit))
+        if after is not None:
+            query = query.where(table.c.external_id > after)
+        return [SourceAccount(**{**row._asdict(), "platform": self._platform, "status": AccountStatus(row.status),
+                                 "licences": tuple(row.licences or ()), "aliases": tuple(row.aliases or ())})
+                for row in self._session.execute(query).all()]
+
     def count(self) -> int:
         table = table_of(models.SourceAccount)
         return int(self._session.execute(
@@ -332,3 +384,276 @@ class MeetingRepository:
             "alternative_hosts": list(meeting.alternative_hosts), "flags": flags,
             "content_hash": content_hash(meeting),
         }
+
+
+class IdentityRepository:
+    """Keys, persons, matches, conflicts and overrides of one tenant's identity mapping."""
+
+    def __init__(self, session: Session, tenant_id: str) -> None:
+        self._session = session
+        self._tenant_id = tenant_id
+
+    # ---- keys
+
+    def upsert_keys(self, keys: Sequence[IdentityKey], *, pass_id: str) -> None:
+        rows = [{"tenant_id": self._tenant_id, "kind": key.kind.value, "value": key.value, "anchor": key.anchor,
+                 "raw": key.raw, "last_seen_pass": pass_id} for key in keys]
+        upsert_plain(self._session, table_of(models.IdentityKey), rows,
+                     key=["tenant_id", "kind", "value", "anchor"], update=["raw", "last_seen_pass"])
+
+    def delete_stale_keys(self, *, pass_id: str) -> int:
+        """Keys are derived data: those a complete pass did not produce are gone."""
+        table = table_of(models.IdentityKey)
+        result = self._session.execute(
+            delete(table).where(table.c.tenant_id == self._tenant_id, table.c.last_seen_pass != pass_id))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    def holders(self, pairs: Sequence[tuple[Lookup, str]]) -> dict[tuple[Lookup, str], list[IdentityKey]]:
+        """Every key holding each looked-up value (one query per batch of accounts)."""
+        table = table_of(models.IdentityKey)
+        values = sorted({value for _lookup, value in pairs})
+        found: dict[tuple[Lookup, str], list[IdentityKey]] = {pair: [] for pair in pairs}
+        for start in range(0, len(values), 900):
+            query = select(table.c.kind, table.c.value, table.c.anchor, table.c.raw).where(
+                table.c.tenant_id == self._tenant_id, table.c.value.in_(values[start:start + 900]))
+            for kind, value, anchor, raw in self._session.execute(query).all():
+                key = IdentityKey(KeyKind(kind), value, anchor, raw)
+                pair = (lookup_of(key.kind), value)
+                if pair in found:
+                    found[pair].append(key)
+        return found
+
+    def shared_email_values(self) -> Iterator[tuple[str, list[IdentityKey]]]:
+        """E-mail values held by more than one entry, with every key holding them."""
+        table = table_of(models.IdentityKey)
+        emails = table.c.kind.in_([KeyKind.PRIMARY.value, KeyKind.ALIAS.value])
+        shared = (select(table.c.value).where(table.c.tenant_id == self._tenant_id, emails)
+                  .group_by(table.c.value).having(func.count(func.distinct(table.c.anchor)) > 1))
+        query = (select(table.c.kind, table.c.value, table.c.anchor, table.c.raw)
+                 .where(table.c.tenant_id == self._tenant_id, emails, table.c.value.in_(shared))
+                 .order_by(table.c.value))
+        current: str | None = None
+        keys: list[IdentityKey] = []
+        for kind, value, anchor, raw in self._session.execute(query).all():
+            if value != current and keys:
+                yield current or "", keys
+                keys = []
+            current = value
+            keys.append(IdentityKey(KeyKind(kind), value, anchor, raw))
+        if keys:
+            yield current or "", keys
+
+    # ---- persons
+
+    def previous_emails(self, anchors: Sequence[str]) -> dict[str, str]:
+        table = table_of(models.Person)
+        query = select(table.c.anchor, table.c.email_normalised).where(
+            table.c.tenant_id == self._tenant_id, table.c.anchor.in_(list(anchors)))
+        return {anchor: email for anchor, email in self._session.execute(query).all()}
+
+    def upsert_persons(self, rows: Sequence[dict[str, Any]], *, now: datetime) -> UpsertResult:
+        stamped = [{"tenant_id": self._tenant_id, **row, "created_at": now, "updated_at": now, "removed_at": None}
+                   for row in rows]
+        table = table_of(models.Person)
+        columns = [name for name in stamped[0] if name not in ("tenant_id", "anchor", "created_at")] if stamped else []
+        written = upsert_plain(self._session, table, stamped, key=["tenant_id", "anchor"], update=columns)
+        return UpsertResult(inserted=written)
+
+    def remove_persons_without_entry(self, *, now: datetime) -> int:
+        """A person whose directory entry is gone (removed) is marked removed too."""
+        person, entry = table_of(models.Person), table_of(models.DirectoryEntry)
+        gone = select(entry.c.anchor).where(entry.c.tenant_id == self._tenant_id, entry.c.removed_at.is_not(None))
+        result = self._session.execute(
+            update(person).where(person.c.tenant_id == self._tenant_id, person.c.anchor.in_(gone),
+                                 person.c.removed_at.is_(None)).values(removed_at=now, updated_at=now))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    # ---- matches
+
+    def upsert_matches(self, matches: Sequence[AccountMatched], *, pass_id: str, now: datetime) -> None:
+        rows = [{"tenant_id": self._tenant_id, "platform": match.platform.value,
+                 "account_external_id": match.external_id, "person_anchor": match.anchor,
+                 "method": match.method.value, "last_seen_pass": pass_id, "updated_at": now} for match in matches]
+        upsert_plain(self._session, table_of(models.IdentityMatch), rows,
+                     key=["tenant_id", "platform", "account_external_id"],
+                     update=["person_anchor", "method", "last_seen_pass", "updated_at"])
+
+    def delete_stale_matches(self, *, pass_id: str) -> int:
+        table = table_of(models.IdentityMatch)
+        result = self._session.execute(
+            delete(table).where(table.c.tenant_id == self._tenant_id, table.c.last_seen_pass != pass_id))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    def several_accounts(self) -> list[tuple[str, str, list[str]]]:
+        """(person, platform, account ids) where a person holds more than one account on a platform."""
+        table = table_of(models.IdentityMatch)
+        groups = (select(table.c.person_anchor, table.c.platform)
+                  .where(table.c.tenant_id == self._tenant_id)
+                  .group_by(table.c.person_anchor, table.c.platform).having(func.count() > 1))
+        found: dict[tuple[str, str], list[str]] = {}
+        for anchor, platform in self._session.execute(groups).all():
+            found[(anchor, platform)] = []
+        if found:
+            query = select(table.c.person_anchor, table.c.platform, table.c.account_external_id).where(
+                table.c.tenant_id == self._tenant_id,
+                table.c.person_anchor.in_(sorted({anchor for anchor, _ in found})))
+            for anchor, platform, account in self._session.execute(query).all():
+                if (anchor, platform) in found:
+                    found[(anchor, platform)].append(account)
+        return [(anchor, platform, accounts) for (anchor, platform), accounts in sorted(found.items())]
+
+    def disabled_but_licensed(self) -> list[tuple[str, list[str]]]:
+        """(person, platforms) for disabled persons still holding a licensed, matched account."""
+        person, match, account = (table_of(models.Person), table_of(models.IdentityMatch),
+                                  table_of(models.SourceAccount))
+        query = (select(person.c.anchor, account.c.platform)
+                 .join(match, (match.c.tenant_id == person.c.tenant_id) & (match.c.person_anchor == person.c.anchor))
+                 .join(account, (account.c.tenant_id == match.c.tenant_id) & (account.c.platform == match.c.platform)
+                       & (account.c.external_id == match.c.account_external_id))
+                 .where(person.c.tenant_id == self._tenant_id, person.c.disabled.is_(True),
+                        person.c.removed_at.is_(None), account.c.licensed.is_(True), account.c.removed_at.is_(None))
+                 .order_by(person.c.anchor))
+        found: dict[str, list[str]] = {}
+        for anchor, platform in self._session.execute(query).all():
+            found.setdefault(anchor, []).append(platform)
+        return sorted(found.items())
+
+    def method_counts(self) -> dict[str, int]:
+        table = table_of(models.IdentityMatch)
+        query = (select(table.c.method, func.count()).where(table.c.tenant_id == self._tenant_id)
+                 .group_by(table.c.method))
+        return {method: int(count) for method, count in self._session.execute(query).all()}
+
+    # ---- conflicts
+
+    def upsert_conflicts(self, conflicts: Sequence[Conflict], *, pass_id: str, now: datetime) -> None:
+        unique = {(c.kind, c.subject, c.value): c for c in conflicts}
+        rows = [{"tenant_id": self._tenant_id, "kind": c.kind.value, "subject": c.subject, "value": c.value,
+                 "detail": c.detail, "status": "open", "last_seen_pass": pass_id, "first_seen_at": now,
+                 "last_seen_at": now, "resolved_at": None} for c in unique.values()]
+        upsert_plain(self._session, table_of(models.IdentityConflict), rows,
+                     key=["tenant_id", "kind", "subject", "value"],
+                     update=["detail", "status", "last_seen_pass", "last_seen_at", "resolved_at"])
+
+    def resolve_unseen_conflicts(self, *, pass_id: str, now: datetime) -> int:
+        """Conflicts the complete run no longer found are closed (kept, with the time they were resolved)."""
+        table = table_of(models.IdentityConflict)
+        result = self._session.execute(
+            update(table).where(table.c.tenant_id == self._tenant_id, table.c.status == "open",
+                                table.c.last_seen_pass != pass_id)
+            .values(status="resolved", resolved_at=now))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    def standing_email_changes(self, *, pass_id: str) -> list[Conflict]:
+        """E-mail changes of earlier passes that still stand: the person still has the new address and some
+        current source account still shows the previous one (the platforms have not caught up yet)."""
+        conflict, person, account = (table_of(models.IdentityConflict), table_of(models.Person),
+                                     table_of(models.SourceAccount))
+        query = (select(conflict.c.subject, conflict.c.value, conflict.c.detail)
+                 .join(person, (person.c.tenant_id == conflict.c.tenant_id) & (person.c.anchor == conflict.c.subject))
+                 .where(conflict.c.tenant_id == self._tenant_id, conflict.c.status == "open",
+                        conflict.c.kind == ConflictKind.EMAIL_CHANGED.value, conflict.c.last_seen_pass != pass_id,
+                        person.c.email_normalised == conflict.c.value, person.c.removed_at.is_(None)))
+        standing = []
+        for subject, value, detail in self._session.execute(query).all():
+            before = email_changed_from(detail)
+            still_shown = select(func.count()).select_from(account).where(
+                account.c.tenant_id == self._tenant_id, account.c.email_normalised == before,
+                account.c.removed_at.is_(None))
+            if before and self._session.execute(still_shown).scalar_one():
+                standing.append(Conflict(ConflictKind.EMAIL_CHANGED, subject, value, detail))
+        return standing
+
+    def person_count(self) -> int:
+        table = table_of(models.Person)
+        return int(self._session.execute(select(func.count()).select_from(table).where(
+            table.c.tenant_id == self._tenant_id, table.c.removed_at.is_(None))).scalar_one())
+
+    def expectation_counts(self) -> dict[str, dict[str, int]]:
+        """Current persons by expected identity provider and by Visio provisioning; e-mails held back."""
+        table = table_of(models.Person)
+        current = (table.c.tenant_id == self._tenant_id, table.c.removed_at.is_(None))
+        found: dict[str, dict[str, int]] = {}
+        for name, column in (("identity_provider", table.c.expected_idp),
+                             ("visio_provisioning", table.c.visio_provisioning)):
+            query = select(column, func.count()).where(*current).group_by(column).order_by(column)
+            found[name] = {value or "proconnect-identite (no ministry provider)": int(count)
+                           for value, count in self._session.execute(query).all()}
+        held = select(func.count()).select_from(table).where(*current, table.c.proconnect_email.is_(None))
+        found["proconnect_email"] = {"held_back": int(self._session.execute(held).scalar_one())}
+        return found
+
+    def open_conflict_counts(self) -> dict[str, int]:
+        table = table_of(models.IdentityConflict)
+        query = (select(table.c.kind, func.count())
+                 .where(table.c.tenant_id == self._tenant_id, table.c.status == "open")
+                 .group_by(table.c.kind))
+        return {kind: int(count) for kind, count in self._session.execute(query).all()}
+
+    def iter_open_conflicts(self) -> Iterator[models.IdentityConflict]:
+        query = (select(models.IdentityConflict)
+                 .where(models.IdentityConflict.tenant_id == self._tenant_id,
+                        models.IdentityConflict.status == "open")
+                 .order_by(models.IdentityConflict.kind, models.IdentityConflict.subject)
+                 .execution_options(yield_per=1000))
+        yield from self._session.scalars(query)
+
+    # ---- overrides and observations
+
+    def overrides(self) -> dict[tuple[str, str], Override]:
+        table = table_of(models.IdentityOverride)
+        query = select(table.c.platform, table.c.account_external_id, table.c.action, table.c.person_anchor).where(
+            table.c.tenant_id == self._tenant_id)
+        return {(platform, account): Override(Platform(platform), account, OverrideAction(action), anchor)
+                for platform, account, action, anchor in self._session.execute(query).all()}
+
+    def save_override(self, override: Override, *, reason: str, author: str, now: datetime) -> None:
+        row = {"tenant_id": self._tenant_id, "platform": override.platform.value,
+               "account_external_id": override.account_external_id, "action": override.action.value,
+               "person_anchor": override.person_anchor, "reason": reason, "author": author, "applied_at": now}
+        upsert_plain(self._session, table_of(models.IdentityOverride), [row],
+                     key=["tenant_id", "platform", "account_external_id"],
+                     update=["action", "person_anchor", "reason", "author", "applied_at"])
+
+    def delete_override(self, platform: Platform, external_id: str) -> bool:
+        table = table_of(models.IdentityOverride)
+        result = self._session.execute(delete(table).where(
+            table.c.tenant_id == self._tenant_id, table.c.platform == platform.value,
+            table.c.account_external_id == external_id))
+        return bool(getattr(result, "rowcount", 0))
+
+    def account_exists(self, platform: str, external_id: str) -> bool:
+        table = table_of(models.SourceAccount)
+        query = select(func.count()).select_from(table).where(
+            table.c.tenant_id == self._tenant_id, table.c.platform == platform, table.c.external_id == external_id)
+        return bool(self._session.execute(query).scalar_one())
+
+    def person_exists(self, anchor: str) -> bool:
+        table = table_of(models.Person)
+        query = select(func.count()).select_from(table).where(
+            table.c.tenant_id == self._tenant_id, table.c.anchor == anchor, table.c.removed_at.is_(None))
+        return bool(self._session.execute(query).scalar_one())
+
+    def subs_by_person(self) -> list[tuple[str, list[str]]]:
+        table = table_of(models.ProconnectObservation)
+        query = (select(table.c.person_anchor, table.c.sub).where(table.c.tenant_id == self._tenant_id)
+                 .order_by(table.c.person_anchor, table.c.first_seen_at))
+        found: dict[str, list[str]] = {}
+        for anchor, sub in self._session.execute(query).all():
+            found.setdefault(anchor, []).append(sub)
+        return sorted(found.items())
+
+
+class AuditRepository:
+    """Who did what to what, with before and after (append-only)."""
+
+    def __init__(self, session: Session, tenant_id: str) -> None:
+        self._session = session
+        self._tenant_id = tenant_id
+
+    def record(self, *, actor: str, action: str, target_kind: str, target_id: str, now: datetime,
+               before: dict[str, Any] | None = None, after: dict[str, Any] | None = None,
+               run_id: str | None = None) -> None:
+        self._session.add(models.AuditEvent(tenant_id=self._tenant_id, occurred_at=now, actor=actor, action=action,
+                                            target_kind=target_kind, target_id=target_id, before=before,
+                                            after=after, run_id=run_id))

@@ -20,7 +20,10 @@ sandbox_app = typer.Typer(help="The synthetic ministry and the local stand-ins o
 directory_app = typer.Typer(help="The ministry directory.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(sandbox_app, name="sandbox")
+identities_app = typer.Typer(help="Persons, matches and identity conflicts (ProConnect readiness of every agent).",
+                              no_args_is_help=True)
 app.add_typer(directory_app, name="directory")
+app.add_typer(identities_app, name="identities")
 
 TenantOption = Annotated[Path, typer.Option("--tenant", help="Tenant (ministry) TOML file.")]
 
@@ -134,16 +137,42 @@ def sandbox_serve(
 
 
 @app.command()
+def onboard(
+    tenant: TenantOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+) -> None:
+    """Register the tenant and check it is ready: credentials and scopes of each source, the directory, the Visio
+    application for each domain, SIRET, cost model. Exit code 1 when a check failed."""
+    _as_job(lambda: _onboard(tenant, as_json))
+
+
+def _onboard(tenant: Path, as_json: bool) -> None:
+    from flows.runtime import configure_prefect
+    from flows.tenant import TenantConfig
+
+    TenantConfig.load(tenant)
+    configure_prefect(_settings())
+    from flows.onboard import onboard as onboard_flow
+    from flows.onboard import render_readiness
+
+    report = onboard_flow(tenant_file=str(tenant))
+    print(json.dumps(report, sort_keys=True, ensure_ascii=False) if as_json else render_readiness(report))
+    if not report["ready"]:
+        raise typer.Exit(1)
+
+
+@app.command()
 def extract(
     tenant: TenantOption,
     platform: Annotated[list[str] | None, typer.Option(help="Only this platform (repeatable).")] = None,
     now: Annotated[str | None, typer.Option(help="Reference instant (ISO 8601) for expired series.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Run even if the tenant is not onboarded and ready.")] = False,
 ) -> None:
     """Extract users, licences and meetings of the tenant's sources (resumable; a second run is a delta pass)."""
-    _as_job(lambda: _extract(tenant, platform, now))
+    _as_job(lambda: _extract(tenant, platform, now, force))
 
 
-def _extract(tenant: Path, platforms: list[str] | None, now: str | None) -> None:
+def _extract(tenant: Path, platforms: list[str] | None, now: str | None, force: bool) -> None:
     from flows.runtime import configure_prefect
     from flows.tenant import TenantConfig
 
@@ -151,7 +180,7 @@ def _extract(tenant: Path, platforms: list[str] | None, now: str | None) -> None
     configure_prefect(_settings())
     from flows.extract import extract as extract_flow
 
-    summary = extract_flow(tenant_file=str(tenant), platforms=platforms, now=now)
+    summary = extract_flow(tenant_file=str(tenant), platforms=platforms, now=now, force=force)
     print(json.dumps(summary, sort_keys=True))
 
 
@@ -174,6 +203,110 @@ def _directory_load(tenant: Path, ldif: Path | None, page_size: int) -> None:
 
     summary = load_directory(tenant_file=str(tenant), ldif_path=str(ldif) if ldif else None, page_size=page_size)
     print(json.dumps(summary, sort_keys=True))
+
+
+ForceOption = Annotated[bool, typer.Option("--force", help="Run even if the tenant is not onboarded and ready.")]
+
+
+@identities_app.command("map")
+def identities_map(tenant: TenantOption, force: ForceOption = False,
+                   batch_size: Annotated[int, typer.Option(min=100, max=50_000, help="Entries per task.")] = 5000,
+                   ) -> None:
+    """Map the directory and the extracted accounts to persons, matches and conflicts (resumable, idempotent)."""
+    _as_job(lambda: _identities_map(tenant, force, batch_size))
+
+
+def _identities_map(tenant: Path, force: bool, batch_size: int) -> None:
+    from flows.runtime import configure_prefect
+    from flows.tenant import TenantConfig
+
+    TenantConfig.load(tenant)
+    configure_prefect(_settings())
+    from flows.identities import map_identities
+
+    summary = map_identities(tenant_file=str(tenant), batch_size=batch_size, force=force)
+    print(json.dumps(summary, sort_keys=True))
+
+
+@identities_app.command("report")
+def identities_report(
+    tenant: TenantOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (conflict keys as in the "
+                                                         "generator's manifest).")] = False,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write every open conflict to this CSV file.")] = None,
+    html_out: Annotated[Path | None, typer.Option("--html", help="Write the report as an HTML page.")] = None,
+) -> None:
+    """Counts of persons, matches by method and open conflicts by kind, with CSV and HTML detail."""
+    from flows import identity_report
+
+    config = _tenant(tenant)
+    database = _settings().database
+    report = identity_report.counts(database, config.id)
+    if csv_out is not None:
+        with csv_out.open("w", encoding="utf-8", newline="") as out:
+            rows = identity_report.write_conflicts_csv(database, config.id, out)
+        print(f"{rows} conflicts written to {csv_out}", file=sys.stderr)
+    if html_out is not None:
+        html_out.write_text(identity_report.render_html(database, config.id), encoding="utf-8")
+        print(f"report written to {html_out}", file=sys.stderr)
+    if as_json:
+        print(json.dumps(report, sort_keys=True, ensure_ascii=False))
+        return
+    if report["pass"] is None:
+        print(f"tenant {config.id}: identities never mapped (run `bascule identities map --tenant {tenant}`)")
+        return
+    print(identity_report.render_text(report))
+
+
+@identities_app.command("export-conflicts")
+def identities_export(tenant: TenantOption,
+                      out: Annotated[Path | None, typer.Option(help="CSV file (default: standard output).")] = None,
+                      ) -> None:
+    """Write the open conflicts as the CSV the migration team fills in (action, person_anchor, reason)."""
+    from flows.identity_report import write_conflicts_csv
+
+    config = _tenant(tenant)
+    if out is None:
+        write_conflicts_csv(_settings().database, config.id, sys.stdout)
+        return
+    with out.open("w", encoding="utf-8", newline="") as handle:
+        rows = write_conflicts_csv(_settings().database, config.id, handle)
+    print(f"{rows} conflicts written to {out}")
+
+
+@identities_app.command("apply-overrides")
+def identities_apply(
+    file: Annotated[Path, typer.Argument(help="The CSV of export-conflicts with decisions filled in.")],
+    tenant: TenantOption,
+    author: Annotated[str | None, typer.Option(help="Who decided (audit); default: $USER.")] = None,
+) -> None:
+    """Store the decisions of a conflicts CSV: force_match, exclude, mark_service, or clear. Applied on every
+    `identities map`; a row naming an unknown account or person is refused and nothing of it is applied."""
+    from flows.identity_report import apply_overrides
+
+    config = _tenant(tenant)
+    try:
+        lines = file.read_text(encoding="utf-8-sig").splitlines(keepends=True)
+    except OSError as exc:
+        _fail(f"cannot read {file}: {exc.strerror}")
+        return
+    outcome = apply_overrides(_settings().database, config.id, lines,
+                              author=author or os.environ.get("USER") or "unknown")
+    for refused in outcome.refused:
+        print(f"refused: {refused}", file=sys.stderr)
+    print(f"{len(outcome.applied)} decisions applied, {len(outcome.refused)} refused, "
+          f"{outcome.rows_without_decision} rows without a decision; run `bascule identities map` to apply them")
+    if outcome.refused:
+        raise typer.Exit(1)
+
+
+def _tenant(path: Path) -> Any:
+    from flows.tenant import TenantConfig, TenantFileError
+
+    try:
+        return TenantConfig.load(path)
+    except TenantFileError as exc:
+        _fail(str(exc))
 
 
 @app.command()
@@ -216,6 +349,8 @@ def _as_job(work: Any) -> None:
         raise typer.Exit(code)
     try:
         work()
+    except typer.Exit:  # a command's own exit code (click's Exit is a RuntimeError)
+        raise
     except Exception as exc:  # the boundary: one line for people, the chain for logs
         _fail(_one_line(exc))
 

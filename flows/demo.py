@@ -14,6 +14,7 @@ from typing import Any
 
 from sandbox.generator.directory import Flavour
 from sandbox.generator.ministry import GeneratorOptions, generate_ministry
+from sandbox.meet import SANDBOX_CLIENT_ID as SANDBOX_VISIO_CLIENT_ID
 
 SANDBOX_URL = "http://127.0.0.1:8700"
 SANDBOX_TLS_URL = "https://127.0.0.1:8701"
@@ -85,8 +86,9 @@ def render_sandbox_tenant(manifest: dict[str, Any], *, ldif_path: str, sandbox_u
         "[visio]",
         f'base_url = "{sandbox_url}/visio"',
         f'api_url = "{sandbox_url}/meet/external-api/v1.0/"',
-        'client_id = "sandbox-visio-application"',
+        f"client_id = {q(SANDBOX_VISIO_CLIENT_ID)}",
         'client_secret_env = "BASCULE_VISIO_CLIENT_SECRET"',
+        "precreates_users = false  # Meet's defaults: a host who never logged in must log in once first",
         "",
         "[cost_model]",
         'currency = "EUR"',
@@ -138,6 +140,8 @@ def render_sandbox_tenant(manifest: dict[str, Any], *, ldif_path: str, sandbox_u
         'vendor = "Cisco Webex"',
         'platform = "webex"',
         'sku_key = "Meeting - Webex Meeting Center"',
+        'unit_price = "132.00"',
+        "billing_period_months = 12",
         "committed_qty = 500",
         "commit_floor = 400",
         'term_start = 2024-07-01',
@@ -167,6 +171,9 @@ def run_demo(data_dir: Path, database_url: str, options: DemoOptions) -> dict[st
     from db.migrate import upgrade
     from flows.directory import load_directory
     from flows.extract import extract
+    from flows.identities import map_identities
+    from flows.onboard import onboard
+    from sandbox.meet import SANDBOX_CLIENT_SECRET
     from sandbox.server import Credentials, SandboxConfig, SandboxServer
 
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -178,15 +185,22 @@ def run_demo(data_dir: Path, database_url: str, options: DemoOptions) -> dict[st
     os.environ.setdefault("BASCULE_PACING", "false")
     for name, value in (("BASCULE_ZOOM_CLIENT_SECRET", credentials.zoom_client_secret),
                         ("BASCULE_GRAPH_CLIENT_SECRET", credentials.graph_client_secret),
-                        ("BASCULE_WEBEX_ACCESS_TOKEN", credentials.webex_access_token)):
+                        ("BASCULE_WEBEX_ACCESS_TOKEN", credentials.webex_access_token),
+                        ("BASCULE_VISIO_CLIENT_SECRET", SANDBOX_CLIENT_SECRET)):
         os.environ.setdefault(name, value)
     config = SandboxConfig(data_dir=data_dir / "ministry", tls_dir=data_dir / "tls", rate_limits=False)
     with SandboxServer(config) as server:
         tenant_file.write_text(render_sandbox_tenant(manifest, ldif_path="ministry/directory.ldif",
                                                      sandbox_url=server.url, tls_url=server.tls_url,
                                                      ca_file=str(server.ca_file)), encoding="utf-8")
+        readiness = onboard(str(tenant_file), now=server.sandbox.now().isoformat())
+        if not readiness["ready"]:
+            from flows.onboard import TenantNotReady, render_readiness
+
+            raise TenantNotReady("the sandbox tenant is not ready:\n" + render_readiness(readiness))
         directory = load_directory(str(tenant_file))
         extraction = extract(str(tenant_file), now=server.sandbox.now().isoformat())
+        identities = map_identities(str(tenant_file))
     return {
         "tenant": directory["tenant"],
         "generate": {"agents": options.agents, "seed": options.seed, "flavour": str(options.flavour),
@@ -208,6 +222,11 @@ def run_demo(data_dir: Path, database_url: str, options: DemoOptions) -> dict[st
                                "quarantined": _merge(result["users"]["quarantined"],
                                                      result["meetings"]["quarantined"])}
                     for platform, result in sorted(extraction.items())},
+        "onboard": {"ready": readiness["ready"], "checks": readiness["counts"],
+                    "warnings": [check["name"] for check in readiness["checks"] if check["status"] == "warning"]},
+        "identities": {"persons": identities["persons"], "matches_by_method": identities["matches_by_method"],
+                       "unmatched": sum(counts.get("unmatched", 0) for counts in identities["accounts"].values()),
+                       "conflicts": {kind: count for kind, count in identities["conflicts"].items() if count}},
     }
 
 
@@ -219,9 +238,14 @@ def render_summary(summary: dict[str, Any]) -> str:
     """The demo's summary for people to read."""
     generate = summary["generate"]
     directory = summary["load_directory"]
+    onboarding = summary["onboard"]
+    checks = onboarding["checks"]
     lines = [
         f"bascule demo — tenant {summary['tenant']}",
         "",
+        f"  onboarding           {'ready' if onboarding['ready'] else 'NOT READY'}: {checks['ok']} checks ok, "
+        f"{checks['warning']} warning(s)" + (f" ({', '.join(onboarding['warnings'])})" if onboarding["warnings"]
+                                             else ""),
         f"  synthetic ministry   {generate['agents']} agents "
         f"(seed {generate['seed']}, {generate['flavour']} directory)",
         f"                       {generate['directory_records']} directory records, "
@@ -241,4 +265,10 @@ def render_summary(summary: dict[str, Any]) -> str:
         if counts["quarantined"]:
             line += "; quarantined " + ", ".join(f"{r} {n}" for r, n in sorted(counts["quarantined"].items()))
         lines.append(line)
+    identities = summary["identities"]
+    lines.append(f"  identities           {identities['persons']} persons; accounts matched by "
+                 + ", ".join(f"{method} {count}" for method, count in identities["matches_by_method"].items())
+                 + f"; {identities['unmatched']} held back")
+    lines.append("  identity conflicts   " + (", ".join(f"{kind} {count}" for kind, count
+                                                     in sorted(identities["conflicts"].items())) or "none"))
     return "\n".join(lines)

@@ -365,14 +365,19 @@ SourceBuilder = Callable[[TenantConfig, Settings, datetime | None], list[SourceS
 
 
 @flow(name="extract", flow_run_name=_run_name, log_prints=False)
-def extract(tenant_file: str, platforms: list[str] | None = None, now: str | None = None) -> dict[str, Any]:
-    """Extract users, licences and meetings of the tenant's sources (resumes a killed run where it stopped)."""
+def extract(tenant_file: str, platforms: list[str] | None = None, now: str | None = None,
+            force: bool = False) -> dict[str, Any]:
+    """Extract users, licences and meetings of the tenant's sources (resumes a killed run where it stopped).
+
+    Refuses a tenant whose onboarding did not find it ready (or whose file changed since), unless `force`."""
+    from flows.onboard import require_ready
     from flows.wiring import build_sources, cost_model
 
     logger = get_run_logger()
     settings = Settings()
     tenant = TenantConfig.load(Path(tenant_file))
     database_url = settings.database
+    require_ready(database_url, tenant.id, force=force, config_hash=TenantConfig.file_hash(Path(tenant_file)))
     with transaction(database_url) as session:
         TenantRepository(session).ensure(tenant.id, name=tenant.name, siret=tenant.siret,
                                          config_path=str(Path(tenant_file).resolve()),

@@ -127,6 +127,10 @@ class VisioSettings(_Strict):
     api_url: str
     client_id: str
     client_secret_env: str
+    # True only when the instance runs with APPLICATION_ALLOW_USER_CREATION, OIDC_FALLBACK_TO_EMAIL_FOR_IDENTIFICATION
+    # and a mutable OIDC sub (visio-meet.md §1, §5): a token request then pre-creates an unknown host. Otherwise a
+    # host must log in to Visio once before rooms can be created for them.
+    precreates_users: bool = False
 
     _check_env = field_validator("client_secret_env")(_env_name)
 

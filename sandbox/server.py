@@ -1,14 +1,17 @@
-"""The sandbox servers: one ASGI app on loopback serving a generated ministry as Zoom, Graph and Webex.
+"""The sandbox servers: one ASGI app on loopback serving a generated ministry as Zoom, Graph, Webex, Visio (La
+Suite Meet's External API) and LiveKit.
 
     with SandboxServer(SandboxConfig(data_dir=ministry)) as sandbox:
-        sandbox.url        # http://127.0.0.1:PORT — /zoom/v2, /zoom/oauth/token, /graph/v1.0, /webex/v1/
+        sandbox.url        # http://127.0.0.1:PORT — /zoom/v2, /zoom/oauth/token, /graph/v1.0, /webex/v1/,
+                           #   /meet/external-api/v1.0/, /livekit/twirp/…
         sandbox.tls_url    # https://127.0.0.1:PORT — the same app over TLS (azure-identity insists on https)
         sandbox.ca_file    # the self-signed certificate to trust for tls_url
 
-Each system is a module (`sandbox.zoom`, `sandbox.graph`, `sandbox.webex`) whose `mount(sandbox)` returns a
-SystemMount: its routes, and how it answers when the fault injector throttles it or makes it fail. The middleware
-here applies latency, faults and request counting to every system's API routes; `/_sandbox/…` is the sandbox's
-own control and inspection API (faults at runtime, counters), clearly outside any vendor's namespace.
+Each system is a module (`sandbox.zoom`, `sandbox.graph`, `sandbox.webex`, `sandbox.meet`, `sandbox.livekit`)
+whose `mount(sandbox)` returns a SystemMount: its routes, and how it answers when the fault injector throttles it
+or makes it fail. The middleware here applies latency, faults and request counting to every system's API routes;
+`/_sandbox/…` is the sandbox's own control and inspection API (faults at runtime, counters), clearly outside any
+vendor's namespace.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import uvicorn
 from starlette.applications import Starlette
@@ -36,6 +39,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox.faults import Fault, FaultInjector, FaultRates
 from sandbox.tls import self_signed_certificate
+
+if TYPE_CHECKING:
+    from sandbox.livekit import LiveKitOptions
+    from sandbox.meet import MeetOptions
 
 SANDBOX_PORT = 8700
 
@@ -76,6 +83,9 @@ class SandboxConfig:
     latency_seconds: float = 0.0
     broken: frozenset[str] = frozenset()  # deliberate bugs, to see contract suites fail (e.g. "repeat_page_token")
     now: datetime | None = None        # the sandbox's "now"; default: the generated ministry's as-of date, 08:00 UTC
+    meet: MeetOptions | None = None    # the Visio instance's settings (sandbox.meet); None: Meet's defaults
+    livekit: LiveKitOptions | None = None  # LiveKit's keys and webhook receivers (sandbox.livekit)
+    systems: frozenset[str] | None = None  # mount only these systems (e.g. {"livekit"}); None: all of them
 
 
 class Sandbox:
@@ -120,9 +130,14 @@ class SystemMount:
 
 
 def _mounts(sandbox: Sandbox) -> list[SystemMount]:
-    from sandbox import graph, webex, zoom
+    from sandbox import graph, livekit, meet, webex, zoom
 
-    return [zoom.mount(sandbox), graph.mount(sandbox), webex.mount(sandbox)]
+    config = sandbox.config
+    builders: dict[str, Callable[[], SystemMount]] = {
+        "zoom": lambda: zoom.mount(sandbox), "graph": lambda: graph.mount(sandbox),
+        "webex": lambda: webex.mount(sandbox), "meet": lambda: meet.mount(sandbox, config.meet),
+        "livekit": lambda: livekit.mount(sandbox, config.livekit)}
+    return [build() for name, build in builders.items() if config.systems is None or name in config.systems]
 
 
 class _FaultMiddleware:

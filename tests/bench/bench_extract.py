@@ -110,7 +110,7 @@ def full_extraction(agents: int, workdir: Path) -> dict[str, Any]:
                # our own overhead: no pacing at the plans' rates against a sandbox that enforces none
                "BASCULE_PACING": "false"}
         started = time.perf_counter()
-        process = subprocess.Popen([sys.executable, "-m", "flows.cli", "extract", "--tenant", str(tenant),
+        process = subprocess.Popen([sys.executable, "-m", "flows.cli", "extract", "--force", "--tenant", str(tenant),
                                     "--now", NOW.isoformat()], cwd=REPO, env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
         peak_kib = 0

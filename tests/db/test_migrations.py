@@ -28,7 +28,28 @@ def test_upgrade_downgrade_upgrade_and_check(database_url: str) -> None:
 
     migrate.upgrade(database_url)
     migrate.check(database_url)
-    assert migrate.current(database_url) == "0001"
+    assert migrate.current(database_url) == _head()
+
+
+def _head() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(migrate.alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
+def test_each_revision_goes_down_and_up_on_its_own(database_url: str) -> None:
+    """Every migration step is reversible one at a time, not only all together."""
+    from alembic.script import ScriptDirectory
+
+    revisions = [r.revision for r in ScriptDirectory.from_config(migrate.alembic_config("sqlite://")).walk_revisions()]
+    migrate.upgrade(database_url)
+    for revision in revisions[:-1]:
+        migrate.downgrade(database_url, "-1")
+        assert migrate.current(database_url) != revision
+    migrate.upgrade(database_url)
+    assert migrate.current(database_url) == _head()
 
 
 def test_check_detects_drift(sqlite_url: str) -> None:

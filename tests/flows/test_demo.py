@@ -30,6 +30,12 @@ def test_demo_prints_a_summary_and_ends_with_one_json_object(tmp_path: Path) -> 
     assert summary["generate"]["agents"] == 400
     assert summary["load_directory"]["people"] == manifest["directory"]["people"]
     assert summary["load_directory"]["quarantined"] == manifest["directory"]["quarantine"]
+    assert summary["onboard"]["ready"] and summary["onboard"]["checks"]["failed"] == 0
+    assert "onboarding           ready" in done.stdout and "identity conflicts" in done.stdout
+    identity = manifest["identity"]
+    assert summary["identities"]["persons"] == identity["persons"]
+    assert summary["identities"]["conflicts"] == {kind: n for kind, n in identity["conflicts"].items() if n}
+    assert summary["identities"]["matches_by_method"] == {m: n for m, n in identity["matches_by_method"].items() if n}
     assert (tmp_path / ".bascule" / "demo" / "bascule.db").exists()
     assert (tmp_path / ".bascule" / "prefect").is_dir()  # project-local PREFECT_HOME, not ~/.prefect
 

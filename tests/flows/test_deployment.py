@@ -214,3 +214,31 @@ def test_load_directory_deployment_runs_on_a_process_worker(tmp_path: Path) -> N
     with contextlib.closing(sqlite3.connect(database)) as connection:
         (entries,) = connection.execute("select count(*) from directory_entry").fetchone()
     assert entries == manifest["directory"]["people"]
+
+
+def test_every_deployment_names_a_flow_and_its_parameters() -> None:
+    """Each entry point of prefect.yaml is a Prefect flow; its parameters exist on the flow; no secret values."""
+    import importlib
+    import inspect
+
+    import yaml
+    from prefect import Flow
+
+    document = yaml.safe_load((REPO / "prefect.yaml").read_text(encoding="utf-8"))
+    names = set()
+    for deployment in document["deployments"]:
+        path, _, attribute = deployment["entrypoint"].partition(":")
+        flow = getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), attribute)
+        assert isinstance(flow, Flow), deployment["name"]
+        accepted = set(inspect.signature(flow.fn).parameters)
+        assert set(deployment.get("parameters", {})) <= accepted, deployment["name"]
+        assert deployment["work_pool"]["name"] == "bascule"
+        names.add(flow.name)
+    assert {"load-directory", "onboard", "extract", "map-identities"} <= names
+
+    def keys(node: object) -> list[str]:
+        if isinstance(node, dict):
+            return [str(key) for key in node] + [k for value in node.values() for k in keys(value)]
+        return [k for value in node for k in keys(value)] if isinstance(node, list) else []
+
+    assert not [key for key in keys(document) if any(word in key.lower() for word in ("secret", "password", "token"))]

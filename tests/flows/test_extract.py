@@ -83,7 +83,7 @@ def test_extraction_delivers_every_record_then_a_second_run_changes_nothing(
         tmp_path: Path, ministry: tuple[Path, dict[str, Any]], sandbox: Served, environment: Path) -> None:
     from flows.extract import extract
 
-    summary = extract(str(_tenant(tmp_path, ministry, sandbox)), now=NOW)
+    summary = extract(str(_tenant(tmp_path, ministry, sandbox)), now=NOW, force=True)
     state = _database(environment)
     for platform in PLATFORMS:
         account_harness = next(h for h in harnesses(AccountHarness) if str(h.platform) == platform)
@@ -102,7 +102,7 @@ def test_extraction_delivers_every_record_then_a_second_run_changes_nothing(
         assert summary[platform]["error"] is None
         assert summary[platform]["licences"] > 0
 
-    again = extract(str(_tenant(tmp_path, ministry, sandbox)), now=NOW)
+    again = extract(str(_tenant(tmp_path, ministry, sandbox)), now=NOW, force=True)
     for platform in PLATFORMS:
         for stream in ("users", "meetings"):
             assert again[platform][stream]["inserted"] == again[platform][stream]["updated"] == 0, (platform, stream)
@@ -133,13 +133,13 @@ def test_killed_extraction_resumes_to_the_same_database(tmp_path: Path, ministry
     for database in (reference, killed):
         upgrade(f"sqlite:///{database}")
 
-    done = _cli(["extract", "--tenant", str(tenant), "--now", NOW], {**base_env,
+    done = _cli(["extract", "--tenant", str(tenant), "--now", NOW, "--force"], {**base_env,
                 "BASCULE_DATABASE_URL": f"sqlite:///{reference}"}, tmp_path)
     _out, err = done.communicate(timeout=600)
     assert done.returncode == 0, err[-3000:]
 
     env = {**base_env, "BASCULE_DATABASE_URL": f"sqlite:///{killed}"}
-    job = _cli(["extract", "--tenant", str(tenant), "--now", NOW], env, tmp_path, start_new_session=True)
+    job = _cli(["extract", "--tenant", str(tenant), "--now", NOW, "--force"], env, tmp_path, start_new_session=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and job.poll() is None and _meeting_pages_stored(killed) < 30:
         time.sleep(0.05)
@@ -147,7 +147,7 @@ def test_killed_extraction_resumes_to_the_same_database(tmp_path: Path, ministry
     os.killpg(job.pid, signal.SIGKILL)
     job.wait()
 
-    rerun = _cli(["extract", "--tenant", str(tenant), "--now", NOW], env, tmp_path)
+    rerun = _cli(["extract", "--tenant", str(tenant), "--now", NOW, "--force"], env, tmp_path)
     stdout, stderr = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, stderr[-3000:]
     summary = json.loads(stdout.strip().splitlines()[-1])

@@ -1,0 +1,316 @@
+"""The map-identities flow on generated ministries: the conflicts a correct mapping must find, account by account,
+re-runs that change nothing, an e-mail that changes, overrides that round-trip, a run killed and resumed."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import shutil
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from core import ConflictKind, Platform
+from db.migrate import upgrade
+from sandbox.generator.directory import Flavour
+from sandbox.generator.ministry import GeneratorOptions, generate_ministry
+from tests.conftest import AS_OF, write_tenant
+from tests.support.state import TruthRecord, load_ministry
+
+TENANT = "min-culture-exemple"
+
+
+def _prepare(tmp_path: Path, out: Path, manifest: dict[str, Any], url: str,
+             monkeypatch: pytest.MonkeyPatch) -> tuple[Path, list[TruthRecord]]:
+    upgrade(url)
+    monkeypatch.setenv("BASCULE_DATABASE_URL", url)
+    tenant = write_tenant(tmp_path, manifest, ldif_path=out / "directory.ldif")
+    truths = load_ministry(url, TENANT, out, flavour=manifest["generator"]["flavour"])
+    return tenant, truths
+
+
+def _map(tenant: Path, **options: Any) -> dict[str, Any]:
+    from flows.identities import map_identities
+
+    result: dict[str, Any] = map_identities(tenant_file=str(tenant), force=True, **options)
+    return result
+
+
+def _query(url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(text(sql), params).all()]
+    finally:
+        engine.dispose()
+
+
+def _state(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """What a pass leaves behind, without clocks and pass ids: must not depend on how often or how it ran."""
+    return {
+        "persons": _query(url, "select anchor, primary_email, email_normalised, proconnect_email, expected_idp, "
+                               "siret, visio_provisioning, login_hint_url, content_hash, removed_at is null "
+                               "from person order by anchor"),
+        "matches": _query(url, "select platform, account_external_id, person_anchor, method from identity_match "
+                               "order by platform, account_external_id"),
+        "conflicts": _query(url, "select kind, subject, value, detail, status from identity_conflict "
+                                 "order by kind, subject, value"),
+    }
+
+
+def _check_against_truth(url: str, summary: dict[str, Any], manifest: dict[str, Any],
+                         truths: list[TruthRecord]) -> None:
+    identity = manifest["identity"]
+    assert summary["persons"] == identity["persons"]
+    assert summary["conflicts"] == identity["conflicts"]
+    expected_methods = {method: count for method, count in identity["matches_by_method"].items() if count}
+    assert summary["matches_by_method"] == expected_methods
+
+    matches = {(platform, account): method for platform, account, _anchor, method
+               in _query(url, "select platform, account_external_id, person_anchor, method from identity_match")}
+    conflicts: dict[str, set[str]] = {}
+    for kind, subject in _query(url, "select kind, subject from identity_conflict where status = 'open'"):
+        conflicts.setdefault(subject, set()).add(kind)
+    accounted = 0
+    for truth in truths:
+        if truth.outcome.startswith("quarantine:"):
+            continue
+        key = (truth.platform.value, truth.external_id)
+        subject = f"{truth.platform.value}:{truth.external_id}"
+        verdict, _, detail = truth.outcome.partition(":")
+        if verdict == "match":
+            assert matches.get(key) == detail, f"{subject}: matched {matches.get(key)}, expected {detail}"
+        else:
+            assert key not in matches, f"{subject} matched, expected conflict {detail}"
+            assert detail in conflicts.get(subject, set()), f"{subject}: no {detail} conflict"
+        assert set(truth.conflicts) <= conflicts.get(subject, set()) | {ConflictKind.SOURCE_UNMATCHED.value}
+        accounted += 1
+    # No extracted account is unaccounted for: matched, or held back with a conflict naming it.
+    accounts = _query(url, "select platform, external_id from source_account where removed_at is null")
+    for platform, external_id in accounts:
+        assert (platform, external_id) in matches or f"{platform}:{external_id}" in conflicts, (
+            f"{platform}:{external_id} neither matched nor in conflict")
+    assert accounted == len(accounts) == identity["source_accounts_mapped"]
+
+
+@pytest.mark.parametrize("fixture", ["ministry_ad", "ministry_supann"])
+def test_conflicts_equal_the_manifest_account_by_account(fixture: str, request: pytest.FixtureRequest,
+                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out, manifest = request.getfixturevalue(fixture)
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    tenant, truths = _prepare(tmp_path, out, manifest, url, monkeypatch)
+    summary = _map(tenant, batch_size=700)
+    assert not summary["resumed"]
+    _check_against_truth(url, summary, manifest, truths)
+
+
+@pytest.mark.parametrize(("seed", "flavour"), [(11, Flavour.AD), (1234, Flavour.SUPANN)])
+def test_more_seeds_on_postgresql(seed: int, flavour: Flavour, tmp_path: Path, postgres_url: str,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "ministry"
+    manifest = generate_ministry(out, GeneratorOptions(agents=1500, seed=seed, flavour=flavour, as_of=AS_OF))
+    tenant, truths = _prepare(tmp_path, out, manifest, postgres_url, monkeypatch)
+    summary = _map(tenant, batch_size=400)
+    _check_against_truth(postgres_url, summary, manifest, truths)
+
+
+@pytest.fixture
+def mapped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+           ministry_ad: tuple[Path, dict[str, Any]]) -> tuple[str, Path, dict[str, Any]]:
+    """The AD ministry loaded and mapped once on SQLite."""
+    out, manifest = ministry_ad
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    tenant, _truths = _prepare(tmp_path, out, manifest, url, monkeypatch)
+    _map(tenant)
+    return url, tenant, manifest
+
+
+def test_running_twice_changes_nothing(mapped: tuple[str, Path, dict[str, Any]]) -> None:
+    url, tenant, manifest = mapped
+    before = _state(url)
+    second = _map(tenant)
+    assert second["resolved"] == 0 and second["matches_dropped"] == 0 and second["keys_dropped"] == 0
+    assert second["conflicts"] == manifest["identity"]["conflicts"]
+    assert _state(url) == before
+
+
+def _entry(url: str, anchor: str) -> Any:
+    from db.repositories import DirectoryRepository
+    from flows.runtime import transaction
+
+    with transaction(url) as session:
+        found = DirectoryRepository(session, TENANT).page(after=None, limit=100_000)
+    return next(entry for entry in found if entry.anchor == anchor)
+
+
+def _upsert_entry(url: str, entry: Any) -> None:
+    from db.repositories import DirectoryRepository
+    from flows.runtime import transaction
+
+    with transaction(url) as session:
+        DirectoryRepository(session, TENANT).upsert([entry], now=datetime.now(UTC), pass_id="edit")
+
+
+def test_an_email_change_is_one_conflict_until_the_platforms_catch_up(
+        mapped: tuple[str, Path, dict[str, Any]]) -> None:
+    url, tenant, manifest = mapped
+    # A person matched on Zoom by primary e-mail, with no other conflict.
+    anchor, account, old = _query(url, """
+        select m.person_anchor, m.account_external_id, p.email_normalised from identity_match m
+        join person p on p.anchor = m.person_anchor
+        where m.platform = 'zoom' and m.method = 'primary_email' and p.disabled = 0
+          and not exists (select 1 from identity_conflict c where c.subject = p.anchor)
+          and (select count(*) from identity_match o where o.person_anchor = m.person_anchor) = 1
+        order by m.person_anchor limit 1""")[0]
+    entry = _entry(url, anchor)
+    local, _, domain = old.partition("@")
+    new = f"{local}.nouveau@{domain}"
+    # The directory keeps the previous address as an alias, as a rename in AD or SupAnn usually does.
+    _upsert_entry(url, dataclasses.replace(entry, primary_email=new, aliases=(*entry.aliases, entry.primary_email)))
+
+    changed = _map(tenant)
+    assert changed["conflicts"][ConflictKind.EMAIL_CHANGED] == 1
+    assert _query(url, "select subject, value, detail from identity_conflict where kind = 'EMAIL_CHANGED' "
+                       "and status = 'open'") == [(anchor, new, f"was {old}")]
+    assert _query(url, "select proconnect_email from person where anchor = :a", a=anchor) == [(new,)]
+    assert _query(url, "select method from identity_match where account_external_id = :a", a=account) == [("alias",)]
+    expected = Counter(manifest["identity"]["conflicts"])
+    expected.update({ConflictKind.EMAIL_CHANGED.value: 1, ConflictKind.ALIAS_ONLY_MATCH.value: 1})
+    assert changed["conflicts"] == dict(expected)
+
+    # Still open while Zoom shows the previous address; closed once Zoom has the new one.
+    assert _map(tenant)["conflicts"][ConflictKind.EMAIL_CHANGED] == 1
+    from db.repositories import SourceAccountRepository
+    from flows.runtime import transaction
+
+    with transaction(url) as session:
+        repository = SourceAccountRepository(session, TENANT, Platform.ZOOM)
+        zoom = next(a for a in repository.page(after=None, limit=100_000) if a.external_id == account)
+        repository.upsert([dataclasses.replace(zoom, email=new)], now=datetime.now(UTC), pass_id="edit")
+    caught_up = _map(tenant)
+    assert caught_up["conflicts"][ConflictKind.EMAIL_CHANGED] == 0
+    assert caught_up["conflicts"] == manifest["identity"]["conflicts"]
+    assert _query(url, "select status from identity_conflict where kind = 'EMAIL_CHANGED'") == [("resolved",)]
+
+
+def _export(url: str) -> list[dict[str, str]]:
+    from flows.identity_report import write_conflicts_csv
+
+    buffer = io.StringIO()
+    write_conflicts_csv(url, TENANT, buffer)
+    return list(csv.DictReader(io.StringIO(buffer.getvalue())))
+
+
+def _csv(rows: list[dict[str, str]]) -> list[str]:
+    from core.identity import OVERRIDE_COLUMNS
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=OVERRIDE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue().splitlines(keepends=True)
+
+
+def test_overrides_round_trip(mapped: tuple[str, Path, dict[str, Any]]) -> None:
+    from flows.identity_report import apply_overrides
+
+    url, tenant, manifest = mapped
+    exported = _export(url)
+    assert len(exported) == sum(manifest["identity"]["conflicts"].values())
+    unmatched = next(row for row in exported if row["kind"] == "SOURCE_UNMATCHED" and row["platform"] == "teams")
+    privileged = next(row for row in exported if row["kind"] == "PRIVILEGED_ACCOUNT")
+    # A person without a Teams account, so that forcing this one adds no MULTI_SOURCE_ACCOUNTS.
+    (owner,) = _query(url, """select p.anchor from person p where p.disabled = 0
+        and not exists (select 1 from identity_match m where m.person_anchor = p.anchor and m.platform = 'teams')
+        and not exists (select 1 from identity_conflict c where c.subject = p.anchor) order by p.anchor limit 1""")[0:1]
+    decisions = [
+        {**unmatched, "action": "force_match", "person_anchor": owner[0], "reason": "shared mailbox of the bureau"},
+        {**privileged, "action": "exclude", "reason": "tenant admin, not migrated"},
+        {**unmatched, "account_external_id": "no-such-account", "subject": "", "action": "exclude"},
+        {**privileged, "subject": "", "account_external_id": privileged["account_external_id"] + "-x",
+         "platform": privileged["platform"], "action": "force_match", "person_anchor": owner[0]},
+        {**unmatched, "subject": "", "action": "force_match", "person_anchor": "no-such-person",
+         "account_external_id": _query(url, "select external_id from source_account where platform = 'webex' "
+                                            "order by external_id limit 1")[0][0], "platform": "webex"},
+    ]
+    outcome = apply_overrides(url, TENANT, _csv(decisions), author="equipe-migration")
+    assert [row.line for row in outcome.applied] == [2, 3]
+    assert [str(row) for row in outcome.refused] == [
+        "row 4: unknown account teams:no-such-account (not in the extracted accounts)",
+        f"row 5: unknown account {privileged['platform']}:{privileged['account_external_id']}-x "
+        "(not in the extracted accounts)",
+        "row 6: unknown person no-such-person (no current directory entry)",
+    ]
+    audited = _query(url, "select actor, action, target_id from audit_event order by id")
+    assert audited == [("equipe-migration", "identity.override", unmatched["subject"]),
+                       ("equipe-migration", "identity.override", privileged["subject"])]
+
+    after = _map(tenant)
+    forced = (unmatched["platform"], unmatched["account_external_id"])
+    assert _query(url, "select person_anchor, method from identity_match where platform = :p and "
+                       "account_external_id = :a", p=forced[0], a=forced[1]) == [(owner[0], "override")]
+    assert after["matches_by_method"]["override"] == 1
+    expected = Counter(manifest["identity"]["conflicts"])
+    expected.subtract({"SOURCE_UNMATCHED": 1, "PRIVILEGED_ACCOUNT": 1})
+    assert after["conflicts"] == dict(expected)
+    assert after["resolved"] == 2
+    subjects = {row["subject"] for row in _export(url)}
+    assert unmatched["subject"] not in subjects and privileged["subject"] not in subjects
+
+    # The decisions stand on every run; clearing one brings the conflict back.
+    assert _map(tenant)["conflicts"] == dict(expected)
+    cleared = apply_overrides(url, TENANT, _csv([{**unmatched, "action": "clear"}]), author="equipe-migration")
+    assert len(cleared.applied) == 1 and not cleared.refused
+    back = _map(tenant)
+    assert back["conflicts"]["SOURCE_UNMATCHED"] == manifest["identity"]["conflicts"]["SOURCE_UNMATCHED"]
+    assert "override" not in back["matches_by_method"]
+
+
+def test_a_killed_pass_resumes_to_the_state_of_an_uninterrupted_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ministry_supann: tuple[Path, dict[str, Any]]) -> None:
+    from db.repositories import IdentityRepository
+
+    out, manifest = ministry_supann
+    clean_url = f"sqlite:///{tmp_path / 'clean.db'}"
+    tenant, _ = _prepare(tmp_path, out, manifest, clean_url, monkeypatch)
+    broken_url = f"sqlite:///{tmp_path / 'broken.db'}"
+    shutil.copy(tmp_path / "clean.db", tmp_path / "broken.db")
+    _map(tenant, batch_size=500)
+    clean = _state(clean_url)
+
+    monkeypatch.setenv("BASCULE_DATABASE_URL", broken_url)
+    real = IdentityRepository.upsert_matches
+    calls = {"n": 0}
+
+    def dies_on_the_fourth_batch(self: Any, *args: Any, **kwargs: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise RuntimeError("killed")
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(IdentityRepository, "upsert_matches", dies_on_the_fourth_batch)
+    with pytest.raises(RuntimeError, match="killed"):
+        _map(tenant, batch_size=500)
+    monkeypatch.setattr(IdentityRepository, "upsert_matches", real)
+    resumed = _map(tenant, batch_size=500)
+    assert resumed["resumed"]
+    assert _state(broken_url) == clean
+
+
+def test_a_tenant_never_onboarded_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             ministry_ad: tuple[Path, dict[str, Any]]) -> None:
+    from flows.identities import map_identities
+    from flows.onboard import TenantNotReady
+
+    out, manifest = ministry_ad
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    upgrade(url)
+    monkeypatch.setenv("BASCULE_DATABASE_URL", url)
+    tenant = write_tenant(tmp_path, manifest, ldif_path=out / "directory.ldif")
+    with pytest.raises(TenantNotReady, match="was never onboarded"):
+        map_identities(tenant_file=str(tenant))
