@@ -1,0 +1,257 @@
+"""Calendar updates by e-mail: an InvitationUpdate rendered with icalendar and sent over SMTP with smtplib.
+
+The calendar (RFC 5545 / iTIP RFC 5546): `METHOD:REQUEST`, one VEVENT with the update's UID and SEQUENCE, DTSTART
+and DTEND with the series' TZID, its RRULE verbatim (none for a one-off), ORGANIZER with `SENT-BY` the migration
+mailbox, one ATTENDEE per invitee (RSVP, NEEDS-ACTION), and the link in LOCATION, URL and DESCRIPTION. The
+VTIMEZONE comes from the zoneinfo database through icalendar's `add_missing_timezones`, covering the series from
+its first start to ten years after the later of that start and today.
+
+The e-mail: `From` the organiser and `Sender` the migration mailbox (mail clients show "mailbox on behalf of
+organiser", as Microsoft's Meeting Migration Service does), multipart/mixed of a multipart/alternative (text/plain
++ `text/calendar; method=REQUEST`) and the same calendar attached as `invite.ics`; `Message-ID` derived from the
+plan action's idempotency key, so a second send of one action carries the same id and can be recognised;
+`Auto-Submitted: auto-generated` keeps out-of-office replies away. Recipients: the attendees (To) and the
+organiser (Cc), so the organiser's own calendar can take the update too; the envelope sender is the mailbox, so
+bounces reach the migration team.
+
+SMTP errors: authentication → ConnectorAuthError; a 4xx reply, a dropped connection or a timeout →
+TransientConnectorError (retried by connectors.retry); a 5xx → PermanentConnectorError. Recipients refused one by
+one come back in SentInvitation.refused, unless all are refused. Logs carry Message-IDs and counts, never
+addresses, passwords or server replies (which may quote an address).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import smtplib
+import ssl
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from icalendar import Calendar, Event, vCalAddress, vRecur
+
+from connectors.errors import ConnectorAuthError, ConnectorError, PermanentConnectorError, TransientConnectorError
+from connectors.retry import RetryPolicy, RetryStats, call_with_retries
+from connectors.throttle import Throttle
+from core.invitations import InvitationUpdate, SentInvitation
+
+__all__ = ["PRODID", "SmtpConfig", "SmtpInvitationSender", "build_calendar", "build_message", "message_id_for"]
+
+log = logging.getLogger(__name__)
+
+SYSTEM = "smtp"
+PRODID = "-//DINUM//bascule//FR"
+_TIMEZONE_YEARS = 10
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    """The ministry's mail relay and the migration mailbox that sends on organisers' behalf."""
+
+    host: str
+    mailbox: str                            # Sender and envelope sender, e.g. bascule-visio@interieur.gouv.fr
+    port: int = 25
+    mailbox_name: str = "Bascule Visio"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    starttls: bool = False
+    timeout_seconds: float = 30.0
+    message_id_domain: str | None = None    # default: the mailbox's domain
+
+    def __post_init__(self) -> None:
+        if "@" not in self.mailbox:
+            raise ValueError("the migration mailbox must be an e-mail address")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+
+
+def message_id_for(idempotency_key: str, domain: str) -> str:
+    """The Message-ID of the e-mail one plan action sends: the same key always gives the same id."""
+    digest = hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:40]
+    return f"<bascule.{digest}@{domain}>"
+
+
+def build_calendar(update: InvitationUpdate, *, mailbox: str, stamp: datetime) -> Calendar:
+    """The iTIP REQUEST for `update` (no I/O; `stamp` is DTSTAMP, the moment the update is produced)."""
+    event = Event.new(
+        uid=update.uid,
+        sequence=update.sequence,
+        summary=update.summary,
+        start=update.start,
+        end=update.end,
+        stamp=stamp.astimezone(UTC),
+        location=update.link,
+        url=update.link,
+        description=update.description,
+        organizer=_organizer(update, mailbox),
+        attendees=[_attendee(address) for address in update.attendees],
+    )
+    if update.rrule is not None:
+        event.add("rrule", vRecur.from_ical(update.rrule.removeprefix("RRULE:")))
+    event.add("status", "CONFIRMED")
+    calendar = Calendar()
+    calendar.add("prodid", PRODID)
+    calendar.add("version", "2.0")
+    calendar.add("method", "REQUEST")
+    calendar.add_component(event)
+    first = update.start.date() - timedelta(days=1)
+    last = max(update.start.date(), stamp.date())
+    calendar.add_missing_timezones(first_date=first, last_date=date(last.year + _TIMEZONE_YEARS, 12, 31))
+    return calendar
+
+
+def build_message(update: InvitationUpdate, *, config: SmtpConfig, stamp: datetime) -> EmailMessage:
+    """The e-mail carrying `update`, ready for smtplib (no I/O)."""
+    ics = build_calendar(update, mailbox=config.mailbox, stamp=stamp).to_ical()
+    message = EmailMessage()
+    message["Subject"] = update.subject
+    message["From"] = Address(display_name=update.organiser_name or "", addr_spec=update.organiser)
+    message["Sender"] = Address(display_name=config.mailbox_name, addr_spec=config.mailbox)
+    if update.attendees:
+        message["To"] = [Address(addr_spec=address) for address in update.attendees]
+    message["Cc"] = Address(display_name=update.organiser_name or "", addr_spec=update.organiser)
+    message["Date"] = format_datetime(stamp.astimezone(UTC))
+    message["Message-ID"] = message_id_for(update.idempotency_key, _message_id_domain(config))
+    message["Auto-Submitted"] = "auto-generated"
+    message["Content-Language"] = "fr"
+    message.set_content(update.description + "\n")
+    message.add_alternative(ics.decode("utf-8"), subtype="calendar", params={"method": "REQUEST"})
+    message.add_attachment(ics, maintype="application", subtype="ics", filename="invite.ics")
+    return message
+
+
+def _organizer(update: InvitationUpdate, mailbox: str) -> vCalAddress:
+    organizer = vCalAddress(f"mailto:{update.organiser}")
+    if update.organiser_name:
+        organizer.params["CN"] = update.organiser_name
+    organizer.params["SENT-BY"] = f"mailto:{mailbox}"
+    return organizer
+
+
+def _attendee(address: str) -> vCalAddress:
+    attendee = vCalAddress(f"mailto:{address}")
+    attendee.params["CUTYPE"] = "INDIVIDUAL"
+    attendee.params["ROLE"] = "REQ-PARTICIPANT"
+    attendee.params["PARTSTAT"] = "NEEDS-ACTION"
+    attendee.params["RSVP"] = "TRUE"
+    return attendee
+
+
+def _message_id_domain(config: SmtpConfig) -> str:
+    return config.message_id_domain or config.mailbox.rpartition("@")[2]
+
+
+def _recipients(update: InvitationUpdate) -> list[str]:
+    return [*update.attendees, update.organiser]
+
+
+# ----------------------------------------------------------------------------------------------- the sender
+
+class SmtpInvitationSender:
+    """Sends calendar updates through the ministry's relay, one SMTP session per batch of updates."""
+
+    def __init__(self, config: SmtpConfig, *, throttle: Throttle, retry: RetryPolicy, stats: RetryStats,
+                 clock: Callable[[], datetime] = _utc_now) -> None:
+        self.config = config
+        self._throttle = throttle
+        self._retry = retry
+        self._stats = stats
+        self._clock = clock
+
+    def send(self, update: InvitationUpdate) -> SentInvitation:
+        """Send one update (its own SMTP session)."""
+        return self.send_batch([update])[0]
+
+    def send_batch(self, updates: Iterable[InvitationUpdate]) -> list[SentInvitation]:
+        """Send each update in turn over one SMTP session (re-opened when a retry needs a fresh one)."""
+        session = _Session(self.config)
+        try:
+            return [self._send_with_retries(session, update) for update in updates]
+        finally:
+            session.close()
+
+    def _send_with_retries(self, session: _Session, update: InvitationUpdate) -> SentInvitation:
+        return call_with_retries(lambda: self._send_one(session, update), self._retry, stats=self._stats)
+
+    def _send_one(self, session: _Session, update: InvitationUpdate) -> SentInvitation:
+        self._throttle.acquire(f"smtp:{self.config.host}")
+        message = build_message(update, config=self.config, stamp=self._clock())
+        message_id = str(message["Message-ID"])
+        recipients = _recipients(update)
+        refused = session.send(message, recipients)
+        log.info("calendar update %s sent (%s, sequence %d): %d recipient(s), %d refused", message_id,
+                 update.purpose.value, update.sequence, len(recipients), len(refused))
+        return SentInvitation(message_id=message_id, uid=update.uid, sequence=update.sequence,
+                              recipients=len(recipients) - len(refused),
+                              refused=tuple(address for address in recipients if address in refused))
+
+
+class _Session:
+    """One smtplib connection, opened on first use and dropped after any failure."""
+
+    def __init__(self, config: SmtpConfig) -> None:
+        self._config = config
+        self._smtp: smtplib.SMTP | None = None
+
+    def send(self, message: EmailMessage, recipients: list[str]) -> dict[str, tuple[int, bytes]]:
+        try:
+            smtp = self._open()
+            return smtp.send_message(message, from_addr=self._config.mailbox, to_addrs=recipients)
+        except smtplib.SMTPRecipientsRefused as error:
+            self.close()
+            codes = [code for code, _reply in error.recipients.values()]
+            raise _by_code(min(codes, default=550), "every recipient was refused") from error
+        except smtplib.SMTPNotSupportedError as error:
+            self.close()
+            raise PermanentConnectorError(SYSTEM, "the relay does not offer STARTTLS or AUTH") from error
+        except smtplib.SMTPAuthenticationError as error:
+            self.close()
+            raise ConnectorAuthError(SYSTEM, f"the relay refused the credentials ({error.smtp_code})") from error
+        except smtplib.SMTPResponseException as error:
+            self.close()
+            raise _by_code(error.smtp_code, f"the relay answered {error.smtp_code}") from error
+        except (smtplib.SMTPException, OSError) as error:
+            self.close()
+            raise TransientConnectorError(SYSTEM, f"SMTP session failed ({type(error).__name__})") from error
+
+    def _open(self) -> smtplib.SMTP:
+        if self._smtp is not None:
+            return self._smtp
+        config = self._config
+        smtp = smtplib.SMTP(config.host, config.port, timeout=config.timeout_seconds)
+        try:
+            smtp.ehlo()
+            if config.starttls:
+                smtp.starttls(context=ssl.create_default_context())
+                smtp.ehlo()
+            if config.username is not None and config.password is not None:
+                smtp.login(config.username, config.password)
+        except BaseException:
+            smtp.close()
+            raise
+        self._smtp = smtp
+        return smtp
+
+    def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            smtp.close()
+
+
+def _by_code(code: int, message: str) -> ConnectorError:
+    if 400 <= code < 500:
+        return TransientConnectorError(SYSTEM, message)
+    return PermanentConnectorError(SYSTEM, message)
