@@ -50,7 +50,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -615,6 +615,14 @@ class _MeetApi:
     # ------------------------------------------------------------------------------------------ routing
 
     async def dispatch(self, request: Request) -> Response:
+        try:
+            return await self._route(request)
+        except ClientDisconnect:
+            # The client gave up (an injected timeout) before its body was read: nothing was done, nobody listens.
+            self.sandbox.count("meet:client_disconnected")
+            return Response(b"", status_code=499)
+
+    async def _route(self, request: Request) -> Response:
         path = "/" + request.path_params["path"]
         method = request.method
         if path == TOKEN_PATH:
