@@ -23,12 +23,18 @@ quirks handled here:
   builders. Graph never retries batch items: throttled (429) and failed (5xx) items are re-submitted here, after
   their Retry-After, within the retry policy's bounds, each counted in RetryStats.
 - `users/delta` ignores `$top`; the page size is asked with `Prefer: odata.maxpagesize` on every request.
-- Optional members left unset are dropped from request bodies by the SDK (graph.md 2); nothing here writes.
+- Optional members left unset are dropped from request bodies by the SDK (graph.md 2). The one write,
+  GraphCalendar.update_event, builds an `Event` holding only `body` (HTML) and `location` (and `locations` for a
+  rollback), so the wire body is those members plus the SDK's `@odata.type`; nested models carry no `@odata.type`.
 
 Errors: ODataError 401/403 → ConnectorAuthError, 404 → NotFound, 429 → RateLimited(Retry-After), 5xx, timeouts,
 connection errors and unreadable JSON → TransientConnectorError; azure-identity's ClientAuthenticationError →
 ConnectorAuthError. Messages carry ids and Graph error codes only (never the service's message, which may quote
 an address, nor URLs).
+
+Calendar: GraphCalendar reads and rewrites single events for the cutover and its rollback. Each calling thread gets
+its own session on first use (a session is one event loop; kiota's httpx client and azure-identity's credential
+belong to it), kept until `close()`; so one instance serves a few threads at once, each paying one token request.
 
 Cursors: accounts — `full:<nextLink>` or `delta:<nextLink>` mid-pass, and on the last page `delta_cursor =
 "delta:<deltaLink>"`; a `delta:` cursor resumes or starts a delta pass (Page.delta True). Meetings — the external id
@@ -46,8 +52,9 @@ import os
 import random
 import re
 import ssl
+import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from os import PathLike
@@ -65,10 +72,19 @@ from kiota_abstractions.method import Method
 from kiota_abstractions.request_information import RequestInformation
 from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
 from kiota_http.middleware.options import RetryHandlerOption
+from msgraph.generated.models.body_type import BodyType
+from msgraph.generated.models.event import Event
+from msgraph.generated.models.item_body import ItemBody
+from msgraph.generated.models.location import Location
+from msgraph.generated.models.location_type import LocationType
+from msgraph.generated.models.location_unique_id_type import LocationUniqueIdType
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph.generated.models.outlook_geo_coordinates import OutlookGeoCoordinates
+from msgraph.generated.models.physical_address import PhysicalAddress
 from msgraph.generated.subscribed_skus.subscribed_skus_request_builder import SubscribedSkusRequestBuilder
 from msgraph.generated.users.delta.delta_request_builder import DeltaRequestBuilder
 from msgraph.generated.users.item.events.events_request_builder import EventsRequestBuilder
+from msgraph.generated.users.item.events.item.event_item_request_builder import EventItemRequestBuilder
 from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph.graph_request_adapter import options as SDK_MIDDLEWARE_OPTIONS
 from msgraph.graph_service_client import GraphServiceClient
@@ -88,6 +104,7 @@ from connectors.throttle import Throttle
 from core import (
     AccountStatus,
     HostRef,
+    JsonValue,
     LicenceSku,
     Meeting,
     Page,
@@ -99,14 +116,15 @@ from core import (
     SourceAccount,
     parse_email,
 )
+from core.calendar import CalendarEvent
 from core.emails import EmailAddress
 from core.links import JoinLink, parse_join_url
 from core.readiness import AccessCheck
 from core.recurrence import Unparseable, classify_meeting, last_occurrence, recurrence_from_graph
 from core.timezones import WINDOWS_TO_IANA
 
-__all__ = ["GRAPH_SCOPE", "TEAMS1_PLAN_ID", "GraphAccountSource", "GraphConfig", "GraphLicenceSource",
-           "GraphMeetingSource", "check_access", "throttle_rates"]
+__all__ = ["GRAPH_SCOPE", "TEAMS1_PLAN_ID", "GraphAccountSource", "GraphCalendar", "GraphConfig",
+           "GraphLicenceSource", "GraphMeetingSource", "check_access", "throttle_rates"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -125,6 +143,9 @@ EVENT_FIELDS = ("subject", "type", "start", "end", "originalStartTimeZone", "rec
 BATCH_LIMIT = 20
 ERROR_MAP: dict[str, Any] = {"XXX": ODataError}
 IMMUTABLE_IDS = 'IdType="ImmutableId"'
+# Said explicitly although HTML is the default: a body read as text and written back would lose its markup.
+HTML_BODY = 'outlook.body-content-type="html"'
+CALENDAR_FIELDS = ("type", "isOrganizer", "body", "location", "locations", "onlineMeeting", "changeKey")
 # Identity resource units per 10 s for one app in one tenant, by tenant size (throttling-limits).
 RESOURCE_UNITS = ((50, 3500), (500, 5000))
 RESOURCE_UNITS_LARGE = 8000
@@ -269,6 +290,9 @@ class _GraphConnector:
     @property
     def _identity_key(self) -> str:
         return f"graph:{self.config.tenant_id}:identity"
+
+    def _mailbox_key(self, mailbox: str) -> str:
+        return f"graph:{self.config.tenant_id}:mailbox:{mailbox}"
 
     async def _get(self, session: _GraphSession, what: str, request: Callable[[], RequestInformation], *,
                    key: str | None, cost: float = 1.0) -> dict[str, Any]:
@@ -475,7 +499,7 @@ class GraphMeetingSource(_GraphConnector):
 
         async def send() -> dict[str, tuple[int, Mapping[str, str], Any]]:
             for host_id, _url in chunk:
-                self._throttle.acquire(f"graph:{self.config.tenant_id}:mailbox:{host_id}")
+                self._throttle.acquire(self._mailbox_key(host_id))
             information = RequestInformation()
             information.http_method = Method.POST
             information.url_template = f"{session.adapter.base_url.rstrip('/')}/$batch"
@@ -490,6 +514,90 @@ class GraphMeetingSource(_GraphConnector):
     def _backoff(self, failures: int) -> float:
         ceiling = min(self._retry.max_delay, self._retry.base_delay * 2 ** (failures - 1))
         return random.uniform(0, ceiling)
+
+
+class GraphCalendar(_GraphConnector):
+    """Organisers' events read and rewritten in place (HTML body and location only), for the cutover and rollback.
+
+    Synchronous; safe to share between a few threads: each thread runs its calls on its own session (see the
+    module docstring), opened on its first call and closed by `close()` (call it once the threads are done).
+    """
+
+    def __init__(self, config: GraphConfig, *, throttle: Throttle, retry: RetryPolicy | None = None,
+                 stats: RetryStats | None = None) -> None:
+        super().__init__(config, throttle=throttle, retry=retry if retry is not None else RetryPolicy(),
+                         stats=stats if stats is not None else RetryStats())
+        self._sessions: dict[int, _GraphSession] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __enter__(self) -> GraphCalendar:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def get_event(self, mailbox: str, event_id: str) -> CalendarEvent:
+        """The event as Graph holds it now (immutable id, HTML body); NotFound when the mailbox has no such event."""
+        session = self._thread_session()
+        return session.run(self._fetch_event(session, mailbox, event_id))
+
+    def update_event(self, mailbox: str, event_id: str, *, body_html: str, location: Mapping[str, JsonValue],
+                     locations: Sequence[Mapping[str, JsonValue]] | None = None) -> CalendarEvent:
+        """PATCH the HTML body and the location (and `locations`, to restore them as they were); the event after."""
+        patch = _event_patch(body_html, location, locations)
+        session = self._thread_session()
+        return session.run(self._patch_event(session, mailbox, event_id, patch))
+
+    def close(self) -> None:
+        """Close every thread's session; the instance cannot be used afterwards."""
+        with self._lock:
+            sessions = list(self._sessions.values())
+            self._sessions.clear()
+            self._closed = True
+        with ExitStack() as closing:   # every session is closed even when one fails to
+            for session in sessions:
+                closing.callback(session.close)
+
+    def _thread_session(self) -> _GraphSession:
+        ident = threading.get_ident()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this GraphCalendar is closed")
+            session = self._sessions.get(ident)
+            if session is None:
+                # Built under the lock: it makes no call (the token is asked on the first request).
+                session = self._sessions[ident] = _GraphSession(self.config)
+            return session
+
+    async def _fetch_event(self, session: _GraphSession, mailbox: str, event_id: str) -> CalendarEvent:
+        item = session.client.users.by_user_id(mailbox).events.by_event_id(event_id)
+
+        def request() -> RequestInformation:
+            query = EventItemRequestBuilder.EventItemRequestBuilderGetQueryParameters(select=list(CALENDAR_FIELDS))
+            configuration = RequestConfiguration(query_parameters=query)
+            configuration.headers.add("Prefer", [IMMUTABLE_IDS, HTML_BODY])
+            return item.to_get_request_information(configuration)
+
+        what = f"event {event_id}"
+        body = await self._get(session, what, request, key=self._mailbox_key(mailbox))
+        return _calendar_event(body, mailbox=mailbox, what=what)
+
+    async def _patch_event(self, session: _GraphSession, mailbox: str, event_id: str, patch: Event) -> CalendarEvent:
+        item = session.client.users.by_user_id(mailbox).events.by_event_id(event_id)
+        what = f"event {event_id} update"
+
+        async def send() -> dict[str, Any]:
+            # A fresh RequestInformation per attempt (see _get); PATCHing the same members twice is harmless.
+            configuration: RequestConfiguration[Any] = RequestConfiguration()
+            configuration.headers.add("Prefer", [IMMUTABLE_IDS, HTML_BODY])
+            information = item.to_patch_request_information(patch, configuration)
+            raw = await session.adapter.send_primitive_async(information, "bytes", ERROR_MAP)
+            return _json_object(raw, what)
+
+        body = await self._call(what, send, key=self._mailbox_key(mailbox))
+        log.debug("graph event %s of mailbox %s updated", event_id, mailbox)
+        return _calendar_event(body, mailbox=mailbox, what=what)
 
 
 # ----------------------------------------------------------------------------------------------- mapping
@@ -575,6 +683,79 @@ def map_event(event: Mapping[str, Any], *, host: HostRef, now: datetime,
         passcode=isinstance(link, JoinLink) and bool(link.passcode), invitees=invitees,
         external_invitees=sum(1 for address in invitees if not _internal(address, internal_domains)),
         dial_in=bool(online.get("tollNumber") or online.get("tollFreeNumbers") or online.get("phones")))
+
+
+def _calendar_event(event: Mapping[str, Any], *, mailbox: str, what: str) -> CalendarEvent:
+    """A Graph event (JSON) as a CalendarEvent; `location`/`locations` kept as Graph sent them, for rollback."""
+    body = event.get("body")
+    if (not isinstance(event.get("id"), str) or not isinstance(body, Mapping)
+            or not isinstance(body.get("content"), str) or not isinstance(body.get("contentType"), str)):
+        raise PermanentConnectorError(SYSTEM, f"{what}: the event has no id or no body")
+    location = event.get("location")
+    locations = event.get("locations")
+    online = event.get("onlineMeeting")
+    join_url = online.get("joinUrl") if isinstance(online, Mapping) else None
+    return CalendarEvent(
+        mailbox=mailbox, event_id=event["id"], is_organizer=event.get("isOrganizer") is True,
+        event_type=str(event.get("type") or ""), body_content_type=str(body["contentType"]).lower(),
+        body=body["content"], location=dict(location) if isinstance(location, Mapping) else {},
+        locations=tuple(dict(entry) for entry in locations or () if isinstance(entry, Mapping)),
+        join_url=_text(join_url), change_key=_text(event.get("changeKey")))
+
+
+def _event_patch(body_html: str, location: Mapping[str, JsonValue],
+                 locations: Sequence[Mapping[str, JsonValue]] | None) -> Event:
+    """The PATCH body: an Event with only body (HTML), location and, when given, locations."""
+    patch = Event(body=ItemBody(content_type=BodyType.Html, content=body_html), location=_location_model(location))
+    if locations is not None:
+        patch.locations = [_location_model(entry) for entry in locations]
+    return patch
+
+
+_LOCATION_TEXT = {"displayName": "display_name", "locationEmailAddress": "location_email_address",
+                  "locationUri": "location_uri", "uniqueId": "unique_id"}
+_LOCATION_ENUMS: dict[str, tuple[str, type[LocationType] | type[LocationUniqueIdType]]] = {
+    "locationType": ("location_type", LocationType), "uniqueIdType": ("unique_id_type", LocationUniqueIdType)}
+_ADDRESS_TEXT = {"city": "city", "countryOrRegion": "country_or_region", "postalCode": "postal_code",
+                 "state": "state", "street": "street"}
+_COORDINATES = {"accuracy": "accuracy", "altitude": "altitude", "altitudeAccuracy": "altitude_accuracy",
+                "latitude": "latitude", "longitude": "longitude"}
+
+
+def _location_model(location: Mapping[str, JsonValue]) -> Location:
+    """A location as the SDK's model, such that it serialises back to the same JSON.
+
+    Members go through the model's typed fields when their value fits; anything the model would drop or alter (a
+    null, an integer coordinate the SDK writes as a float, an enum value it does not know, an unknown member) goes
+    through `additional_data` verbatim, so that a restored location reads back as it was. `@odata.*` annotations
+    are not sent.
+    """
+    model = Location(additional_data={})
+    for name, value in location.items():
+        if name.startswith("@odata."):
+            continue
+        enum = _LOCATION_ENUMS.get(name)
+        if name in _LOCATION_TEXT and isinstance(value, str):
+            setattr(model, _LOCATION_TEXT[name], value)
+        elif enum is not None and isinstance(value, str) and value in {member.value for member in enum[1]}:
+            setattr(model, enum[0], enum[1](value))
+        elif name == "address" and _fits(value, _ADDRESS_TEXT, str):
+            assert isinstance(value, Mapping)
+            model.address = PhysicalAddress()
+            for key, item in value.items():
+                setattr(model.address, _ADDRESS_TEXT[key], item)
+        elif name == "coordinates" and _fits(value, _COORDINATES, float):
+            assert isinstance(value, Mapping)
+            model.coordinates = OutlookGeoCoordinates()
+            for key, item in value.items():
+                setattr(model.coordinates, _COORDINATES[key], item)
+        else:
+            model.additional_data[name] = value
+    return model
+
+
+def _fits(value: object, fields: Mapping[str, str], kind: type) -> bool:
+    return isinstance(value, Mapping) and all(key in fields and type(item) is kind for key, item in value.items())
 
 
 def _text(value: object) -> str | None:

@@ -1,0 +1,211 @@
+"""GraphCalendar against the sandbox Graph over real HTTP: rewrite a series master's Teams block, then roll back.
+
+Expectations come from the generated files (teams/events.jsonl) and from the sandbox's kept versions of each
+event (sandbox.graph.state_of), never from the connector: the PATCH must change only the body and the location.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from kiota_serialization_json.json_serialization_writer import JsonSerializationWriter
+
+from connectors.errors import NotFound
+from connectors.graph import GraphCalendar, _event_patch
+from connectors.retry import RetryStats
+from connectors.throttle import NoThrottle
+from core.calendar import BodyRefused, CalendarEvent, rewrite_event, shows_visio, visio_block
+from sandbox.faults import FaultRates
+from sandbox.graph import state_of
+from sandbox.server import SandboxServer
+from tests.connectors.contract import TEST_RETRY
+from tests.connectors.harness_graph import graph_config, lines
+
+VISIO = "https://visio.numerique.gouv.fr/abc-defg-hij"
+PHONE, PIN = "+33 1 84 88 00 00", "1234567890"
+TAIL = "</body>\r\n</html>\r\n"
+# What a PATCH of body and location may change on the stored event (the service sets the last three itself).
+PATCHED = {"body", "location", "locations", "bodyPreview", "lastModifiedDateTime", "changeKey"}
+
+
+def variant_of(event: Mapping[str, Any]) -> str:
+    """The generator's body variant, told by its markup."""
+    content = str(event["body"]["content"])
+    if "opacity:.36" in content:
+        return "modern"
+    return "legacy" if "Rejoindre la réunion Microsoft Teams" in content else "edited"
+
+
+def series_masters(ministry: Path) -> list[dict[str, Any]]:
+    """Organisers' Teams series masters of the generated ministry, in file order."""
+    return [event for event in lines(ministry / "teams" / "events.jsonl")
+            if event["type"] == "seriesMaster" and event["_kind"] != "not_online" and event["isOrganizer"]]
+
+
+def pick(ministry: Path, variant: str, *, short: bool) -> dict[str, Any]:
+    found = next((event for event in series_masters(ministry) if variant_of(event) == variant
+                  and ("/meet/" in event["onlineMeeting"]["joinUrl"]) == short), None)
+    assert found is not None, f"the ministry has no {variant} series master with a {'short' if short else 'classic'}"
+    return found
+
+
+def calendar(server: SandboxServer, **changes: Any) -> GraphCalendar:
+    return GraphCalendar(graph_config(server), throttle=changes.pop("throttle", NoThrottle()), retry=TEST_RETRY,
+                         **changes)
+
+
+CASES = [(variant, short) for variant in ("modern", "legacy", "edited") for short in (False, True)]
+
+
+@pytest.mark.parametrize(("variant", "short"), CASES,
+                         ids=[f"{v}-{'short' if s else 'classic'}" for v, s in CASES])
+def test_a_series_master_is_rewritten_then_restored_byte_for_byte(sandbox_factory: Any, contract_ministry: Any,
+                                                                  variant: str, short: bool) -> None:
+    ministry, _manifest = contract_ministry
+    generated = pick(ministry, variant, short=short)
+    server = sandbox_factory()
+    with calendar(server) as graph:
+        original = graph.get_event(generated["_mailbox"], generated["id"])
+        assert (original.event_id, original.is_organizer, original.event_type) == (generated["id"], True,
+                                                                                   "seriesMaster")
+        assert original.body_content_type == "html" and original.body == generated["body"]["content"]
+        assert original.location == generated["location"] and list(original.locations) == generated["locations"]
+        assert original.join_url == generated["onlineMeeting"]["joinUrl"]
+
+        rewritten = rewrite_event(original, visio_url=VISIO, phone=PHONE, pin=PIN)
+        assert not isinstance(rewritten, BodyRefused)
+        body, location = rewritten
+        updated = graph.update_event(original.mailbox, original.event_id, body_html=body, location=location)
+        after = graph.get_event(original.mailbox, original.event_id)
+
+        assert updated == after and after.body == body and shows_visio(after, VISIO)
+        # Only the block changed: the generator's head (up to the agenda's <br>) and tail are still there.
+        head = original.body[: original.body.index("<br>\r\n") + len("<br>\r\n")]
+        assert original.body.endswith("\r\n" + TAIL)
+        assert generated["onlineMeeting"]["joinUrl"] in original.body[len(head):]
+        assert after.body == head + visio_block(VISIO, phone=PHONE, pin=PIN) + "\r\n" + TAIL
+        assert {k for k in after.location if k not in ("locationType", "uniqueIdType")} == set(location)
+
+        graph.update_event(original.mailbox, original.event_id, body_html=original.body,
+                           location=original.location, locations=original.locations)
+        restored = graph.get_event(original.mailbox, original.event_id)
+
+    assert restored.body == original.body
+    assert restored.location == original.location and restored.locations == original.locations
+    assert not shows_visio(restored, VISIO)
+    stored = state_of(server.sandbox)
+    current = stored.event(generated["id"])
+    assert current is not None
+    versions = [*stored.event_versions(generated["id"]), current]
+    assert len(versions) == 3 and versions[0] == generated
+    for before, now in pairwise(versions):
+        assert {k for k in before.keys() | now.keys() if before.get(k) != now.get(k)} <= PATCHED
+    assert current["location"] == generated["location"] and current["locations"] == generated["locations"]
+    assert {k: v for k, v in current.items() if k not in PATCHED} == {
+        k: v for k, v in generated.items() if k not in PATCHED}
+
+
+def test_the_patch_carries_only_body_and_location() -> None:
+    def wire(**members: Any) -> dict[str, Any]:
+        writer = JsonSerializationWriter()
+        writer.write_object_value(None, _event_patch(**members))
+        return orjson.loads(writer.get_serialized_content())  # type: ignore[no-any-return]
+
+    assert wire(body_html="<p>x\r\n</p>", location={"displayName": "Visio", "locationUri": VISIO},
+                locations=None) == {"@odata.type": "#microsoft.graph.event",
+                                    "body": {"contentType": "html", "content": "<p>x\r\n</p>"},
+                                    "location": {"displayName": "Visio", "locationUri": VISIO}}
+    # Members the SDK would drop or alter go verbatim, so a rollback restores what was read.
+    odd = {"displayName": "Salle", "locationUri": None, "locationType": "somethingNew", "uniqueIdType": "private",
+           "address": {"city": "Paris", "street": ""}, "coordinates": {"latitude": 48.85, "longitude": 2}}
+    sent = wire(body_html="", location=odd, locations=[odd, {"displayName": "Visio"}])
+    assert sent["location"] == odd and sent["locations"] == [odd, {"displayName": "Visio"}]
+    assert set(sent) == {"@odata.type", "body", "location", "locations"}
+
+
+def test_missing_events_raise_not_found(sandbox_factory: Any, contract_ministry: Any) -> None:
+    ministry, _manifest = contract_ministry
+    first, *others = series_masters(ministry)
+    elsewhere = next(event for event in others if event["_mailbox"] != first["_mailbox"])
+    server = sandbox_factory()
+    with calendar(server) as graph:
+        with pytest.raises(NotFound):
+            graph.get_event(first["_mailbox"], "AAMkAGI2-no-such-event")
+        with pytest.raises(NotFound):
+            graph.get_event(first["_mailbox"], elsewhere["id"])        # an event of another mailbox
+        with pytest.raises(NotFound):
+            graph.update_event(first["_mailbox"], elsewhere["id"], body_html="<p>x</p>",
+                               location={"displayName": "Visio"})
+    assert server.sandbox.stats["teams:event_patches"] == 0
+
+
+class RecordingThrottle:
+    """Keeps the budget keys asked for (a Throttle)."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self._lock = threading.Lock()
+
+    def acquire(self, key: str, cost: float = 1.0) -> None:
+        with self._lock:
+            self.keys.append(key)
+
+
+def test_throttled_calls_are_waited_out_under_the_mailbox_budget(sandbox_factory: Any,
+                                                                 contract_ministry: Any) -> None:
+    ministry, _manifest = contract_ministry
+    generated = pick(ministry, "modern", short=False)
+    # Seed 15 throttles the PATCH and the last GET once each (the draws are in request order).
+    server = sandbox_factory(faults=FaultRates(throttle=0.5, seed=15))
+    stats, throttle = RetryStats(), RecordingThrottle()
+    with calendar(server, throttle=throttle, stats=stats) as graph:
+        original = graph.get_event(generated["_mailbox"], generated["id"])
+        rewritten = rewrite_event(original, visio_url=VISIO)
+        assert not isinstance(rewritten, BodyRefused)
+        graph.update_event(original.mailbox, original.event_id, body_html=rewritten[0], location=rewritten[1])
+        after = graph.get_event(original.mailbox, original.event_id)
+
+    assert shows_visio(after, VISIO)
+    injected = server.sandbox.stats["teams:injected:throttle"]
+    assert injected == 2 and stats.throttled == injected
+    assert server.sandbox.stats["teams:retry_attempt_header"] == 0     # kiota's RetryHandler never retried
+    assert server.sandbox.stats["teams:event_patches"] == 1
+    tenant = server.sandbox.manifest["tenant"]["entra_tenant_id"]
+    assert throttle.keys == [f"graph:{tenant}:mailbox:{generated['_mailbox']}"] * (3 + injected)
+
+
+def test_one_instance_serves_several_threads(sandbox_factory: Any, contract_ministry: Any) -> None:
+    ministry, _manifest = contract_ministry
+    wanted = series_masters(ministry)[:8]
+    server = sandbox_factory()
+    graph = calendar(server)
+    results: dict[str, CalendarEvent] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def work(share: list[dict[str, Any]]) -> None:
+        try:
+            start.wait()
+            for event in share:
+                results[event["id"]] = graph.get_event(event["_mailbox"], event["id"])
+        except BaseException as error:   # reported by the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(wanted[i::4],)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    graph.close()
+
+    assert not errors
+    assert {event_id: found.body for event_id, found in results.items()} == {
+        event["id"]: event["body"]["content"] for event in wanted}
+    with pytest.raises(RuntimeError, match="closed"):
+        graph.get_event(wanted[0]["_mailbox"], wanted[0]["id"])
