@@ -14,7 +14,15 @@ plan action's idempotency key, so a second send of one action carries the same i
 organiser (Cc), so the organiser's own calendar can take the update too; the envelope sender is the mailbox, so
 bounces reach the migration team.
 
-SMTP errors: authentication → ConnectorAuthError; a 4xx reply, a dropped connection or a timeout →
+Resends: mail systems recognise a resend by its Message-ID, and a resend should be the same message byte for byte.
+Everything in it derives from the update and one instant, the stamp (DTSTAMP and the Date header; the MIME
+boundaries derive from the Message-ID and the stamp instead of being random). `send(update, stamp=…)` and
+`send_batch(updates, stamps=[…])` take it; without one the sender's clock gives it, and that send cannot be
+reproduced. So the caller decides the stamp when it plans the action, stores it with the action, and passes the
+stored value on the first send and on every resend (SentInvitation, a core record, does not carry it).
+
+SMTP errors: authentication (refused credentials, or a 530/534/535/538 reply: authentication required or
+refused) → ConnectorAuthError; a 4xx reply, a dropped connection or a timeout →
 TransientConnectorError (retried by connectors.retry); a 5xx → PermanentConnectorError. Recipients refused one by
 one come back in SentInvitation.refused, unless all are refused. Logs carry Message-IDs and counts, never
 addresses, passwords or server replies (which may quote an address).
@@ -26,14 +34,16 @@ import hashlib
 import logging
 import smtplib
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from email.utils import format_datetime
 
 from icalendar import Calendar, Event, vCalAddress, vRecur
+from icalendar.prop import vInline
 
 from connectors.errors import ConnectorAuthError, ConnectorError, PermanentConnectorError, TransientConnectorError
 from connectors.retry import RetryPolicy, RetryStats, call_with_retries
@@ -47,6 +57,8 @@ log = logging.getLogger(__name__)
 SYSTEM = "smtp"
 PRODID = "-//DINUM//bascule//FR"
 _TIMEZONE_YEARS = 10
+# RFC 4954 replies about authentication: required, mechanism too weak, credentials invalid, encryption required.
+_AUTH_CODES = frozenset({530, 534, 535, 538})
 
 
 def _utc_now() -> datetime:
@@ -82,13 +94,14 @@ def message_id_for(idempotency_key: str, domain: str) -> str:
 
 def build_calendar(update: InvitationUpdate, *, mailbox: str, stamp: datetime) -> Calendar:
     """The iTIP REQUEST for `update` (no I/O; `stamp` is DTSTAMP, the moment the update is produced)."""
+    stamp = _normalised(stamp)
     event = Event.new(
         uid=update.uid,
         sequence=update.sequence,
         summary=update.summary,
         start=update.start,
         end=update.end,
-        stamp=stamp.astimezone(UTC),
+        stamp=stamp,
         location=update.link,
         url=update.link,
         description=update.description,
@@ -96,7 +109,10 @@ def build_calendar(update: InvitationUpdate, *, mailbox: str, stamp: datetime) -
         attendees=[_attendee(address) for address in update.attendees],
     )
     if update.rrule is not None:
-        event.add("rrule", vRecur.from_ical(update.rrule.removeprefix("RRULE:")))
+        rule = update.rrule.removeprefix("RRULE:")
+        vRecur.from_ical(rule)  # refuse a rule that calendars could not read rather than mail it
+        # vRecur would write the parts back in its own order; the series' rule goes out as the platform wrote it.
+        event.add("rrule", vInline(rule))
     event.add("status", "CONFIRMED")
     calendar = Calendar()
     calendar.add("prodid", PRODID)
@@ -109,24 +125,70 @@ def build_calendar(update: InvitationUpdate, *, mailbox: str, stamp: datetime) -
     return calendar
 
 
+class _MailPolicy(EmailPolicy):
+    """Python's default e-mail policy, except that Message-ID is never folded.
+
+    A folded Message-ID is legal, but it is the key resends are recognised by, and some readers keep the folding
+    whitespace in it (CPython's parser does); the id is short enough for one line.
+    """
+
+    def fold(self, name: str, value: str) -> str:
+        if name.lower() == "message-id":
+            return f"{name}: {str(value).strip()}{self.linesep}"
+        folded: str = super().fold(name, value)
+        return folded
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        if name.lower() == "message-id":
+            return self.fold(name, value).encode("ascii")
+        folded: bytes = super().fold_binary(name, value)
+        return folded
+
+
+_POLICY = _MailPolicy()
+
+
 def build_message(update: InvitationUpdate, *, config: SmtpConfig, stamp: datetime) -> EmailMessage:
-    """The e-mail carrying `update`, ready for smtplib (no I/O)."""
+    """The e-mail carrying `update`, ready for smtplib (no I/O); the same update and stamp give the same bytes."""
+    stamp = _normalised(stamp)
     ics = build_calendar(update, mailbox=config.mailbox, stamp=stamp).to_ical()
-    message = EmailMessage()
+    message = EmailMessage(policy=_POLICY)
     message["Subject"] = update.subject
     message["From"] = Address(display_name=update.organiser_name or "", addr_spec=update.organiser)
     message["Sender"] = Address(display_name=config.mailbox_name, addr_spec=config.mailbox)
     if update.attendees:
         message["To"] = [Address(addr_spec=address) for address in update.attendees]
     message["Cc"] = Address(display_name=update.organiser_name or "", addr_spec=update.organiser)
-    message["Date"] = format_datetime(stamp.astimezone(UTC))
+    message["Date"] = format_datetime(stamp)
     message["Message-ID"] = message_id_for(update.idempotency_key, _message_id_domain(config))
     message["Auto-Submitted"] = "auto-generated"
     message["Content-Language"] = "fr"
     message.set_content(update.description + "\n")
     message.add_alternative(ics.decode("utf-8"), subtype="calendar", params={"method": "REQUEST"})
     message.add_attachment(ics, maintype="application", subtype="ics", filename="invite.ics")
+    _set_boundaries(message, seed=f"{message['Message-ID']}|{stamp.isoformat()}")
     return message
+
+
+def _normalised(stamp: datetime) -> datetime:
+    """The stamp in UTC to the second (what DTSTAMP and Date can show), refusing a naive one."""
+    if stamp.tzinfo is None or stamp.utcoffset() is None:
+        raise ValueError("the stamp must be an aware datetime")
+    return stamp.astimezone(UTC).replace(microsecond=0)
+
+
+def _set_boundaries(message: EmailMessage, *, seed: str) -> None:
+    """Boundaries derived from `seed`: the generator's are random, and a resend must be byte-identical."""
+    leaves = "\n".join(str(part.get_payload()) for part in message.walk() if not part.is_multipart())
+    for index, part in enumerate(part for part in message.walk() if part.is_multipart()):
+        for attempt in range(100):
+            digest = hashlib.sha256(f"{seed}|{index}|{attempt}".encode()).hexdigest()[:32]
+            boundary = f"=_bascule_{digest}"
+            if boundary not in leaves:
+                part.set_boundary(boundary)
+                break
+        else:  # pragma: no cover — 100 collisions with 128-bit digests do not happen
+            raise AssertionError("no usable MIME boundary")
 
 
 def _organizer(update: InvitationUpdate, mailbox: str) -> vCalAddress:
@@ -167,24 +229,33 @@ class SmtpInvitationSender:
         self._stats = stats
         self._clock = clock
 
-    def send(self, update: InvitationUpdate) -> SentInvitation:
-        """Send one update (its own SMTP session)."""
-        return self.send_batch([update])[0]
+    def send(self, update: InvitationUpdate, *, stamp: datetime | None = None) -> SentInvitation:
+        """Send one update (its own SMTP session); pass the stored `stamp` to resend the same bytes."""
+        return self.send_batch([update], [stamp])[0]
 
-    def send_batch(self, updates: Iterable[InvitationUpdate]) -> list[SentInvitation]:
-        """Send each update in turn over one SMTP session (re-opened when a retry needs a fresh one)."""
+    def send_batch(self, updates: Sequence[InvitationUpdate],
+                   stamps: Sequence[datetime | None] | None = None) -> list[SentInvitation]:
+        """Send each update in turn over one SMTP session (re-opened when a retry needs a fresh one).
+
+        `stamps[i]` is the stamp of `updates[i]` (None, or no `stamps`: the clock's now, taken once per update).
+        """
+        if stamps is not None and len(stamps) != len(updates):
+            raise ValueError("stamps must be aligned with updates (one stamp or None per update)")
+        chosen: list[datetime | None] = list(stamps) if stamps is not None else [None] * len(updates)
         session = _Session(self.config)
         try:
-            return [self._send_with_retries(session, update) for update in updates]
+            # The stamp is fixed before the retries: a retried send is the same message too.
+            return [self._send_with_retries(session, update, stamp or self._clock())
+                    for update, stamp in zip(updates, chosen, strict=True)]
         finally:
             session.close()
 
-    def _send_with_retries(self, session: _Session, update: InvitationUpdate) -> SentInvitation:
-        return call_with_retries(lambda: self._send_one(session, update), self._retry, stats=self._stats)
+    def _send_with_retries(self, session: _Session, update: InvitationUpdate, stamp: datetime) -> SentInvitation:
+        return call_with_retries(lambda: self._send_one(session, update, stamp), self._retry, stats=self._stats)
 
-    def _send_one(self, session: _Session, update: InvitationUpdate) -> SentInvitation:
+    def _send_one(self, session: _Session, update: InvitationUpdate, stamp: datetime) -> SentInvitation:
         self._throttle.acquire(f"smtp:{self.config.host}")
-        message = build_message(update, config=self.config, stamp=self._clock())
+        message = build_message(update, config=self.config, stamp=stamp)
         message_id = str(message["Message-ID"])
         recipients = _recipients(update)
         refused = session.send(message, recipients)
@@ -218,6 +289,9 @@ class _Session:
             raise ConnectorAuthError(SYSTEM, f"the relay refused the credentials ({error.smtp_code})") from error
         except smtplib.SMTPResponseException as error:
             self.close()
+            if error.smtp_code in _AUTH_CODES:
+                raise ConnectorAuthError(SYSTEM, f"the relay requires or refused authentication "
+                                                 f"({error.smtp_code})") from error
             raise _by_code(error.smtp_code, f"the relay answered {error.smtp_code}") from error
         except (smtplib.SMTPException, OSError) as error:
             self.close()

@@ -6,18 +6,21 @@
         sink.messages                 # CapturedMessage: envelope sender, recipients, raw bytes, parsed e-mail
 
 Tests can make it refuse chosen recipients (550, as a relay does for an unknown mailbox), answer the next DATA
-commands with a temporary failure (451), and require AUTH LOGIN/PLAIN with given credentials (over plain text:
-the sink is loopback only).
+commands with a failure (451 by default: temporary; any reply, e.g. a 554 rejection), and require AUTH LOGIN/PLAIN
+with given credentials (over plain text: the sink is loopback only). `bascule sandbox serve` runs one that spools
+each message to a directory as an `.eml` file instead of keeping it in memory (`SmtpSink(spool=DIR)`).
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 
@@ -27,6 +30,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 __all__ = ["CapturedMessage", "SmtpSink"]
 
 _SERVER_NAME = "sandbox-smtp.localhost"
+TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, try again later"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +62,9 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        if self._sink.take_failure():
-            return "451 4.3.0 Temporary failure, try again later"
+        failure = self._sink.take_failure()
+        if failure is not None:
+            return failure
         raw = envelope.original_content or cast(bytes, envelope.content) or b""
         parsed = message_from_bytes(raw, policy=policy.default)
         login = session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None
@@ -84,13 +89,15 @@ class SmtpSink:
     """A capturing SMTP server in a background thread of this process."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, refuse: Collection[str] = (),
-                 credentials: tuple[str, str] | None = None) -> None:
+                 credentials: tuple[str, str] | None = None, spool: Path | None = None) -> None:
         self.host = host
+        self.spool = spool
+        self._spooled = 0
         self.port = port
         self.refused = frozenset(address.casefold() for address in refuse)
         self._credentials = credentials
         self._messages: list[CapturedMessage] = []
-        self._failures = 0
+        self._failures: deque[str] = deque()
         self._lock = threading.Lock()
         self._controller: _BoundController | None = None
 
@@ -130,10 +137,10 @@ class SmtpSink:
         """The messages that carry `message_id` (more than one: the same e-mail was sent again)."""
         return [captured for captured in self.messages if captured.message_id == message_id]
 
-    def fail_next(self, count: int = 1) -> None:
-        """Answer the next `count` DATA commands with 451 (a temporary failure)."""
+    def fail_next(self, count: int = 1, *, reply: str = TEMPORARY_FAILURE) -> None:
+        """Answer the next `count` DATA commands with `reply` (default 451, a temporary failure)."""
         with self._lock:
-            self._failures += count
+            self._failures.extend([reply] * count)
 
     def clear(self) -> None:
         with self._lock:
@@ -143,14 +150,16 @@ class SmtpSink:
 
     def keep(self, captured: CapturedMessage) -> None:
         with self._lock:
-            self._messages.append(captured)
+            if self.spool is None:
+                self._messages.append(captured)
+                return
+            self._spooled += 1
+            self.spool.mkdir(parents=True, exist_ok=True)
+            (self.spool / f"{self._spooled:07d}.eml").write_bytes(captured.data)
 
-    def take_failure(self) -> bool:
+    def take_failure(self) -> str | None:
         with self._lock:
-            if self._failures <= 0:
-                return False
-            self._failures -= 1
-            return True
+            return self._failures.popleft() if self._failures else None
 
     def _authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
                       auth_data: Any) -> AuthResult:
