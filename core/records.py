@@ -105,6 +105,8 @@ class ActionKind(StrEnum):
     CREATE_ROOM = "create_room"
     REWRITE_EVENT = "rewrite_event"
     SEND_INVITATION = "send_invitation"
+    RESTORE_EVENT = "restore_event"          # rollback of a REWRITE_EVENT
+    SEND_ROLLBACK = "send_rollback"          # rollback of a SEND_INVITATION: the old link mailed back
     RELEASE_LICENCE = "release_licence"
 
 

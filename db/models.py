@@ -395,6 +395,8 @@ class PlanAction(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "idempotency_key"),
         Index(None, "tenant_id", "wave_id", "state"),
+        Index(None, "tenant_id", "wave_id", "host_anchor"),
+        Index(None, "tenant_id", "depends_on"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -402,6 +404,12 @@ class PlanAction(Base):
     wave_id: Mapped[int] = mapped_column(ForeignKey("wave.id", ondelete="CASCADE"), index=True)
     idempotency_key: Mapped[str] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(32))
+    platform: Mapped[str | None] = mapped_column(String(16))
+    meeting_external_id: Mapped[str | None] = mapped_column(String(255))
+    host_anchor: Mapped[str | None] = mapped_column(String(255))
+    depends_on: Mapped[str | None] = mapped_column(String(255))
+    flags: Mapped[JsonList] = mapped_column(server_default="[]")
+    reason: Mapped[str | None] = mapped_column(String(64))
     payload: Mapped[Json]
     state: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -433,14 +441,37 @@ class Room(Base):
     owner_email: Mapped[str] = mapped_column(String(320))
     owner_user_id: Mapped[str | None] = mapped_column(String(64))
     telephony: Mapped[Json | None]
+    wave_id: Mapped[int | None] = mapped_column(ForeignKey("wave.id"), index=True)
+    host_anchor: Mapped[str | None] = mapped_column(String(255))
+    adopted: Mapped[bool] = mapped_column(Boolean, server_default="0")
     created_at: Mapped[datetime]
+    verified_at: Mapped[datetime | None]
+
+
+class VisioUser(Base):
+    """A host as Visio knows them: their Meet user id, and the rooms they had before bascule created any.
+
+    Meet rooms carry no reference bascule could set: after an interrupted creation, a room of the host that is
+    neither in `rooms_before` nor recorded by bascule is one bascule created (contract visio-meet.md section 7).
+    """
+
+    __tablename__ = "visio_user"
+    __table_args__ = (UniqueConstraint("tenant_id", "email"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    tenant_id: Mapped[str] = _tenant_fk()
+    email: Mapped[str] = mapped_column(String(320))
+    user_id: Mapped[str | None] = mapped_column(String(64))
+    rooms_before: Mapped[JsonList]
+    listed_run: Mapped[str | None] = mapped_column(String(64))
+    listed_at: Mapped[datetime | None]
 
 
 class Link(Base):
     """Old meeting link → Visio room, for the helpdesk and the redirect."""
 
     __tablename__ = "link"
-    __table_args__ = (UniqueConstraint("tenant_id", "old_key"),)
+    __table_args__ = (UniqueConstraint("tenant_id", "old_key"), Index(None, "tenant_id", "meeting_external_id"))
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     tenant_id: Mapped[str] = _tenant_fk()
@@ -448,6 +479,8 @@ class Link(Base):
     platform: Mapped[str] = mapped_column(String(16))
     old_url: Mapped[str] = mapped_column(Text)
     meeting_external_id: Mapped[str] = mapped_column(String(255))
+    topic: Mapped[str | None] = mapped_column(Text)
+    host_anchor: Mapped[str | None] = mapped_column(String(255))
     room_id: Mapped[int | None] = mapped_column(ForeignKey("room.id"), index=True)
     wave_id: Mapped[int | None] = mapped_column(ForeignKey("wave.id"), index=True)
     status: Mapped[str] = mapped_column(String(16))
@@ -468,7 +501,9 @@ class CalendarRewrite(Base):
     event_id: Mapped[str] = mapped_column(Text)
     before: Mapped[Json]
     after: Mapped[Json]
-    rewritten_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16), server_default="rewritten")
+    prepared_at: Mapped[datetime | None]
+    rewritten_at: Mapped[datetime | None]
     reverted_at: Mapped[datetime | None]
 
 
@@ -476,7 +511,7 @@ class Notification(Base):
     """A calendar update mailed on behalf of an organiser (ICS, same UID, SEQUENCE + 1)."""
 
     __tablename__ = "notification"
-    __table_args__ = (UniqueConstraint("tenant_id", "action_key"),)
+    __table_args__ = (UniqueConstraint("tenant_id", "action_key"), Index(None, "tenant_id", "ical_uid"))
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     tenant_id: Mapped[str] = _tenant_fk()
@@ -486,6 +521,9 @@ class Notification(Base):
     sequence: Mapped[int] = mapped_column(Integer)
     recipient_count: Mapped[int] = mapped_column(Integer)
     message_id: Mapped[str | None] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16), server_default="sent")
+    payload: Mapped[Json | None]
+    stamp: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
 
 
