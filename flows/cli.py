@@ -22,8 +22,13 @@ app.add_typer(db_app, name="db")
 app.add_typer(sandbox_app, name="sandbox")
 identities_app = typer.Typer(help="Persons, matches and identity conflicts (ProConnect readiness of every agent).",
                               no_args_is_help=True)
+wave_app = typer.Typer(help="Cutover waves: plan (the dry run), freeze, cut over, verify, roll back.",
+                       no_args_is_help=True)
+links_app = typer.Typer(help="Old meeting links and the Visio rooms they now lead to (helpdesk).", no_args_is_help=True)
 app.add_typer(directory_app, name="directory")
 app.add_typer(identities_app, name="identities")
+app.add_typer(wave_app, name="wave")
+app.add_typer(links_app, name="links")
 
 TenantOption = Annotated[Path, typer.Option("--tenant", help="Tenant (ministry) TOML file.")]
 
@@ -100,12 +105,15 @@ def sandbox_serve(
     data: Annotated[Path, typer.Option(help="A ministry written by `bascule sandbox generate`.")],
     port: Annotated[int, typer.Option(help="Plain HTTP port (Zoom, Graph, Webex APIs).")] = 8700,
     tls_port: Annotated[int, typer.Option(help="TLS port (Entra token endpoint for azure-identity).")] = 8701,
+    smtp_port: Annotated[int, typer.Option(help="SMTP sink port (calendar updates land in DATA/mail/*.eml).")]
+    = 8725,
     rate_limits: Annotated[bool, typer.Option(help="Enforce the vendors' published rate limits.")] = True,
     zoom_plan: Annotated[str, typer.Option(help="Zoom plan whose limits apply: free, pro or business.")] = "business",
     faults: Annotated[str, typer.Option(help="Injected faults, e.g. throttle=0.02,server_error=0.01,timeout=0.005,"
                                              "truncate=0.01,seed=7 (rates per request).")] = "",
 ) -> None:
-    """Serve the ministry as Zoom, Graph and Webex on loopback until interrupted."""
+    """Serve the ministry as Zoom, Graph, Webex, Visio (Meet + LiveKit) and an SMTP sink on loopback until
+    interrupted."""
     import signal
     import threading
 
@@ -129,9 +137,12 @@ def sandbox_serve(
                            zoom_plan=zoom_plan, faults=rates)  # type: ignore[arg-type]
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with SandboxServer(config) as server:
-        print(f"sandbox serving {data}: {server.url} (Zoom /zoom/v2, Graph /graph/v1.0, Webex /webex/v1/), "
-              f"Entra token endpoint {server.tls_url} (CA {server.ca_file}); Ctrl-C stops it")
+    from sandbox.smtp import SmtpSink
+
+    with SandboxServer(config) as server, SmtpSink(port=smtp_port, spool=data / "mail") as sink:
+        print(f"sandbox serving {data}: {server.url} (Zoom /zoom/v2, Graph /graph/v1.0, Webex /webex/v1/, "
+              f"Meet /meet/, LiveKit /livekit/), Entra token endpoint {server.tls_url} (CA {server.ca_file}), "
+              f"SMTP sink {sink.host}:{sink.port} (mail in {data / 'mail'}); Ctrl-C stops it")
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
 
@@ -307,6 +318,123 @@ def _tenant(path: Path) -> Any:
         return TenantConfig.load(path)
     except TenantFileError as exc:
         _fail(str(exc))
+
+
+WaveOption = Annotated[str, typer.Option("--wave", help="Wave name, e.g. vague-1-dgca.")]
+
+
+@wave_app.command("plan")
+def wave_plan(
+    tenant: TenantOption,
+    wave: WaveOption,
+    department: Annotated[list[str] | None, typer.Option(help="A direction, sous-direction or bureau (its "
+                                                              "sub-units come along); repeatable.")] = None,
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="CSV with an 'anchor' or 'email' column.")] = None,
+    email: Annotated[list[str] | None, typer.Option(help="An agent's e-mail; repeatable.")] = None,
+    unfreeze: Annotated[bool, typer.Option(help="Plan a frozen wave again (sends it back to planned).")] = False,
+    force: ForceOption = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as one JSON object.")] = False,
+) -> None:
+    """Select the wave's persons and compute its plan: rooms, links, calendar rewrites, invitations, flags. This is
+    the dry run: nothing is written anywhere but the state database."""
+    _as_job(lambda: _wave(lambda: _flow("flows.waves", "plan_wave")(
+        tenant_file=str(tenant), wave=wave, departments=department, emails=email, unfreeze=unfreeze,
+        selection_csv=str(csv_file) if csv_file else None, force=force), tenant, as_json, "plan"))
+
+
+@wave_app.command("freeze")
+def wave_freeze(tenant: TenantOption, wave: WaveOption) -> None:
+    """Freeze the plan: the cutover applies exactly what it says."""
+    _as_job(lambda: _wave(lambda: _flow("flows.waves", "freeze_wave")(tenant_file=str(tenant), wave=wave), tenant,
+                          False, "plan"))
+
+
+@wave_app.command("cutover")
+def wave_cutover(
+    tenant: TenantOption,
+    wave: WaveOption,
+    apply: Annotated[bool, typer.Option("--apply", help="Apply the plan. Without it: show what would be done.")]
+    = False,
+    batch_size: Annotated[int, typer.Option(min=10, max=5000, help="Actions per task.")] = 500,
+    force: Annotated[bool, typer.Option(help="Apply even if the tenant is not onboarded and ready.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as one JSON object.")] = False,
+) -> None:
+    """Apply a frozen wave through the outbox (resumable: run it again after any interruption)."""
+    _as_job(lambda: _wave(lambda: _flow("flows.cutover", "cutover")(
+        tenant_file=str(tenant), wave=wave, apply=apply, batch_size=batch_size, force=force), tenant, as_json,
+        "outcome" if apply else "plan"))
+
+
+@wave_app.command("verify")
+def wave_verify(tenant: TenantOption, wave: WaveOption,
+                as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False) -> None:
+    """Check every room, link, rewritten event and invitation of a cut-over wave; exit code 1 on a problem."""
+    _as_job(lambda: _wave(lambda: _flow("flows.cutover", "verify_wave")(tenant_file=str(tenant), wave=wave),
+                          tenant, as_json, "verify"))
+
+
+@wave_app.command("rollback")
+def wave_rollback(tenant: TenantOption, wave: WaveOption,
+                  as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False) -> None:
+    """Inside the guard window: restore rewritten events, mail the old links back, revert links."""
+    _as_job(lambda: _wave(lambda: _flow("flows.cutover", "rollback_wave")(tenant_file=str(tenant), wave=wave),
+                          tenant, as_json, "rollback"))
+
+
+def _flow(module: str, name: str) -> Any:
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def _wave(run: Any, tenant: Path, as_json: bool, view: str) -> None:
+    from flows.runtime import configure_prefect
+    from flows.tenant import TenantConfig
+
+    TenantConfig.load(tenant)
+    configure_prefect(_settings())
+    result = run()
+    if as_json:
+        print(json.dumps(result, sort_keys=True, ensure_ascii=False, default=str))
+    elif view == "plan":
+        from flows.waves import render_plan
+
+        print(render_plan(result))
+    elif view == "outcome":
+        from flows.cutover import render_outcome
+
+        print(render_outcome(result))
+    elif view == "verify":
+        print(f"wave {result['wave']}: " + ("verified" if result["verified"] else
+                                            f"not verified, {result['problem_count']} problem(s)") + "; "
+              + ", ".join(f"{k} {v}" for k, v in sorted(result["counts"].items())))
+        if result["outstanding"]:
+            print("  not applied: " + ", ".join(f"{k} {v}" for k, v in sorted(result["outstanding"].items()))
+                  + " (see `bascule wave cutover`)")
+        for problem in result["problems"][:20]:
+            print(f"  {problem['problem']}: {problem['action']} {problem['detail']}")
+    else:
+        print(f"wave {result['wave']}: {result['state']}; {result['events_restored']} events restored, "
+              f"{result['rollback_invitations_sent']} updates with the old link sent, {result['links_reverted']} "
+              f"links reverted; {result['rooms_not_deleted']} Visio rooms left for the operators to delete")
+    if view == "verify" and not result["verified"]:
+        raise typer.Exit(1)
+
+
+@links_app.command("lookup")
+def links_lookup(
+    reference: Annotated[str, typer.Argument(help="An old Zoom, Teams or Webex link, or a meeting id/number.")],
+    tenant: TenantOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """The Visio link, owner and status of an old meeting link (exit code 1 when it has none)."""
+    from flows.links import lookup_link, render_lookup
+
+    config = _tenant(tenant)
+    answer = lookup_link(_settings().database, config.id, reference)
+    print(json.dumps(answer, ensure_ascii=False, sort_keys=True) if as_json else render_lookup(answer))
+    if not answer["found"]:
+        raise typer.Exit(1)
 
 
 @app.command()

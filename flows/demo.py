@@ -18,6 +18,7 @@ from sandbox.meet import SANDBOX_CLIENT_ID as SANDBOX_VISIO_CLIENT_ID
 
 SANDBOX_URL = "http://127.0.0.1:8700"
 SANDBOX_TLS_URL = "https://127.0.0.1:8701"
+SANDBOX_SMTP_PORT = 8725
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +32,8 @@ class DemoOptions:
 
 
 def render_sandbox_tenant(manifest: dict[str, Any], *, ldif_path: str, sandbox_url: str = SANDBOX_URL,
-                          tls_url: str = SANDBOX_TLS_URL, ca_file: str = "tls/cert.pem") -> str:
+                          tls_url: str = SANDBOX_TLS_URL, ca_file: str = "tls/cert.pem",
+                          smtp_port: int = SANDBOX_SMTP_PORT) -> str:
     """A tenant file for a generated ministry served by the sandbox (the example tenant is one of these)."""
     tenant = manifest["tenant"]
     generator = manifest["generator"]
@@ -89,6 +91,14 @@ def render_sandbox_tenant(manifest: dict[str, Any], *, ldif_path: str, sandbox_u
         f"client_id = {q(SANDBOX_VISIO_CLIENT_ID)}",
         'client_secret_env = "BASCULE_VISIO_CLIENT_SECRET"',
         "precreates_users = false  # Meet's defaults: a host who never logged in must log in once first",
+        "",
+        "[mail]  # the relay that carries calendar updates to Zoom and Webex attendees (the sandbox's SMTP sink)",
+        'host = "127.0.0.1"',
+        f"port = {smtp_port}",
+        f"mailbox = {q('bascule-visio@' + primary)}",
+        "",
+        "[waves]",
+        "rollback_guard_hours = 24",
         "",
         "[cost_model]",
         'currency = "EUR"',
@@ -175,6 +185,7 @@ def run_demo(data_dir: Path, database_url: str, options: DemoOptions) -> dict[st
     from flows.onboard import onboard
     from sandbox.meet import SANDBOX_CLIENT_SECRET
     from sandbox.server import Credentials, SandboxConfig, SandboxServer
+    from sandbox.smtp import SmtpSink
 
     data_dir.mkdir(parents=True, exist_ok=True)
     tenant_file, manifest = prepare_demo(data_dir, options)
@@ -189,10 +200,11 @@ def run_demo(data_dir: Path, database_url: str, options: DemoOptions) -> dict[st
                         ("BASCULE_VISIO_CLIENT_SECRET", SANDBOX_CLIENT_SECRET)):
         os.environ.setdefault(name, value)
     config = SandboxConfig(data_dir=data_dir / "ministry", tls_dir=data_dir / "tls", rate_limits=False)
-    with SandboxServer(config) as server:
+    with SandboxServer(config) as server, SmtpSink() as sink:
         tenant_file.write_text(render_sandbox_tenant(manifest, ldif_path="ministry/directory.ldif",
                                                      sandbox_url=server.url, tls_url=server.tls_url,
-                                                     ca_file=str(server.ca_file)), encoding="utf-8")
+                                                     ca_file=str(server.ca_file), smtp_port=sink.port),
+                               encoding="utf-8")
         readiness = onboard(str(tenant_file), now=server.sandbox.now().isoformat())
         if not readiness["ready"]:
             from flows.onboard import TenantNotReady, render_readiness
@@ -201,6 +213,8 @@ def run_demo(data_dir: Path, database_url: str, options: DemoOptions) -> dict[st
         directory = load_directory(str(tenant_file))
         extraction = extract(str(tenant_file), now=server.sandbox.now().isoformat())
         identities = map_identities(str(tenant_file))
+        wave = run_demo_wave(database_url, tenant_file, server)
+        wave["mails_captured"] = len(sink.messages)
     return {
         "tenant": directory["tenant"],
         "generate": {"agents": options.agents, "seed": options.seed, "flavour": str(options.flavour),
@@ -227,7 +241,54 @@ def run_demo(data_dir: Path, database_url: str, options: DemoOptions) -> dict[st
         "identities": {"persons": identities["persons"], "matches_by_method": identities["matches_by_method"],
                        "unmatched": sum(counts.get("unmatched", 0) for counts in identities["accounts"].values()),
                        "conflicts": {kind: count for kind, count in identities["conflicts"].items() if count}},
+        "wave": wave,
     }
+
+
+DEMO_WAVE = "demo-vague-1"
+
+
+def run_demo_wave(database_url: str, tenant_file: Path, server: Any) -> dict[str, Any]:
+    """One whole wave on the largest direction: plan (dry run), freeze, cut over; the hosts held because they never
+    logged in to Visio then log in once (simulated by the sandbox), the cutover runs again; then verify."""
+    from sqlalchemy import create_engine, text
+
+    from flows.cutover import cutover, verify_wave
+    from flows.waves import freeze_wave, plan_wave
+    from sandbox.meet import state_of
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            direction = connection.execute(text(
+                "select department from person where removed_at is null and department is not null")).scalars()
+            counts: dict[str, int] = {}
+            for department in direction:
+                root = department.split("/")[0]
+                counts[root] = counts.get(root, 0) + 1
+        largest = max(sorted(counts), key=lambda root: counts[root])
+        plan = plan_wave(str(tenant_file), DEMO_WAVE, departments=[largest])
+        freeze_wave(str(tenant_file), DEMO_WAVE)
+        first = cutover(str(tenant_file), DEMO_WAVE, apply=True)
+        with engine.connect() as connection:
+            held = sorted(set(connection.execute(text(
+                "select payload from plan_action where state = 'held'")).scalars()), key=str)
+        meet = state_of(server.sandbox)
+        emails = {json.loads(payload)["owner_email"] if isinstance(payload, str) else payload["owner_email"]
+                  for payload in held}
+        for email in sorted(emails):
+            meet.first_login(email)
+        final = cutover(str(tenant_file), DEMO_WAVE, apply=True) if emails else first
+        verified = verify_wave(str(tenant_file), DEMO_WAVE)
+    finally:
+        engine.dispose()
+    return {"name": DEMO_WAVE, "departments": [largest], "persons": plan["members"], "state": verified["state"],
+            "rooms_created": final["rooms_created"], "events_rewritten": final["events_rewritten"],
+            "invitations_sent": final["invitations_sent"], "held_at_first_run": first["held"],
+            "hosts_who_logged_in_then": len(emails), "held": final["held"],
+            "actions_failed_by_reason": final["failed_by_reason"], "meetings_flagged_by_kind": final["flagged"],
+            "rooms_skipped_by_reason": plan["skipped"], "verified": verified["verified"],
+            "verify_problems": verified["problem_count"], "not_applied": verified["outstanding"]}
 
 
 def _merge(first: dict[str, int], second: dict[str, int]) -> dict[str, int]:
@@ -266,9 +327,23 @@ def render_summary(summary: dict[str, Any]) -> str:
             line += "; quarantined " + ", ".join(f"{r} {n}" for r, n in sorted(counts["quarantined"].items()))
         lines.append(line)
     identities = summary["identities"]
+    wave = summary.get("wave")
     lines.append(f"  identities           {identities['persons']} persons; accounts matched by "
                  + ", ".join(f"{method} {count}" for method, count in identities["matches_by_method"].items())
                  + f"; {identities['unmatched']} held back")
     lines.append("  identity conflicts   " + (", ".join(f"{kind} {count}" for kind, count
                                                      in sorted(identities["conflicts"].items())) or "none"))
+    if wave:
+        lines += [
+            f"  wave {wave['name']:<15} {wave['persons']} persons of {', '.join(wave['departments'])}: "
+            f"{wave['rooms_created']} Visio rooms, {wave['events_rewritten']} Teams events rewritten, "
+            f"{wave['invitations_sent']} invitations mailed ({wave['state']})",
+            f"                       {wave['held_at_first_run']} actions held until {wave['hosts_who_logged_in_then']}"
+            " hosts logged in to Visio once; failed: " + (", ".join(
+                f"{reason} {n}" for reason, n in sorted(wave["actions_failed_by_reason"].items())) or "none"),
+            "                       flagged: " + (", ".join(f"{flag} {n}" for flag, n in
+                                                          wave["meetings_flagged_by_kind"].items()) or "none")
+            + "; verify: " + ("verified" if wave["verified"] else
+                              f"{wave['verify_problems']} problems, not applied {wave['not_applied']}"),
+        ]
     return "\n".join(lines)

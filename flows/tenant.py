@@ -135,6 +135,28 @@ class VisioSettings(_Strict):
     _check_env = field_validator("client_secret_env")(_env_name)
 
 
+class MailSettings(_Strict):
+    """The ministry's mail relay, and the migration mailbox that sends calendar updates on organisers' behalf."""
+
+    host: str
+    port: int = Field(default=25, ge=1, le=65535)
+    mailbox: str
+    mailbox_name: str = "Bascule Visio"
+    starttls: bool = False
+    username: str | None = None
+    password_env: str | None = None
+
+    _check_env = field_validator("password_env")(_env_name)
+
+
+class WaveSettings(_Strict):
+    """How cutover waves run for this ministry."""
+
+    rollback_guard_hours: float = Field(default=24.0, gt=0)   # how long after a cutover it may be rolled back
+    hosts_in_parallel: int = Field(default=8, ge=1, le=64)    # hosts whose actions run at the same time
+    visio_requests_per_second: float = Field(default=20.0, gt=0)
+
+
 class SkuPrice(_Strict):
     """A contract price per SKU, per user per year."""
 
@@ -195,6 +217,8 @@ class TenantConfig(_Strict):
     directory: DirectorySettings
     sources: SourcesSettings = SourcesSettings()
     visio: VisioSettings | None = None
+    mail: MailSettings | None = None
+    waves: WaveSettings = WaveSettings()
     cost_model: CostModel = CostModel()
     contracts: list[ContractLine] = Field(default_factory=list)
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 from connectors.retry import RetryPolicy, RetryStats
 from connectors.throttle import LocalThrottle, NoThrottle, Throttle
@@ -50,11 +52,17 @@ def _pace(settings: Settings, rates: dict[str, float]) -> Throttle:
     return LocalThrottle(rates) if settings.pacing else NoThrottle()
 
 
+def _share(settings: Settings) -> float:
+    """The part of an account's published rate one process paces at: 97 % of it, divided among the slots of its
+    shared limit (each slot holder paces at its share)."""
+    return 0.97 / max(1, settings.account_slots if settings.shared_limits else 1)
+
+
 def build_sources(tenant: TenantConfig, settings: Settings, now: datetime | None) -> list[SourceSet]:
     """One SourceSet per platform the tenant has; secrets read now, from the environment or Prefect."""
     clock: Callable[[], datetime] = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
     internal = frozenset(domain.lower() for domain in (*tenant.domains, *tenant.alias_domains))
-    share = 0.97 / max(1, settings.account_slots if settings.shared_limits else 1)
+    share = _share(settings)
     sources: list[SourceSet] = []
     if tenant.sources.zoom is not None:
         from connectors.zoom import (
@@ -108,3 +116,45 @@ def build_sources(tenant: TenantConfig, settings: Settings, now: datetime | None
             Platform.WEBEX, (WebexAccountSource, WebexLicenceSource, WebexMeetingSource), config_webex,
             _pace(settings, {f"webex:{webex.org_id}": WEBEX_REQUESTS_PER_SECOND * share / 0.97}), clock))
     return sources
+
+
+def build_targets(tenant: TenantConfig, settings: Settings, stack: ExitStack) -> Any:
+    """The systems a cutover writes to: Visio, the Teams calendars, the mail relay (closed with `stack`)."""
+    from connectors.visio import VisioConfig, VisioRoomTarget
+    from flows.cutover import Targets
+
+    if tenant.visio is None:
+        raise ValueError(f"tenant {tenant.id} has no [visio] table: rooms cannot be created")
+    visio_settings = tenant.visio
+    visio_key = f"visio:{urlsplit(visio_settings.api_url).netloc}"
+    share = _share(settings)
+    visio = stack.enter_context(VisioRoomTarget(
+        VisioConfig(api_url=visio_settings.api_url, client_id=visio_settings.client_id,
+                    client_secret=read_secret(visio_settings.client_secret_env).get_secret_value()),
+        throttle=_pace(settings, {visio_key: tenant.waves.visio_requests_per_second * share / 0.97}), retry=RETRY,
+        stats=RetryStats()))
+    calendar = None
+    if tenant.sources.teams is not None:
+        from connectors.graph import GraphCalendar, GraphConfig
+        from connectors.graph import throttle_rates as graph_rates
+
+        teams = tenant.sources.teams
+        calendar = stack.enter_context(GraphCalendar(
+            GraphConfig(tenant_id=teams.tenant_id, client_id=teams.client_id,
+                        client_secret=read_secret(teams.client_secret_env).get_secret_value(),
+                        graph_url=teams.graph_url, authority=teams.authority, ca_file=teams.ca_file),
+            throttle=_pace(settings, graph_rates(teams.tenant_id, users=GRAPH_TENANT_USERS, share=share)),
+            retry=RETRY, stats=RetryStats()))
+    mail = None
+    mail_domain = "bascule.invalid"
+    if tenant.mail is not None:
+        from connectors.mail import SmtpConfig, SmtpInvitationSender
+
+        relay = tenant.mail
+        password = read_secret(relay.password_env).get_secret_value() if relay.password_env else None
+        config = SmtpConfig(host=relay.host, port=relay.port, mailbox=relay.mailbox, mailbox_name=relay.mailbox_name,
+                            username=relay.username, password=password, starttls=relay.starttls)
+        mail = SmtpInvitationSender(config, throttle=NoThrottle(), retry=RETRY, stats=RetryStats())
+        mail_domain = relay.mailbox.rpartition("@")[2]
+    return Targets(visio=visio, calendar=calendar, mail=mail, mail_domain=mail_domain,
+                   hosts_in_parallel=tenant.waves.hosts_in_parallel)

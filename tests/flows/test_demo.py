@@ -36,6 +36,16 @@ def test_demo_prints_a_summary_and_ends_with_one_json_object(tmp_path: Path) -> 
     assert summary["identities"]["persons"] == identity["persons"]
     assert summary["identities"]["conflicts"] == {kind: n for kind, n in identity["conflicts"].items() if n}
     assert summary["identities"]["matches_by_method"] == {m: n for m, n in identity["matches_by_method"].items() if n}
+    wave = summary["wave"]
+    assert wave["state"] == "verified" and wave["verified"] and wave["verify_problems"] == 0
+    assert wave["rooms_created"] > 0 and wave["events_rewritten"] > 0 and wave["invitations_sent"] > 0
+    assert wave["mails_captured"] == wave["invitations_sent"] and wave["held"] == 0
+    assert wave["actions_failed_by_reason"] == {} and wave["not_applied"] == {}
+    assert set(wave["meetings_flagged_by_kind"]) <= {"over_150_invitees", "webinar", "host_unmatched",
+                                                     "host_in_conflict", "external_guests", "dial_in",
+                                                     "no_fixed_time", "registration"}
+    assert sum(wave["meetings_flagged_by_kind"].values()) > 0
+    assert f"wave {wave['name']}" in done.stdout and "Visio rooms" in done.stdout
     assert (tmp_path / ".bascule" / "demo" / "bascule.db").exists()
     assert (tmp_path / ".bascule" / "prefect").is_dir()  # project-local PREFECT_HOME, not ~/.prefect
 

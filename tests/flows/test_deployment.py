@@ -223,6 +223,7 @@ def test_every_deployment_names_a_flow_and_its_parameters() -> None:
 
     import yaml
     from prefect import Flow
+    from prefect.utilities.callables import parameter_schema
 
     document = yaml.safe_load((REPO / "prefect.yaml").read_text(encoding="utf-8"))
     names = set()
@@ -232,9 +233,12 @@ def test_every_deployment_names_a_flow_and_its_parameters() -> None:
         assert isinstance(flow, Flow), deployment["name"]
         accepted = set(inspect.signature(flow.fn).parameters)
         assert set(deployment.get("parameters", {})) <= accepted, deployment["name"]
+        schema = parameter_schema(flow)  # what `prefect deploy` stores: every parameter must have one
+        assert set(deployment.get("parameters", {})) <= set(schema.properties), deployment["name"]
         assert deployment["work_pool"]["name"] == "bascule"
         names.add(flow.name)
-    assert {"load-directory", "onboard", "extract", "map-identities"} <= names
+    assert {"load-directory", "onboard", "extract", "map-identities", "plan-wave", "freeze-wave", "cutover",
+            "verify-wave", "rollback-wave"} <= names
 
     def keys(node: object) -> list[str]:
         if isinstance(node, dict):

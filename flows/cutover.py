@@ -1,0 +1,895 @@
+"""Flows cutover, verify-wave and rollback-wave: the frozen plan applied through an outbox, checked, undone.
+
+The outbox is the plan_action table. A run claims a batch of actions (one Prefect task per batch, never per
+action), then in three steps:
+
+1. prepare — per host, in parallel: the reads and the records that must exist BEFORE an external write, committed
+   together: the host's Visio rooms listed once per run (so that a room created by a killed run can be recognised:
+   Meet rooms carry no reference bascule could set), the Teams event read and its exact body and location stored,
+   the ICS update built and stored with its DTSTAMP (a resend is then the same message, same Message-ID);
+2. apply — per host, in parallel (a host's actions one after the other: Graph allows 4 requests per mailbox, and
+   a host's rooms must be told apart): create the room, PATCH the series master, send the update;
+3. record — every outcome of the batch, rooms and links, in one transaction.
+
+A run killed anywhere re-runs to the same end state: its claimed actions are reconciled first (rooms of the host
+neither listed before nor recorded are adopted — rooms are interchangeable but for their access level; a prepared
+rewrite is compared with the event as it now stands; a prepared update is sent again, identical). Documented
+refusals fail their action with the reason (403 domain not allowed, 400 several users share the e-mail…), the rest
+of the wave goes on; a host unknown to a Visio instance that does not pre-create users is held until they log in
+once (held actions are tried again on every run). A refusal of the application itself stops the run.
+
+verify-wave reads back every room (exists, owned by the host's Visio user, right access level), every link, every
+rewritten event (shows the Visio link) and invitation. rollback-wave, inside the guard window, restores rewritten
+events byte for byte, mails the update that puts the old link back, marks links reverted, and lists the rooms the
+External API cannot delete.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+from uuid import UUID
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy.orm import Session
+
+from connectors.errors import ConnectorAuthError, ConnectorError, NotFound, TransientConnectorError
+from core import ActionKind, ActionState
+from core.calendar import BodyRefused, CalendarEvent, rewrite_event, shows_visio
+from core.invitations import (
+    InvitationUpdate,
+    NotInvitable,
+    build_invitation_update,
+    build_rollback_update,
+    invitation_from_payload,
+    invitation_payload,
+)
+from core.visio import AccessLevel, VisioRefusal, VisioRoom
+from core.waves import WaveState, check_transition
+from db.waves import (
+    ActionOutcome,
+    ActionRow,
+    CutoverRepository,
+    HostRepository,
+    PlanRepository,
+    WaveRepository,
+    WaveRow,
+)
+from flows.budget import ensure_limits, limit_name, slot
+from flows.runtime import transaction
+from flows.settings import Settings
+from flows.tenant import TenantConfig
+from flows.waves import WaveError, audit_state, load_wave, plan_summary
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+MAX_ATTEMPTS = 5
+CUTOVER_KINDS = (ActionKind.CREATE_ROOM, ActionKind.REWRITE_EVENT, ActionKind.SEND_INVITATION)
+ROLLBACK_KINDS = (ActionKind.RESTORE_EVENT, ActionKind.SEND_ROLLBACK)
+WAITING_FIRST_LOGIN = "WAITING_FIRST_LOGIN"
+UNCERTAIN = "UNCERTAIN"
+
+
+class ApplicationRefused(RuntimeError):
+    """Visio (or another target) refused the application itself: nothing of the wave can go on."""
+
+
+# ----------------------------------------------------------------------------------------------- targets
+
+@dataclass
+class Targets:
+    """The systems a cutover writes to, built by flows.wiring from the tenant file."""
+
+    visio: Any                       # connectors.visio.VisioRoomTarget
+    calendar: Any | None = None      # connectors.graph.GraphCalendar (Teams)
+    mail: Any | None = None          # connectors.mail.SmtpInvitationSender (Zoom, Webex)
+    mail_domain: str = "bascule.invalid"
+    hosts_in_parallel: int = 8
+
+
+TargetsFactory = Callable[[TenantConfig, Settings], Any]  # a context manager yielding Targets
+
+
+@contextmanager
+def default_targets(tenant: TenantConfig, settings: Settings) -> Iterator[Targets]:
+    from flows.wiring import build_targets
+
+    with ExitStack() as stack:
+        yield build_targets(tenant, settings, stack)
+
+
+# ----------------------------------------------------------------------------------------------- the executor
+
+@dataclass
+class _Step:
+    """One claimed action through prepare → apply → record."""
+
+    action: ActionRow
+    outcome: ActionOutcome | None = None            # decided without an external write
+    write: Callable[[], Any] | None = None           # the external write
+    record: Callable[[Session, Any], ActionOutcome] | None = None
+    prepare: list[Callable[[Session], None]] = field(default_factory=list)
+    result: Any = None
+    error: BaseException | None = None
+
+
+@dataclass
+class _Context:
+    """What one run knows: ids, the targets, what was read for the batch."""
+
+    database_url: str
+    tenant_id: str
+    wave_id: int
+    run_id: str
+    targets: Targets
+    now: Callable[[], datetime]
+    budgets: dict[str, str] = field(default_factory=dict)         # system → Prefect global concurrency limit
+    rooms: dict[str, Any] = field(default_factory=dict)          # room action key → Room row
+    rewrites: dict[str, Any] = field(default_factory=dict)       # action key → CalendarRewrite row
+    notifications: dict[str, Any] = field(default_factory=dict)  # action key → Notification row
+    listed: dict[str, Any] = field(default_factory=dict)         # host e-mail → VisioUser row
+
+
+def _done(action: ActionRow, result: dict[str, Any] | None = None) -> ActionOutcome:
+    return ActionOutcome(action.id, ActionState.DONE, result=result)
+
+
+def _failed(action: ActionRow, reason: str, detail: str | None = None) -> ActionOutcome:
+    return ActionOutcome(action.id, ActionState.FAILED, reason=reason, detail=detail)
+
+
+def _from_error(action: ActionRow, error: BaseException) -> ActionOutcome:
+    """An exception of an external write as the action's outcome (the reason codes the report shows)."""
+    from connectors.visio import RoomCreationUncertain
+
+    if isinstance(error, RoomCreationUncertain):
+        return ActionOutcome(action.id, ActionState.CLAIMED, reason=UNCERTAIN, detail=str(error))
+    if isinstance(error, ConnectorAuthError):
+        return ActionOutcome(action.id, ActionState.PENDING, reason="AUTH", detail=str(error))
+    if isinstance(error, NotFound):
+        return _failed(action, "NOT_FOUND", str(error))
+    if isinstance(error, TransientConnectorError):
+        if action.attempts >= MAX_ATTEMPTS:
+            return _failed(action, "TRANSIENT_EXHAUSTED", str(error))
+        return ActionOutcome(action.id, ActionState.PENDING, reason="TRANSIENT", detail=str(error))
+    if isinstance(error, ConnectorError):
+        return _failed(action, "PERMANENT", str(error))
+    log.error("action %s failed unexpectedly: %s", action.key, type(error).__name__, exc_info=error)
+    return _failed(action, "UNEXPECTED", type(error).__name__)
+
+
+def _refused(action: ActionRow, refusal: VisioRefusal) -> ActionOutcome:
+    if refusal.waits_for_first_login:
+        return ActionOutcome(action.id, ActionState.HELD, reason=WAITING_FIRST_LOGIN,
+                             detail="the host never logged in to Visio and the instance does not pre-create users")
+    if not refusal.concerns_host:
+        return ActionOutcome(action.id, ActionState.PENDING, reason=refusal.reason.value, detail=refusal.detail)
+    return _failed(action, refusal.reason.value, refusal.detail)
+
+
+def _owner(action: ActionRow) -> str:
+    return str(action.payload.get("owner_email") or "")
+
+
+# ---- create_room
+
+def _room_steps(context: _Context, actions: Sequence[ActionRow]) -> list[_Step]:
+    """A host's rooms: listed once per run (before any creation), then created one after the other."""
+    steps = [_Step(action) for action in actions]
+    email = _owner(actions[0])
+    if not email:
+        for step in steps:
+            step.outcome = _failed(step.action, "NO_VISIO_EMAIL")
+        return steps
+    visio = context.targets.visio
+    listed = context.listed.get(email.lower())
+    if listed is None or listed.listed_run != context.run_id:
+        try:
+            rooms = [room.id for room in visio.iter_rooms(email)]
+            token = visio.token_for(email)
+        except ConnectorError as error:
+            refusal = getattr(error, "refusal", None)
+            for step in steps:
+                step.outcome = _refused(step.action, refusal) if refusal is not None else _from_error(step.action,
+                                                                                                      error)
+            return steps
+        user_id = token.user_id if not isinstance(token, VisioRefusal) else None
+        snapshot = rooms
+
+        def save(session: Session) -> None:
+            CutoverRepository(session, context.tenant_id).save_visio_user(
+                email, user_id=user_id, rooms_before=snapshot, run_id=context.run_id, now=context.now())
+
+        steps[0].prepare.append(save)
+    for step in steps:
+        level = AccessLevel(str(step.action.payload.get("access_level") or "trusted"))
+        step.write = (lambda lvl: lambda: visio.create_room(email, access_level=lvl))(level)
+        step.record = (lambda act: lambda session, room: _record_room(context, session, act, room))(step.action)
+    return steps
+
+
+def _record_room(context: _Context, session: Session, action: ActionRow, room: VisioRoom | VisioRefusal,
+                 *, adopted: bool = False) -> ActionOutcome:
+    if isinstance(room, VisioRefusal):
+        return _refused(action, room)
+    repo = CutoverRepository(session, context.tenant_id)
+    telephony = ({"pin_code": room.telephony.pin_code, "phone_number": room.telephony.phone_number,
+                  "default_country": room.telephony.default_country} if room.telephony else None)
+    room_id = repo.add_room(action_key=action.key, meet_id=room.id, slug=room.slug, url=room.url,
+                            access_level=room.access_level.value, owner_email=room.owner_email,
+                            owner_user_id=room.owner_user_id, telephony=telephony, wave_id=context.wave_id,
+                            host_anchor=action.host_anchor, adopted=adopted, now=context.now())
+    repo.map_links(list(action.payload.get("links") or []), room_id=room_id, wave_id=context.wave_id,
+                   host_anchor=action.host_anchor, now=context.now())
+    return _done(action, {"meet_id": room.id, "slug": room.slug, "url": room.url, "user_id": room.owner_user_id,
+                          "adopted": adopted})
+
+
+# ---- rewrite_event and restore_event
+
+def _event_steps(context: _Context, actions: Sequence[ActionRow]) -> list[_Step]:
+    steps = []
+    for action in actions:
+        step = _Step(action)
+        steps.append(step)
+        try:
+            if action.kind is ActionKind.REWRITE_EVENT:
+                _plan_rewrite(context, step)
+            else:
+                _plan_restore(context, step)
+        except ConnectorError as error:
+            step.outcome = _from_error(action, error)
+    return steps
+
+
+def _event_state(event: CalendarEvent) -> dict[str, Any]:
+    return {"body": event.body, "contentType": event.body_content_type, "location": dict(event.location),
+            "locations": [dict(item) for item in event.locations]}
+
+
+def _plan_rewrite(context: _Context, step: _Step) -> None:
+    action = step.action
+    calendar = context.targets.calendar
+    if calendar is None:
+        step.outcome = _failed(action, "CALENDAR_NOT_CONFIGURED")
+        return
+    room = context.rooms.get(action.depends_on or "")
+    if room is None or not room.url:
+        step.outcome = _failed(action, "ROOM_WITHOUT_URL")
+        return
+    mailbox, event_id = str(action.payload["mailbox"]), str(action.payload["event_id"])
+    event = calendar.get_event(mailbox, event_id)
+    existing = context.rewrites.get(action.key)
+    if existing is not None:  # a run was killed after storing the previous body: where does the event stand?
+        if event.body == existing.after["body"]:
+            step.outcome = _done(action, {"event_id": event_id, "resumed": True})
+            step.record = None
+            step.prepare.append(lambda session: CutoverRepository(session, context.tenant_id).set_rewrite_state(
+                action.key, "rewritten", now=context.now()))
+            return
+        if event.body != existing.before["body"]:
+            step.outcome = _failed(action, "EVENT_CHANGED_DURING_CUTOVER",
+                                   "the event changed between the stored read and now")
+            return
+        after = dict(existing.after)
+    else:
+        if shows_visio(event, room.url):
+            step.outcome = _failed(action, "EVENT_ALREADY_SHOWS_VISIO")
+            return
+        telephony = room.telephony or {}
+        rewritten = rewrite_event(event, visio_url=room.url, phone=telephony.get("phone_number"),
+                                  pin=telephony.get("pin_code"))
+        if isinstance(rewritten, BodyRefused):
+            step.outcome = _failed(action, rewritten.reason.value, rewritten.detail)
+            return
+        body, location = rewritten
+        after = {"body": body, "location": location}
+        before = _event_state(event)
+        step.prepare.append(lambda session: CutoverRepository(session, context.tenant_id).prepare_rewrite(
+            action_key=action.key, mailbox=mailbox, event_id=event_id, before=before, after=after,
+            now=context.now()))
+    step.write = lambda: calendar.update_event(mailbox, event_id, body_html=after["body"], location=after["location"])
+
+    def record(session: Session, _event: Any) -> ActionOutcome:
+        CutoverRepository(session, context.tenant_id).set_rewrite_state(action.key, "rewritten", now=context.now())
+        return _done(action, {"event_id": event_id})
+
+    step.record = record
+
+
+def _plan_restore(context: _Context, step: _Step) -> None:
+    action = step.action
+    calendar = context.targets.calendar
+    rewrite = context.rewrites.get(str(action.payload["rewrite_key"]))
+    if calendar is None or rewrite is None:
+        step.outcome = _failed(action, "NOTHING_TO_RESTORE")
+        return
+    event = calendar.get_event(rewrite.mailbox, rewrite.event_id)
+    before = rewrite.before
+    key = rewrite.action_key
+    if event.body == before["body"]:
+        step.outcome = _done(action, {"event_id": rewrite.event_id, "unchanged": True})
+        step.prepare.append(lambda session: CutoverRepository(session, context.tenant_id).set_rewrite_state(
+            key, "reverted", now=context.now()))
+        return
+    step.write = lambda: calendar.update_event(rewrite.mailbox, rewrite.event_id, body_html=before["body"],
+                                               location=before["location"], locations=before["locations"])
+
+    def record(session: Session, _event: Any) -> ActionOutcome:
+        CutoverRepository(session, context.tenant_id).set_rewrite_state(key, "reverted", now=context.now())
+        return _done(action, {"event_id": rewrite.event_id})
+
+    step.record = record
+
+
+# ---- send_invitation and send_rollback
+
+def _mail_steps(context: _Context, actions: Sequence[ActionRow], session: Session) -> list[_Step]:
+    """Updates built and stored before they are sent (no external read: runs in the main thread)."""
+    from connectors.mail import message_id_for
+
+    steps = []
+    for action in actions:
+        step = _Step(action)
+        steps.append(step)
+        mail = context.targets.mail
+        if mail is None:
+            step.outcome = _failed(action, "MAIL_NOT_CONFIGURED")
+            continue
+        prepared = context.notifications.get(action.key)
+        if prepared is not None:
+            update, stamp = invitation_from_payload(prepared.payload), prepared.stamp
+        else:
+            built = _build_update(context, session, action)
+            if isinstance(built, ActionOutcome):
+                step.outcome = built
+                continue
+            update, stamp = built, context.now()
+            message_id = message_id_for(action.key, context.targets.mail_domain)
+            step.prepare.append((lambda upd, stp, mid: lambda s: CutoverRepository(s, context.tenant_id)
+                                 .prepare_notification(action_key=upd.idempotency_key, kind=upd.purpose.value,
+                                                       uid=upd.uid, sequence=upd.sequence,
+                                                       recipients=len(upd.attendees) + 1, message_id=mid,
+                                                       payload=invitation_payload(upd), stamp=stp))(
+                update, stamp, message_id))
+        step.write = (lambda upd, stp, sender: lambda: sender.send(upd, stamp=stp))(update, stamp, mail)
+        step.record = (lambda act: lambda s, sent: _record_sent(context, s, act, sent))(action)
+    return steps
+
+
+def _build_update(context: _Context, session: Session, action: ActionRow) -> InvitationUpdate | ActionOutcome:
+    repo = CutoverRepository(session, context.tenant_id)
+    if action.kind is ActionKind.SEND_ROLLBACK:
+        sent = repo.notification_of(str(action.payload["invite_key"]))
+        if sent is None or not sent.payload:
+            return _failed(action, "NOTHING_TO_ROLL_BACK")
+        original = invitation_from_payload(sent.payload)
+        return build_rollback_update(original, idempotency_key=action.key,
+                                     previous_sequence=max(original.sequence, repo.last_sequence(original.uid)))
+    room = context.rooms.get(action.depends_on or "")
+    meeting = HostRepository(session, context.tenant_id).meeting(action.platform.value if action.platform else "",
+                                                                 action.meeting_id or "")
+    if room is None or not room.url or meeting is None:
+        return _failed(action, "ROOM_OR_MEETING_MISSING")
+    from core.invitations import invitation_uid
+
+    uid = invitation_uid(meeting.platform, meeting.external_id)
+    built = build_invitation_update(meeting, visio_url=room.url, previous_sequence=repo.last_sequence(uid),
+                                    idempotency_key=action.key)
+    if isinstance(built, NotInvitable):
+        return ActionOutcome(action.id, ActionState.SKIPPED, reason=f"not_invitable:{built.reason.value}")
+    return built
+
+
+def _record_sent(context: _Context, session: Session, action: ActionRow, sent: Any) -> ActionOutcome:
+    CutoverRepository(session, context.tenant_id).mark_sent(action.key, recipients=int(sent.recipients),
+                                                            now=context.now())
+    return _done(action, {"message_id": sent.message_id, "sequence": sent.sequence, "recipients": sent.recipients,
+                          "refused": len(sent.refused)})
+
+
+# ---- the batch
+
+def _by_host(actions: Sequence[ActionRow]) -> list[list[ActionRow]]:
+    groups: dict[str, list[ActionRow]] = {}
+    for action in actions:
+        groups.setdefault(action.host_anchor or _owner(action) or action.key, []).append(action)
+    return list(groups.values())
+
+
+def _load_context(context: _Context, session: Session, actions: Sequence[ActionRow]) -> None:
+    repo = CutoverRepository(session, context.tenant_id)
+    for action in actions:
+        if action.depends_on and action.depends_on not in context.rooms:
+            context.rooms[action.depends_on] = repo.room_of(action.depends_on)
+        if action.kind is ActionKind.REWRITE_EVENT:
+            context.rewrites[action.key] = repo.rewrite_of(action.key)
+        elif action.kind is ActionKind.RESTORE_EVENT:
+            key = str(action.payload["rewrite_key"])
+            context.rewrites[key] = repo.rewrite_of(key)
+        elif action.kind in (ActionKind.SEND_INVITATION, ActionKind.SEND_ROLLBACK):
+            context.notifications[action.key] = repo.notification_of(action.key)
+        elif action.kind is ActionKind.CREATE_ROOM and (email := _owner(action)):
+            context.listed[email.lower()] = repo.visio_user(email)
+    context.rewrites = {key: row for key, row in context.rewrites.items() if row is not None}
+    context.notifications = {key: row for key, row in context.notifications.items() if row is not None}
+
+
+def _apply_host(steps: list[_Step]) -> None:
+    for step in steps:
+        if step.outcome is not None or step.write is None:
+            continue
+        try:
+            step.result = step.write()
+        except Exception as error:  # recorded as the action's outcome below, never swallowed
+            step.error = error
+
+
+def _systems_of(actions: Sequence[ActionRow]) -> set[str]:
+    """The external systems a batch writes to (rooms: Visio; events: Teams; mails: the relay, not budgeted)."""
+    systems = {"visio" for a in actions if a.kind is ActionKind.CREATE_ROOM}
+    return systems | {"teams" for a in actions if a.kind in (ActionKind.REWRITE_EVENT, ActionKind.RESTORE_EVENT)}
+
+
+@task(name="apply-actions", cache_policy=NO_CACHE)
+def apply_actions(context: _Context, actions: list[ActionRow]) -> dict[str, int]:
+    """Prepare, apply and record one batch of claimed actions; returns outcomes by state."""
+    context.rooms, context.rewrites, context.notifications, context.listed = {}, {}, {}, {}
+    with transaction(context.database_url) as session:
+        _load_context(context, session, actions)
+        mail_actions = [a for a in actions if a.kind in (ActionKind.SEND_INVITATION, ActionKind.SEND_ROLLBACK)]
+        mail_steps = _mail_steps(context, mail_actions, session)
+    groups = _by_host([a for a in actions if a not in mail_actions])
+
+    def prepare(group: list[ActionRow]) -> list[_Step]:
+        if group[0].kind is ActionKind.CREATE_ROOM:
+            return _room_steps(context, group)
+        return _event_steps(context, group)
+
+    with ExitStack() as held, ThreadPoolExecutor(max_workers=context.targets.hosts_in_parallel) as pool:
+        for system in sorted(_systems_of(actions) & set(context.budgets)):  # one order everywhere: no deadlock
+            held.enter_context(slot(context.budgets[system]))
+        per_host = list(pool.map(prepare, groups))
+        steps = [step for host in per_host for step in host] + mail_steps
+        with transaction(context.database_url) as session:
+            for step in steps:
+                for prepared in step.prepare:
+                    prepared(session)
+        per_host += [[step] for step in mail_steps]
+        list(pool.map(_apply_host, per_host))
+    outcomes = []
+    stop: str | None = None
+    with transaction(context.database_url) as session:
+        for step in steps:
+            if step.outcome is not None:
+                outcome = step.outcome
+            elif step.error is not None:
+                outcome = _from_error(step.action, step.error)
+            elif step.record is not None:
+                outcome = step.record(session, step.result)
+            else:
+                outcome = _done(step.action)
+            if outcome.reason == "AUTH" or (outcome.state is ActionState.PENDING and outcome.reason
+                                            and outcome.reason not in ("TRANSIENT",)):
+                stop = outcome.reason
+            outcomes.append(outcome)
+        PlanRepository(session, context.tenant_id).record(outcomes, now=context.now())
+    if stop is not None:
+        raise ApplicationRefused(f"the application was refused ({stop}): the run stops, nothing else is applied")
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.state.value] = counts.get(outcome.state.value, 0) + 1
+    return counts
+
+
+@task(name="reconcile-claims", cache_policy=NO_CACHE)
+def reconcile(context: _Context) -> dict[str, int]:
+    """Actions a killed run left claimed: rooms it created are adopted, everything else goes back to pending."""
+    with transaction(context.database_url) as session:
+        stale = PlanRepository(session, context.tenant_id).stale_claims(context.wave_id, run_id=context.run_id)
+        if not stale:
+            return {"stale": 0, "adopted": 0}
+        _load_context(context, session, stale)
+        known = {email: set(row.rooms_before) | CutoverRepository(session, context.tenant_id).room_ids_of(email)
+                 for email, row in context.listed.items() if row is not None}
+    rooms = [a for a in stale if a.kind is ActionKind.CREATE_ROOM]
+    outcomes = [ActionOutcome(a.id, ActionState.PENDING, reason=a.reason) for a in stale if a not in rooms]
+    adopted = 0
+    groups: dict[str, list[ActionRow]] = {}
+    for action in rooms:
+        groups.setdefault(_owner(action).lower(), []).append(action)
+    with transaction(context.database_url) as session:
+        for email, actions in groups.items():
+            if email not in known:  # never listed: nothing was created for this host
+                outcomes += [ActionOutcome(a.id, ActionState.PENDING) for a in actions]
+                continue
+            listed = list(context.targets.visio.iter_rooms(email))
+            orphans = [room for room in listed if room.id not in known[email]]
+            for action in sorted(actions, key=lambda a: a.key):
+                level = str(action.payload.get("access_level") or "trusted")
+                match = next((room for room in orphans if room.access_level.value == level), None)
+                if match is None:
+                    outcomes.append(ActionOutcome(action.id, ActionState.PENDING))
+                    continue
+                orphans.remove(match)
+                outcomes.append(_record_room(context, session, action, match, adopted=True))
+                adopted += 1
+            CutoverRepository(session, context.tenant_id).save_visio_user(
+                email, user_id=next((r.owner_user_id for r in listed), None), rooms_before=[r.id for r in listed],
+                run_id=context.run_id, now=context.now())
+        PlanRepository(session, context.tenant_id).record(outcomes, now=context.now())
+    return {"stale": len(stale), "adopted": adopted}
+
+
+def _drain(context: _Context, kinds: Sequence[ActionKind], *, batch: int, progress: Callable[[int], None]) -> int:
+    """Claim and apply batches until nothing of these kinds is ready; returns actions attempted."""
+    attempted = 0
+    while True:
+        with transaction(context.database_url) as session:
+            claimed = PlanRepository(session, context.tenant_id).claim(
+                context.wave_id, kinds=kinds, states=[ActionState.PENDING], limit=batch, run_id=context.run_id,
+                now=context.now())
+        if not claimed:
+            return attempted
+        apply_actions(context, claimed)
+        attempted += len(claimed)
+        progress(attempted)
+
+
+def shared_budgets(tenant_id: str, settings: Settings) -> dict[str, str]:
+    """With BASCULE_SHARED_LIMITS, the Prefect global concurrency limits a cutover's batches hold: the tenant's
+    Visio application and its Graph tenant (the same limit extraction holds, so both share one Graph budget)."""
+    if not settings.shared_limits:
+        return {}
+    budgets = {system: limit_name(tenant_id, system) for system in ("visio", "teams")}
+    ensure_limits(sorted(budgets.values()), slots=settings.account_slots)
+    return budgets
+
+
+# ----------------------------------------------------------------------------------------------- summaries
+
+def outcome_summary(database_url: str, tenant_id: str, wave_id: int) -> dict[str, Any]:
+    """Rooms created, events rewritten, invitations sent, held, failed by reason, flagged by kind."""
+    with transaction(database_url) as session:
+        plan = PlanRepository(session, tenant_id)
+        counts = plan.counts(wave_id)
+        failed = plan.reasons(wave_id, states=[ActionState.FAILED])
+        held = plan.reasons(wave_id, states=[ActionState.HELD])
+        uncertain = sum(states.get(ActionState.CLAIMED.value, 0) for states in counts.values())
+        flagged = plan.flag_counts(wave_id)
+
+    def n(kind: ActionKind, state: ActionState = ActionState.DONE) -> int:
+        return counts.get(kind.value, {}).get(state.value, 0)
+
+    return {"rooms_created": n(ActionKind.CREATE_ROOM), "events_rewritten": n(ActionKind.REWRITE_EVENT),
+            "invitations_sent": n(ActionKind.SEND_INVITATION), "events_restored": n(ActionKind.RESTORE_EVENT),
+            "rollback_invitations_sent": n(ActionKind.SEND_ROLLBACK),
+            "held": sum(held.values()), "held_by_reason": held, "failed_by_reason": failed,
+            "pending": sum(states.get(ActionState.PENDING.value, 0) for states in counts.values()),
+            "uncertain": uncertain, "flagged": flagged, "actions": counts}
+
+
+def render_outcome(summary: dict[str, Any]) -> str:
+    lines = [f"wave {summary['wave']}: {summary['state']} — {summary['rooms_created']} rooms, "
+             f"{summary['events_rewritten']} Teams events rewritten, {summary['invitations_sent']} invitations sent"]
+    if summary.get("events_restored") or summary.get("rollback_invitations_sent"):
+        lines.append(f"  rolled back: {summary['events_restored']} events restored, "
+                     f"{summary['rollback_invitations_sent']} updates with the old link sent")
+    if summary["held"]:
+        lines.append("  held: " + ", ".join(f"{k} {v}" for k, v in summary["held_by_reason"].items()))
+    if summary["failed_by_reason"]:
+        lines.append("  failed: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["failed_by_reason"].items())))
+    if summary["pending"]:
+        lines.append(f"  still pending: {summary['pending']} (waiting for a room that failed or is held, or "
+                     "transient errors: run again)")
+    if summary["uncertain"]:
+        lines.append(f"  uncertain: {summary['uncertain']} room creations to reconcile: run the cutover again")
+    return "\n".join(lines)
+
+
+def _markdown(title: str, summary: dict[str, Any]) -> str:
+    rows = ["| | |", "|---|---|"]
+    for key in ("rooms_created", "events_rewritten", "invitations_sent", "events_restored",
+                "rollback_invitations_sent", "held", "pending", "uncertain"):
+        rows.append(f"| {key.replace('_', ' ')} | {summary.get(key, 0)} |")
+    failed = ["| Failed: reason | Actions |", "|---|---|"]
+    failed += [f"| {reason} | {count} |" for reason, count in sorted(summary["failed_by_reason"].items())]
+    flagged = ["| Flag | Meetings |", "|---|---|"]
+    flagged += [f"| {flag} | {count} |" for flag, count in summary["flagged"].items()]
+    return "\n".join([f"## {title}", "", *rows, "", *failed, "", *flagged, ""])
+
+
+# ----------------------------------------------------------------------------------------------- flows
+
+def _instant(text: str | None) -> datetime:
+    if not text:
+        return datetime.now(UTC)
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _progress(key: str, total: int) -> Callable[[int], None]:
+    artifact = cast(UUID, create_progress_artifact(progress=0.0, key=key, description="Actions applied"))
+
+    def update(done: int) -> None:
+        update_progress_artifact(artifact, progress=min(100.0, 100.0 * done / max(1, total)))
+
+    return update
+
+
+def _key(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")
+
+
+@flow(name="cutover", log_prints=False)
+def cutover(tenant_file: str, wave: str, apply: bool = False, retry_held: bool = True, batch_size: int = BATCH,
+            now: str | None = None, force: bool = False, targets: TargetsFactory | None = None) -> dict[str, Any]:
+    """Apply the frozen plan (only with `apply`; without it, show what would be done: the dry run).
+
+    Applying needs a tenant onboarded and ready with this very file (its credentials and scopes were checked), as
+    the plan did, unless `force`.
+    """
+    from flows.onboard import require_ready
+
+    logger = get_run_logger()
+    settings = Settings()
+    database_url = settings.database
+    tenant = TenantConfig.load(Path(tenant_file))
+    found = load_wave(database_url, tenant.id, wave)
+    if not apply:
+        return {"dry_run": True, **plan_summary(database_url, tenant.id, found).__dict__}
+    require_ready(database_url, tenant.id, force=force, config_hash=TenantConfig.file_hash(Path(tenant_file)))
+    at = _instant(now)
+    refused = check_transition(found.state, WaveState.CUT_OVER, now=at)
+    if refused is not None:
+        raise WaveError(f"wave {wave}: {refused}" + (" (freeze it first: bascule wave freeze)"
+                                                     if found.state is WaveState.PLANNED else ""))
+    run_id = uuid.uuid4().hex
+    with transaction(database_url) as session:
+        if retry_held:
+            from sqlalchemy import update
+
+            from db import models
+
+            session.execute(update(models.PlanAction).where(
+                models.PlanAction.tenant_id == tenant.id, models.PlanAction.wave_id == found.id,
+                models.PlanAction.state == ActionState.HELD.value).values(state=ActionState.PENDING.value,
+                                                                         claimed_by=None))
+        total = sum(states.get(ActionState.PENDING.value, 0) + states.get(ActionState.CLAIMED.value, 0)
+                    for kind, states in PlanRepository(session, tenant.id).counts(found.id).items()
+                    if kind in {k.value for k in CUTOVER_KINDS})
+    progress = _progress(f"cutover-{tenant.id}-{_key(wave)}", total)
+    with (targets or default_targets)(tenant, settings) as built:
+        context = _Context(database_url, tenant.id, found.id, run_id, built, lambda: datetime.now(UTC),
+                           budgets=shared_budgets(tenant.id, settings))
+        reconciled = reconcile(context)
+        if reconciled["stale"]:
+            logger.info("tenant %s wave %s: %d actions of a killed run reconciled (%d rooms adopted)", tenant.id,
+                        wave, reconciled["stale"], reconciled["adopted"])
+        done = _drain(context, [ActionKind.CREATE_ROOM], batch=batch_size, progress=progress)
+        _drain(context, [ActionKind.REWRITE_EVENT, ActionKind.SEND_INVITATION], batch=batch_size,
+               progress=lambda n: progress(done + n))
+    progress(total)
+    summary = outcome_summary(database_url, tenant.id, found.id)
+    with transaction(database_url) as session:
+        current = WaveRepository(session, tenant.id).get(wave)
+        assert current is not None
+        if not summary["uncertain"] and current.state is not WaveState.CUT_OVER:
+            cut_at = current.cut_over_at or at
+            guard = cut_at + timedelta(hours=tenant.waves.rollback_guard_hours)
+            audit_state(session, tenant.id, current, WaveState.CUT_OVER, now=at, run_id=run_id,
+                        rooms=summary["rooms_created"], failed=sum(summary["failed_by_reason"].values()))
+            WaveRepository(session, tenant.id).set_state(current.id, WaveState.CUT_OVER, now=at, cut_over_at=cut_at,
+                                                         guard_until=guard)
+    state = load_wave(database_url, tenant.id, wave).state
+    summary = {"tenant": tenant.id, "wave": wave, "state": state.value, "run": run_id, **summary}
+    create_markdown_artifact(key=f"cutover-{tenant.id}-{_key(wave)}", markdown=_markdown(f"Cutover of {wave}", summary),
+                             description=f"Cutover of wave {wave}")
+    logger.info("tenant %s wave %s: %d rooms, %d events rewritten, %d invitations, %d held, %d failed", tenant.id,
+                wave, summary["rooms_created"], summary["events_rewritten"], summary["invitations_sent"],
+                summary["held"], sum(summary["failed_by_reason"].values()))
+    return summary
+
+
+@task(name="verify-batch", cache_policy=NO_CACHE)
+def verify_batch(context: _Context, actions: list[ActionRow]) -> dict[str, Any]:
+    """Read back one batch of applied actions; returns counts and problems (ids only)."""
+    problems: list[dict[str, str]] = []
+    counts: dict[str, int] = {}
+    with transaction(context.database_url) as session:
+        _load_context(context, session, actions)
+        repo = CutoverRepository(session, context.tenant_id)
+        rooms = {a.key: repo.room_of(a.key) for a in actions if a.kind is ActionKind.CREATE_ROOM}
+        links = {a.key: [(link["old_key"], repo.lookup(old_key=str(link["old_key"])))
+                         for link in a.payload.get("links") or []] for a in actions
+                 if a.kind is ActionKind.CREATE_ROOM}
+
+    def problem(kind: str, action: ActionRow, detail: str) -> None:
+        counts[kind] = counts.get(kind, 0) + 1
+        problems.append({"problem": kind, "action": action.key, "detail": detail})
+
+    def check(action: ActionRow) -> None:
+        if action.kind is ActionKind.CREATE_ROOM:
+            room = rooms.get(action.key)
+            if room is None:
+                problem("room_not_recorded", action, "")
+                return
+            found = context.targets.visio.retrieve_room(room.owner_email, room.meet_id)
+            if isinstance(found, VisioRefusal):
+                problem("room_missing" if found.reason.value == "NOT_FOUND" else "room_not_owned", action,
+                        found.reason.value)
+                return
+            if room.owner_user_id and found.owner_user_id != room.owner_user_id:
+                problem("room_owner_changed", action, room.meet_id)
+            elif found.access_level.value != action.payload.get("access_level"):
+                problem("room_access_level", action, room.meet_id)
+            else:
+                counts["rooms_ok"] = counts.get("rooms_ok", 0) + 1
+            for old_key, found_links in links.get(action.key, []):
+                if not any(link.room_id == room.id and link.status == "mapped" for link, _ in found_links):
+                    problem("link_not_mapped", action, str(old_key))
+                else:
+                    counts["links_ok"] = counts.get("links_ok", 0) + 1
+        elif action.kind is ActionKind.REWRITE_EVENT:
+            room = context.rooms.get(action.depends_on or "")
+            calendar = context.targets.calendar
+            if calendar is None:
+                problem("calendar_not_configured", action, "")
+                return
+            try:
+                event = calendar.get_event(str(action.payload["mailbox"]), str(action.payload["event_id"]))
+            except NotFound:
+                problem("event_missing", action, "")
+                return
+            if room is None or not shows_visio(event, room.url):
+                problem("event_without_visio_link", action, "")
+            else:
+                counts["events_ok"] = counts.get("events_ok", 0) + 1
+        elif action.kind is ActionKind.SEND_INVITATION:
+            sent = context.notifications.get(action.key)
+            if sent is None or sent.state != "sent":
+                problem("invitation_not_sent", action, "")
+            else:
+                counts["invitations_ok"] = counts.get("invitations_ok", 0) + 1
+
+    def check_host(group: list[ActionRow]) -> None:
+        for action in group:
+            check(action)
+
+    with ThreadPoolExecutor(max_workers=context.targets.hosts_in_parallel) as pool:
+        list(pool.map(check_host, _by_host(actions)))
+    with transaction(context.database_url) as session:
+        bad = {p["action"] for p in problems}
+        CutoverRepository(session, context.tenant_id).mark_room_verified(
+            [room.id for key, room in rooms.items() if room is not None and key not in bad], now=context.now())
+    return {"counts": counts, "problems": problems}
+
+
+def _towards(tenant_file: str, wave: str, target: WaveState,
+             now: str | None) -> tuple[Settings, TenantConfig, WaveRow, datetime]:
+    """Settings, tenant, wave and instant of a flow that moves the wave to `target`; refused out of order."""
+    settings = Settings()
+    tenant = TenantConfig.load(Path(tenant_file))
+    found = load_wave(settings.database, tenant.id, wave)
+    at = _instant(now)
+    refused = check_transition(found.state, target, now=at, guard_until=found.guard_until)
+    if refused is not None:
+        raise WaveError(f"wave {wave}: {refused}")
+    return settings, tenant, found, at
+
+
+@flow(name="verify-wave", log_prints=False)
+def verify_wave(tenant_file: str, wave: str, now: str | None = None,
+                targets: TargetsFactory | None = None) -> dict[str, Any]:
+    """Every room exists and is owned by the right user, every link is mapped, every event shows the new link."""
+    settings, tenant, found, at = _towards(tenant_file, wave, WaveState.VERIFIED, now)
+    database_url = settings.database
+    counts: dict[str, int] = {}
+    problems: list[dict[str, str]] = []
+    with (targets or default_targets)(tenant, settings) as built:
+        context = _Context(database_url, tenant.id, found.id, uuid.uuid4().hex, built, lambda: datetime.now(UTC))
+        with transaction(database_url) as session:
+            applied = list(PlanRepository(session, tenant.id).iter_actions(found.id, kinds=CUTOVER_KINDS,
+                                                                            states=[ActionState.DONE]))
+        for start in range(0, len(applied), BATCH):
+            result = verify_batch(context, applied[start:start + BATCH])
+            for key, value in result["counts"].items():
+                counts[key] = counts.get(key, 0) + value
+            problems += result["problems"]
+    with transaction(database_url) as session:
+        counts_by_kind = PlanRepository(session, tenant.id).counts(found.id)
+    # What the cutover did not apply (held hosts, documented refusals, rooms they wait for) keeps the wave open.
+    outstanding = {state.value: sum(counts_by_kind.get(kind.value, {}).get(state.value, 0) for kind in CUTOVER_KINDS)
+                   for state in (ActionState.PENDING, ActionState.CLAIMED, ActionState.HELD, ActionState.FAILED)}
+    outstanding = {state: count for state, count in outstanding.items() if count}
+    verified = not problems and not outstanding
+    with transaction(database_url) as session:
+        if verified:
+            audit_state(session, tenant.id, found, WaveState.VERIFIED, now=at, checked=counts)
+            WaveRepository(session, tenant.id).set_state(found.id, WaveState.VERIFIED, now=at)
+    report = {"tenant": tenant.id, "wave": wave, "verified": verified,
+              "state": load_wave(database_url, tenant.id, wave).state.value, "checked": len(applied), "counts": counts,
+              "problems": problems[:200], "problem_count": len(problems), "outstanding": outstanding}
+    rows = ["| Check | Count |", "|---|---|", *(f"| {k} | {v} |" for k, v in sorted(counts.items()))]
+    create_markdown_artifact(key=f"verify-{tenant.id}-{_key(wave)}", markdown="\n".join(
+        [f"## Verification of {wave}: {'verified' if verified else f'{len(problems)} problems'}", "", *rows]),
+        description=f"Verification of wave {wave}")
+    return report
+
+
+@flow(name="rollback-wave", log_prints=False)
+def rollback_wave(tenant_file: str, wave: str, now: str | None = None, batch_size: int = BATCH,
+                  targets: TargetsFactory | None = None) -> dict[str, Any]:
+    """Inside the guard window: events restored exactly, old links mailed back, links reverted, rooms reported."""
+    settings, tenant, found, at = _towards(tenant_file, wave, WaveState.ROLLED_BACK, now)
+    database_url = settings.database
+    _plan_rollback(database_url, tenant.id, found.id, wave)
+    run_id = uuid.uuid4().hex
+    with (targets or default_targets)(tenant, settings) as built:
+        context = _Context(database_url, tenant.id, found.id, run_id, built, lambda: datetime.now(UTC),
+                           budgets=shared_budgets(tenant.id, settings))
+        reconcile(context)
+        _drain(context, list(ROLLBACK_KINDS), batch=batch_size, progress=lambda _n: None)
+    with transaction(database_url) as session:
+        repo = CutoverRepository(session, tenant.id)
+        rooms = [{"meet_id": room.meet_id, "url": room.url or "", "host": room.host_anchor or ""}
+                 for room in repo.rooms_of_wave(found.id)]
+    summary = outcome_summary(database_url, tenant.id, found.id)
+    incomplete = sum(summary["actions"].get(kind.value, {}).get(state.value, 0) for kind in ROLLBACK_KINDS
+                     for state in (ActionState.PENDING, ActionState.CLAIMED, ActionState.FAILED))
+    with transaction(database_url) as session:
+        reverted = CutoverRepository(session, tenant.id).set_link_status(found.id, "reverted", now=at)
+        if not incomplete:
+            audit_state(session, tenant.id, found, WaveState.ROLLED_BACK, now=at, rooms_left=len(rooms))
+            WaveRepository(session, tenant.id).set_state(found.id, WaveState.ROLLED_BACK, now=at)
+    state = load_wave(database_url, tenant.id, wave).state
+    report = {"tenant": tenant.id, "wave": wave, "state": state.value, **summary, "links_reverted": reverted,
+              "rooms_not_deleted": len(rooms), "rooms": rooms[:200], "incomplete": incomplete}
+    lines = [f"## Rollback of {wave}: {state.value}", "",
+             f"{summary['events_restored']} events restored, {summary['rollback_invitations_sent']} updates sent, "
+             f"{reverted} links reverted.", "",
+             f"**{len(rooms)} Visio rooms cannot be deleted through the External API**: ask the Visio operators "
+             "to remove them (ids below).", "", "| Room | URL |", "|---|---|",
+             *(f"| {room['meet_id']} | {room['url']} |" for room in rooms[:500])]
+    create_markdown_artifact(key=f"rollback-{tenant.id}-{_key(wave)}", markdown="\n".join(lines),
+                             description=f"Rollback of wave {wave}")
+    return report
+
+
+def _plan_rollback(database_url: str, tenant_id: str, wave_id: int, wave: str) -> None:
+    """The rollback actions (keyed, so planning them again is a no-op); pending cutover actions will never run."""
+    from core.waves import WaveAction
+
+    with transaction(database_url) as session:
+        plan = PlanRepository(session, tenant_id)
+        repo = CutoverRepository(session, tenant_id)
+        actions = []
+        for action in plan.iter_actions(wave_id, kinds=[ActionKind.REWRITE_EVENT, ActionKind.SEND_INVITATION]):
+            if action.kind is ActionKind.REWRITE_EVENT and repo.rewrite_of(action.key) is not None:
+                actions.append(WaveAction(ActionKind.RESTORE_EVENT, f"{wave}:restore:{action.meeting_id}",
+                                          action.platform, action.meeting_id, action.host_anchor,
+                                          payload={"rewrite_key": action.key}))
+            elif action.kind is ActionKind.SEND_INVITATION and repo.notification_of(action.key) is not None:
+                actions.append(WaveAction(ActionKind.SEND_ROLLBACK, f"{wave}:uninvite:{action.platform}:"
+                                          f"{action.meeting_id}", action.platform, action.meeting_id,
+                                          action.host_anchor, payload={"invite_key": action.key}))
+        plan.upsert(wave_id, actions, now=datetime.now(UTC))
+        from sqlalchemy import update
+
+        from db import models
+
+        session.execute(update(models.PlanAction).where(
+            models.PlanAction.tenant_id == tenant_id, models.PlanAction.wave_id == wave_id,
+            models.PlanAction.kind.in_([k.value for k in CUTOVER_KINDS]),
+            models.PlanAction.state.in_([ActionState.PENDING.value, ActionState.HELD.value]))
+            .values(state=ActionState.SKIPPED.value, reason="rolled_back"))
