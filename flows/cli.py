@@ -356,12 +356,15 @@ def wave_cutover(
     apply: Annotated[bool, typer.Option("--apply", help="Apply the plan. Without it: show what would be done.")]
     = False,
     batch_size: Annotated[int, typer.Option(min=10, max=5000, help="Actions per task.")] = 500,
+    retry_failed: Annotated[bool, typer.Option(help="Try refused actions again (once their cause is fixed).")]
+    = False,
     force: Annotated[bool, typer.Option(help="Apply even if the tenant is not onboarded and ready.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as one JSON object.")] = False,
 ) -> None:
     """Apply a frozen wave through the outbox (resumable: run it again after any interruption)."""
     _as_job(lambda: _wave(lambda: _flow("flows.cutover", "cutover")(
-        tenant_file=str(tenant), wave=wave, apply=apply, batch_size=batch_size, force=force), tenant, as_json,
+        tenant_file=str(tenant), wave=wave, apply=apply, batch_size=batch_size, retry_failed=retry_failed,
+        force=force), tenant, as_json,
         "outcome" if apply else "plan"))
 
 

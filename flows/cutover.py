@@ -632,7 +632,8 @@ def _key(name: str) -> str:
 
 
 @flow(name="cutover", log_prints=False)
-def cutover(tenant_file: str, wave: str, apply: bool = False, retry_held: bool = True, batch_size: int = BATCH,
+def cutover(tenant_file: str, wave: str, apply: bool = False, retry_held: bool = True, retry_failed: bool = False,
+            batch_size: int = BATCH,
             now: str | None = None, force: bool = False, targets: TargetsFactory | None = None) -> dict[str, Any]:
     """Apply the frozen plan (only with `apply`; without it, show what would be done: the dry run).
 
@@ -655,16 +656,21 @@ def cutover(tenant_file: str, wave: str, apply: bool = False, retry_held: bool =
         raise WaveError(f"wave {wave}: {refused}" + (" (freeze it first: bascule wave freeze)"
                                                      if found.state is WaveState.PLANNED else ""))
     run_id = uuid.uuid4().hex
+    # Held actions (hosts who had not logged in) are tried again on every run; failed ones (a refusal, e.g. a domain
+    # the Visio application did not allow yet) only when asked, once the cause is fixed.
+    again = [state for state, wanted in ((ActionState.HELD, retry_held), (ActionState.FAILED, retry_failed))
+             if wanted]
     with transaction(database_url) as session:
-        if retry_held:
+        if again:
             from sqlalchemy import update
 
             from db import models
 
             session.execute(update(models.PlanAction).where(
                 models.PlanAction.tenant_id == tenant.id, models.PlanAction.wave_id == found.id,
-                models.PlanAction.state == ActionState.HELD.value).values(state=ActionState.PENDING.value,
-                                                                         claimed_by=None))
+                models.PlanAction.kind.in_([kind.value for kind in CUTOVER_KINDS]),
+                models.PlanAction.state.in_([state.value for state in again])).values(
+                state=ActionState.PENDING.value, claimed_by=None))
         total = sum(states.get(ActionState.PENDING.value, 0) + states.get(ActionState.CLAIMED.value, 0)
                     for kind, states in PlanRepository(session, tenant.id).counts(found.id).items()
                     if kind in {k.value for k in CUTOVER_KINDS})

@@ -368,6 +368,20 @@ def test_refusals_fail_their_actions_and_the_wave_goes_on(pipeline: Pipeline) ->
                             "a.depends_on where r.state = 'failed' and a.state = 'pending'")[0][0]
     assert waiting > 0 and summary["pending"] >= waiting
 
+    # A plain re-run leaves refusals alone; once the Visio operators allow the domain, --retry-failed applies them
+    # and what waited on them. The duplicate users are still there: those stay failed.
+    assert _cutover(pipeline)["failed_by_reason"] == summary["failed_by_reason"]
+    meet.set_application(SANDBOX_CLIENT_ID, domains=(primary, secondary))
+    elsewhere = failed["DOMAIN_NOT_ALLOWED"] - on_secondary  # hosts on a domain no Visio application allows
+    retried = _cutover(pipeline, retry_failed=True)
+    assert retried["failed_by_reason"] == {"DUPLICATE_USERS": of_duplicate,
+                                           **({"DOMAIN_NOT_ALLOWED": elsewhere} if elsewhere else {})}
+    # Each of them is created now, or held until its host's first Visio login like any other.
+    assert pipeline.rows("select count(*) from plan_action where kind = 'create_room' and state in ('done', 'held') "
+                         "and json_extract(payload, '$.owner_email') like ?", f"%@{secondary}")[0][0] == on_secondary
+    assert retried["rooms_created"] > summary["rooms_created"]
+    assert len(pipeline.rooms()) == retried["rooms_created"]
+
 
 # ----------------------------------------------------------------------------------------------- kill and resume
 
