@@ -96,7 +96,16 @@ class ReasonCode(StrEnum):
     INVALID_EMAIL = "INVALID_EMAIL"
     RECURRENCE_UNPARSEABLE = "RECURRENCE_UNPARSEABLE"
     MEETING_WITHOUT_HOST = "MEETING_WITHOUT_HOST"
-    MALFORMED_RECORD = "MALFORMED_RECORD"
+    MEETING_TYPE_UNKNOWN = "MEETING_TYPE_UNKNOWN"        # neither given nor inferable: never downgraded to a one-off
+    MALFORMED_RECORD = "MALFORMED_RECORD"                # a field of an unexpected type or shape
+    DUPLICATE_SOURCE_ID = "DUPLICATE_SOURCE_ID"          # one listing returned the same id twice (the first kept)
+    VALUE_TOO_LONG = "VALUE_TOO_LONG"                    # an identifying value longer than its column: not loaded
+    VALUE_TRUNCATED = "VALUE_TRUNCATED"                  # loaded, a descriptive value cut to fit its column
+    CONTROL_CHARACTERS = "CONTROL_CHARACTERS"            # loaded, NUL or control characters removed from text
+    LISTING_REFUSED = "LISTING_REFUSED"                  # the platform refused one host's listing (400, 403…)
+    LISTING_CURSOR_REPEATED = "LISTING_CURSOR_REPEATED"  # the server handed back a page cursor it gave before
+    LISTING_UNBOUNDED = "LISTING_UNBOUNDED"              # more pages or items than the listing announced
+    LISTING_MALFORMED = "LISTING_MALFORMED"              # a page that is not the documented envelope
 
 
 class ActionKind(StrEnum):
@@ -188,8 +197,26 @@ class Recurrence:
 
 
 @dataclass(frozen=True, slots=True)
+class OccurrenceChange:
+    """One occurrence of a series moved or resized on the platform.
+
+    `original` is the start the series' rule gives that occurrence (the iCalendar RECURRENCE-ID); `start` and
+    `duration_minutes` are what it became (`duration_minutes` None: the series' duration). All instants aware.
+    """
+
+    original: datetime
+    start: datetime
+    duration_minutes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Meeting:
-    """A scheduled meeting or series on a source platform."""
+    """A scheduled meeting or series on a source platform.
+
+    `exclusions` are occurrences deleted from the series (their original starts: EXDATE); `exceptions` are
+    occurrences moved or resized. `invitees_known` is False when the platform did not say who is invited (Zoom's
+    Get carries no attendee list for a meeting scheduled from a calendar): `invitees` is then empty, not "nobody".
+    """
 
     platform: Platform
     external_id: str
@@ -212,6 +239,9 @@ class Meeting:
     webinar: bool = False
     dial_in: bool = False
     registration: bool = False
+    exclusions: tuple[datetime, ...] = ()
+    exceptions: tuple[OccurrenceChange, ...] = ()
+    invitees_known: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +308,8 @@ class Page(Generic[T]):
     `next_cursor` resumes after this page (None: the pass is done); on the last page `delta_cursor` starts the
     next pass from here (Graph delta link). `delta` is True when the page holds changes only, not a full listing
     (nothing absent from a delta pass may be taken as deleted). `skipped` counts what the page passed over.
+    `incomplete` names the scopes (the hosts of a meeting page) whose listing failed: what they had before stays as
+    it was, and each failure is one of the page's Quarantined items.
     """
 
     items: tuple[T, ...]
@@ -285,3 +317,4 @@ class Page(Generic[T]):
     skipped: int = 0
     delta_cursor: str | None = None
     delta: bool = False
+    incomplete: tuple[str, ...] = ()

@@ -231,6 +231,9 @@ class Person(Base):
     siret: Mapped[str | None] = mapped_column(String(14))
     visio_provisioning: Mapped[str | None] = mapped_column(String(32))
     login_hint_url: Mapped[str | None] = mapped_column(Text)
+    # Not a person a wave may select (a room, a shared mailbox, an administrator identity matched by the tenant's
+    # patterns): the conflict kind that says why; None for people.
+    excluded_reason: Mapped[str | None] = mapped_column(String(64))
     content_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -348,6 +351,9 @@ class Meeting(SyncedMixin, Base):
     kind: Mapped[str] = mapped_column(String(32))
     timezone: Mapped[str] = mapped_column(String(64))
     rrule: Mapped[str | None] = mapped_column(Text)
+    rrule_timezone: Mapped[str | None] = mapped_column(String(64))   # the recurrence's zone when it is not `timezone`
+    exclusions: Mapped[JsonList] = mapped_column(server_default="[]")  # deleted occurrences (original starts)
+    exceptions: Mapped[JsonList] = mapped_column(server_default="[]")  # moved or resized occurrences
     start_at: Mapped[datetime | None]
     ends_at: Mapped[datetime | None]
     duration_minutes: Mapped[int | None] = mapped_column(Integer)

@@ -19,6 +19,7 @@ from core import (
     HostRef,
     LicenceSku,
     Meeting,
+    OccurrenceChange,
     Platform,
     Quarantined,
     SourceAccount,
@@ -373,17 +374,36 @@ class MeetingRepository:
     def _row(self, meeting: Meeting) -> dict[str, Any]:
         flags = {"waiting_room": meeting.waiting_room, "passcode": meeting.passcode, "webinar": meeting.webinar,
                  "dial_in": meeting.dial_in, "registration": meeting.registration,
-                 "external_invitees": meeting.external_invitees}
+                 "external_invitees": meeting.external_invitees, "invitees_known": meeting.invitees_known}
+        recurrence = meeting.recurrence
         return {
             "tenant_id": self._tenant_id, "platform": self._platform.value, "external_id": meeting.external_id,
             "host_account_id": meeting.host_account_id, "host_email": meeting.host_email, "topic": meeting.topic,
             "kind": meeting.kind.value, "timezone": meeting.timezone,
-            "rrule": meeting.recurrence.rrule if meeting.recurrence else None, "start_at": meeting.start,
+            "rrule": recurrence.rrule if recurrence else None,
+            "rrule_timezone": recurrence.timezone if recurrence and recurrence.timezone != meeting.timezone else None,
+            "exclusions": [moment.isoformat() for moment in meeting.exclusions],
+            "exceptions": [occurrence_change_json(change) for change in meeting.exceptions],
+            "start_at": meeting.start,
             "ends_at": meeting.ends_at, "duration_minutes": meeting.duration_minutes, "join_url": meeting.join_url,
             "link_key": meeting.link_key, "invitee_count": len(meeting.invitees), "invitees": list(meeting.invitees),
             "alternative_hosts": list(meeting.alternative_hosts), "flags": flags,
             "content_hash": content_hash(meeting),
         }
+
+
+def occurrence_change_json(change: OccurrenceChange) -> dict[str, Any]:
+    """A moved or resized occurrence as stored in meeting.exceptions (instants in ISO 8601 with their offset)."""
+    return {"original": change.original.isoformat(), "start": change.start.isoformat(),
+            "duration_minutes": change.duration_minutes}
+
+
+def occurrence_change_of(document: Any) -> OccurrenceChange:
+    """The inverse of occurrence_change_json."""
+    duration = document.get("duration_minutes")
+    return OccurrenceChange(original=datetime.fromisoformat(str(document["original"])),
+                            start=datetime.fromisoformat(str(document["start"])),
+                            duration_minutes=int(duration) if duration is not None else None)
 
 
 class IdentityRepository:

@@ -15,6 +15,7 @@ from core import ActionKind, ActionState, Meeting, MeetingKind, Platform, Recurr
 from core.waves import Host, WaveAction, WaveSelection, WaveState
 from db import models
 from db.models import table_of
+from db.repositories import occurrence_change_of
 from db.upsert import dialect_insert, upsert_plain
 
 BATCH = 1000
@@ -217,11 +218,14 @@ def meeting_from_row(row: Any) -> Meeting:
         host_email=row["host_email"], topic=row["topic"], kind=MeetingKind(row["kind"]), timezone=row["timezone"],
         join_url=row["join_url"], link_key=row["link_key"], start=row["start_at"],
         duration_minutes=row["duration_minutes"],
-        recurrence=Recurrence(row["rrule"], row["timezone"]) if row["rrule"] else None, ends_at=row["ends_at"],
-        waiting_room=bool(flags.get("waiting_room")), passcode=bool(flags.get("passcode")),
+        recurrence=Recurrence(row["rrule"], row["rrule_timezone"] or row["timezone"]) if row["rrule"] else None,
+        ends_at=row["ends_at"], waiting_room=bool(flags.get("waiting_room")), passcode=bool(flags.get("passcode")),
         alternative_hosts=tuple(row["alternative_hosts"] or ()), invitees=tuple(row["invitees"] or ()),
         external_invitees=int(flags.get("external_invitees") or 0), webinar=bool(flags.get("webinar")),
-        dial_in=bool(flags.get("dial_in")), registration=bool(flags.get("registration")))
+        dial_in=bool(flags.get("dial_in")), registration=bool(flags.get("registration")),
+        exclusions=tuple(datetime.fromisoformat(str(moment)) for moment in row["exclusions"] or ()),
+        exceptions=tuple(occurrence_change_of(change) for change in row["exceptions"] or ()),
+        invitees_known=bool(flags.get("invitees_known", True)))
 
 
 class PlanRepository:
