@@ -5,12 +5,21 @@
     │   └── RateLimited(retry_after)   429 / throttled; wait `retry_after` seconds
     └── PermanentConnectorError        retrying will not help
         ├── ConnectorAuthError         bad credentials, expired consent, missing scope
-        └── NotFound                   the object does not exist (any more)
+        ├── NotFound                   the object does not exist (any more)
+        └── UnexpectedResponse         an HTTP status the system's contract does not document (status, excerpt)
 
 Messages carry opaque ids only: never tokens, query strings or e-mail addresses.
 """
 
 from __future__ import annotations
+
+import re
+
+_TAG = re.compile(r"<(?!e-mail>|redacted>)[^>]*>")  # markup, but not the placeholders of an already redacted text
+_EMAIL_LIKE = re.compile(r"[^\s@\"'<>()\[\],;:]+@[^\s@\"'<>()\[\],;:]+")
+# A JWT, or a long run of key-like characters (tokens, secrets, signatures; a hyphenated UUID stays readable).
+_SECRET_LIKE = re.compile(r"\b[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b|[A-Za-z0-9+/_=]{32,}")
+EXCERPT_CHARS = 200
 
 
 class ConnectorError(Exception):
@@ -43,3 +52,23 @@ class ConnectorAuthError(PermanentConnectorError):
 
 class NotFound(PermanentConnectorError):
     """The object does not exist."""
+
+
+class UnexpectedResponse(PermanentConnectorError):
+    """An HTTP status the system's contract does not document; `status` and a short, redacted `body` excerpt.
+
+    The excerpt (markup removed, whitespace collapsed, e-mail addresses and token-like strings replaced, at most
+    EXCERPT_CHARS characters) is what a report shows of the answer: enough to recognise "Unsupported media type" or
+    a proxy's error page, never an address or a secret.
+    """
+
+    def __init__(self, system: str, where: str, *, status: int, body: str = "") -> None:
+        self.status = status
+        self.body = _excerpt(body)
+        super().__init__(system, f"{where}: unexpected HTTP {status}" + (f": {self.body}" if self.body else ""))
+
+
+def _excerpt(text: str) -> str:
+    flat = " ".join(_TAG.sub(" ", text).split())
+    flat = _SECRET_LIKE.sub("<redacted>", _EMAIL_LIKE.sub("<e-mail>", flat))
+    return flat if len(flat) <= EXCERPT_CHARS else flat[: EXCERPT_CHARS - 1].rstrip() + "…"

@@ -5,19 +5,32 @@ the surface bascule needs is one token endpoint and three room calls. httpx give
 pooling, `MockTransport` as a test seam, and every call goes through the one retry layer (connectors.retry,
 bounded) and the throttle. shared/contracts/visio-meet.md is the reference.
 
-Tokens (section 2 of the contract): client credentials with `scope=<host e-mail>`; one token per host e-mail
-(lower-cased key), cached until shortly before it expires — the lifetime is `expires_in` measured on our clock
-from the moment the request left, so a skew between Meet's clock and ours does not matter. The JWT is decoded
-without verification (we do not hold Meet's signing key) to learn `user_id`, the host's Meet user UUID, which is
-the only way the External API tells it. A room call answered 401 "Token expired." fetches a new token once.
+Tokens (section 2 of the contract): client credentials with `scope=<host e-mail>`, sent as a JSON body — the only
+encoding every Meet version accepts (release v1.27.0 answers 415 to a form body, later versions 415 to multipart);
+one token per host e-mail (lower-cased key), cached until shortly before it expires — the lifetime is `expires_in`
+measured on our clock from the moment the request left, so a skew between Meet's clock and ours does not matter.
+The JWT is decoded without verification (we do not hold Meet's signing key) to learn `user_id`, the host's Meet
+user UUID, which is the only way the External API tells it. A room call answered 401 "Token expired." fetches a
+new token once.
+
+Rooms (section 3): JSON bodies only (a form gets 415 on every version); every path keeps its trailing slash (Meet
+answers 301 to a GET without it, and 500 or 301 to a POST — a redirect would drop the body) and no redirect is
+followed; a 201's `Location` is the room's frontend `url`, not an API address, and is not read; rooms are
+retrieved by their UUID as Meet gave it (Meet matches ids case-insensitively and answers with the canonical form).
+`iter_rooms` follows the absolute `next` links (same host only) under a `connectors.paging.ListingBound`: Meet
+announces `count` and serves pages of 20, so a listing that repeats a `next` (LISTING_CURSOR_REPEATED) or runs
+past the announced count plus a margin (LISTING_UNBOUNDED) stops with `ListingFailed`.
 
 Outcomes:
 - every failure the contract documents (bad credentials, inactive application, domain not allowed, user not
   found, duplicate users, public refused, a room of another user…) is a `core.visio.VisioRefusal` with its reason:
   the cutover reports it per action and goes on. `iter_rooms` cannot return a value, so it raises `VisioRefused`
-  (a PermanentConnectorError carrying the refusal);
+  (a PermanentConnectorError carrying the refusal); a configuration refused by Meet's pydantic model (a list of
+  error objects `{"type", "loc", "msg", "input", "url"}`) is INVALID_CONFIGURATION, its detail "loc: msg";
 - 429, 5xx, transport errors and truncated JSON are TransientConnectorError / RateLimited, retried by
-  connectors.retry within its bounds; anything else unexpected (a redirect, a 405) is a PermanentConnectorError;
+  connectors.retry within its bounds; any status the contract does not document (a redirect, a 405, a 415…) is
+  `connectors.errors.UnexpectedResponse` (permanent) with the status and a short redacted excerpt of the body, so
+  that onboarding can say what Meet answered rather than blame the network;
 - creating a room is not idempotent (Meet has no idempotency key): only failures that certainly created nothing
   are retried here (429, 503, a connection never made). A timeout after sending, another 5xx or a truncated 201
   raises `RoomCreationUncertain` (transient) without retrying: the caller lists the host's rooms (`iter_rooms`)
@@ -44,8 +57,8 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from connectors.errors import PermanentConnectorError, RateLimited, TransientConnectorError
-from connectors.paging import CursorGuard
+from connectors.errors import PermanentConnectorError, RateLimited, TransientConnectorError, UnexpectedResponse
+from connectors.paging import ListingBound
 from connectors.retry import RetryPolicy, RetryStats, call_with_retries, parse_retry_after
 from connectors.throttle import Throttle
 from core.records import JsonValue
@@ -65,11 +78,12 @@ __all__ = ["RoomCreationUncertain", "VisioConfig", "VisioRefused", "VisioRoomTar
 SYSTEM = "visio"
 API_SUFFIX = "/external-api/v1.0/"
 TOKEN_EXPIRED = "Token expired."  # noqa: S105 — Meet's message, not a secret
+PAGE_SIZE = 20  # Meet's fixed page size (`page_size` is ignored)
 _EMAIL_LIKE = re.compile(r"[^\s@\"'<>]+@[^\s@\"'<>]+")
 _DETAIL_CHARS = 200
 log = logging.getLogger(__name__)
 
-Reply = tuple[int, Any, str]  # status, parsed JSON body (None when not JSON), raw text when not JSON
+Reply = tuple[int, Any, str]  # status, parsed JSON body (None when not JSON), raw text
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,11 +181,11 @@ class VisioRoomTarget:
             self._tokens.pop(email.strip().lower(), None)
 
     def _fetch_token(self, email: str) -> VisioToken | VisioRefusal:
-        form = {"client_id": self.config.client_id, "client_secret": self.config.client_secret,
-                "grant_type": "client_credentials", "scope": email}
+        credentials = {"client_id": self.config.client_id, "client_secret": self.config.client_secret,
+                       "grant_type": "client_credentials", "scope": email}
         for attempt in range(2):
             sent = self._clock()
-            status, body, text = self._send("POST", "application/token/", form=form)
+            status, body, text = self._send("POST", "application/token/", json_body=credentials)
             if status == 409 and attempt == 0:
                 continue  # a concurrent pre-creation of the same user: it exists now
             break
@@ -210,9 +224,9 @@ class VisioRoomTarget:
                                                                      creating=True))
         if isinstance(answer, VisioRefusal):
             return answer
-        (status, body, _text), token = answer
+        (status, body, text), token = answer
         if status != 201:
-            return _room_refusal(status, body, "POST rooms/", access_level=access_level)
+            return _room_refusal(status, body, text, "POST rooms/", access_level=access_level)
         try:
             room = _parse_room(body, owner_email=owner_email.strip(), owner_user_id=token.user_id)
         except PermanentConnectorError as exc:
@@ -226,32 +240,39 @@ class VisioRoomTarget:
         answer = self._as_host(owner_email, lambda token: self._send("GET", path, token=token))
         if isinstance(answer, VisioRefusal):
             return answer
-        (status, body, _text), token = answer
+        (status, body, text), token = answer
         if status != 200:
-            return _room_refusal(status, body, "GET rooms/{id}/")
+            return _room_refusal(status, body, text, "GET rooms/{id}/")
         return _parse_room(body, owner_email=owner_email.strip(), owner_user_id=token.user_id)
 
     def iter_rooms(self, owner_email: str) -> Iterator[VisioRoom]:
-        """Every room where the host has a role, page by page (`next` followed); VisioRefused on a refusal."""
+        """Every room where the host has a role, page by page (`next` followed); VisioRefused on a refusal.
+
+        ListingFailed (LISTING_CURSOR_REPEATED, LISTING_UNBOUNDED) when the pages do not end as Meet announced.
+        """
         url = "rooms/"
-        guard = CursorGuard(SYSTEM, "rooms")
+        bound = ListingBound(SYSTEM, "rooms")
+        bound.check(str(self._http.base_url.join(url)))
         while True:
             answer = self._as_host(owner_email, self._getter(url))
             if isinstance(answer, VisioRefusal):
                 raise VisioRefused(answer)
-            (status, body, _text), token = answer
+            (status, body, text), token = answer
             if status != 200:
-                raise VisioRefused(_room_refusal(status, body, "GET rooms/"))
+                raise VisioRefused(_room_refusal(status, body, text, "GET rooms/"))
             if not isinstance(body, dict) or not isinstance(body.get("results"), list):
                 raise PermanentConnectorError(SYSTEM, "GET rooms/: not a paginated list")
-            for item in body["results"]:
+            results: list[Any] = body["results"]
+            bound.announce(total=body.get("count"), page_size=PAGE_SIZE)
+            bound.page(len(results))
+            for item in results:
                 yield _parse_room(item, owner_email=owner_email.strip(), owner_user_id=token.user_id)
             following = body.get("next")
             if not following:
                 return
             if not isinstance(following, str) or _origin(following) != self._origin:
                 raise PermanentConnectorError(SYSTEM, "GET rooms/: a next-page link points outside the API host")
-            guard.check(following)
+            bound.check(following)
             url = following
 
     # ------------------------------------------------------------------------------------------ HTTP
@@ -275,9 +296,12 @@ class VisioRoomTarget:
             reply = call(token.access_token)
         return reply, token
 
-    def _send(self, method: str, url: str, *, token: str | None = None, form: Mapping[str, str] | None = None,
-              json_body: object = None, creating: bool = False) -> Reply:
-        """One call under the throttle and the retry layer; returns status and body for every non-transient status."""
+    def _send(self, method: str, url: str, *, token: str | None = None, json_body: object = None,
+              creating: bool = False) -> Reply:
+        """One call under the throttle and the retry layer; returns status and body for every non-transient status.
+
+        Bodies are JSON only: Meet refuses form bodies (415) on rooms/ always and on the token endpoint in v1.27.0.
+        """
         where = f"{method} {_path(url)}"
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         content = json.dumps(json_body).encode() if json_body is not None else None
@@ -287,7 +311,7 @@ class VisioRoomTarget:
         def attempt() -> Reply:
             self._throttle.acquire(self._throttle_key)
             try:
-                response = self._http.request(method, url, data=form, content=content, headers=headers)
+                response = self._http.request(method, url, content=content, headers=headers)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 raise TransientConnectorError(SYSTEM, f"{where}: {type(exc).__name__}") from exc
             except httpx.TransportError as exc:
@@ -305,7 +329,7 @@ class VisioRoomTarget:
             if "json" not in response.headers.get("content-type", ""):
                 return status, None, response.text
             try:
-                return status, response.json(), ""
+                return status, response.json(), response.text
             except (ValueError, UnicodeDecodeError) as exc:
                 if creating and 200 <= status < 300:
                     raise _Uncertain(f"{where}: truncated or invalid JSON body (HTTP {status})") from exc
@@ -399,11 +423,12 @@ def _token_refusal(status: int, body: Any, text: str) -> VisioRefusal:
     elif status == 409:
         reason = VisioRefusalReason.USER_CREATION_RACE
     else:
-        raise PermanentConnectorError(SYSTEM, f"POST application/token/: unexpected HTTP {status}")
+        raise UnexpectedResponse(SYSTEM, "POST application/token/", status=status, body=message or text)
     return VisioRefusal(reason, message or _summary(body, text), status)
 
 
-def _room_refusal(status: int, body: Any, where: str, *, access_level: AccessLevel | None = None) -> VisioRefusal:
+def _room_refusal(status: int, body: Any, text: str, where: str, *,
+                  access_level: AccessLevel | None = None) -> VisioRefusal:
     """The room endpoints' documented answers (contract section 3) as refusals; anything else is raised."""
     message = _message(body)
     reason: VisioRefusalReason
@@ -426,8 +451,8 @@ def _room_refusal(status: int, body: Any, where: str, *, access_level: AccessLev
     elif status == 404:
         reason = VisioRefusalReason.NOT_FOUND
     else:
-        raise PermanentConnectorError(SYSTEM, f"{where}: unexpected HTTP {status}")
-    return VisioRefusal(reason, message or _summary(body, ""), status)
+        raise UnexpectedResponse(SYSTEM, where, status=status, body=message or text)
+    return VisioRefusal(reason, message or _summary(body, text), status)
 
 
 def _message(body: Any) -> str | None:
@@ -440,12 +465,23 @@ def _message(body: Any) -> str | None:
 
 
 def _summary(body: Any, text: str) -> str:
-    """Field errors or a text body, shortened and without addresses."""
+    """Field errors or a text body, shortened and without addresses.
+
+    DRF field errors are lists of strings; Meet's configuration errors are pydantic error objects, shown as
+    "loc: msg" (their `input` may quote what was sent and is left out).
+    """
     if isinstance(body, dict):
-        parts = [f"{key}: {' '.join(map(str, value)) if isinstance(value, list) else value}"
+        parts = [f"{key}: {' '.join(map(_error_text, value)) if isinstance(value, list) else value}"
                  for key, value in body.items()]
         return _redacted("; ".join(parts))
     return _redacted(" ".join(text.split()))
+
+
+def _error_text(error: object) -> str:
+    if isinstance(error, dict) and isinstance(error.get("msg"), str):
+        where = ".".join(str(part) for part in error.get("loc") or ()) if isinstance(error.get("loc"), list) else ""
+        return f"{where}: {error['msg']}" if where else str(error["msg"])
+    return str(error)
 
 
 def _redacted(text: str) -> str:

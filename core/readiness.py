@@ -18,7 +18,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import cast
 
-from core.emails import EmailAddress, parse_email
+from core.emails import EmailAddress, normalise_domain, parse_email
 from core.records import DirectoryEntry, JsonValue, Platform
 from core.visio import DomainCheck, DomainVerdict, VisioRefusal, VisioRefusalReason
 
@@ -413,8 +413,35 @@ def scopes_result(platform: Platform, access: AccessCheck,
 
 
 def source_failure(platform: Platform, check: str, reason: str, action: str) -> CheckResult:
-    """A source check that could not run (secret not set, service unreachable)."""
+    """A source check that could not run (secret not set, service unreachable, an unexpected answer)."""
     return CheckResult(f"{platform.value}.{check}", CheckStatus.FAILED, reason, action)
+
+
+# Where the tenant file sets each system's addresses: what to check when it answers something unexpected.
+URL_SETTINGS = {Platform.ZOOM: "sources.zoom.api_url and oauth_url",
+                Platform.TEAMS: "sources.teams.graph_url and authority", Platform.WEBEX: "sources.webex.api_url"}
+VISIO_URL_SETTING = "visio.api_url"
+
+
+def unexpected_answer(system: str, status: int, excerpt: str, *, url_setting: str) -> tuple[str, str]:
+    """Reason and action for an HTTP status the system's contract does not document (it answered: not a network
+    problem). `excerpt` is the connector's redacted excerpt of the body."""
+    reason = f"{system} answered HTTP {status}, which bascule does not expect" + (f": {excerpt}" if excerpt else "")
+    if status == 415:
+        action = (f"{system} refuses the encoding of bascule's request: this version of bascule does not speak "
+                  f"this version of {system}'s API; update bascule, or report the status and the {system} version "
+                  "to bascule's maintainers")
+    elif 300 <= status < 400:
+        action = (f"check {url_setting}: {system} redirects it (http instead of https, a missing trailing slash, "
+                  "a moved API); bascule follows no redirect")
+    elif status in (404, 405):
+        action = f"check {url_setting}: there is no such endpoint at that address (host or path)"
+    elif status in (401, 403, 407):
+        action = (f"check {url_setting} and any proxy in between: something other than {system} may be answering, "
+                  "or the credentials are refused in a way bascule does not recognise")
+    else:
+        action = f"check {url_setting}; if it is right, ask the {system} operators what HTTP {status} means there"
+    return reason, action
 
 
 # ----------------------------------------------------------------------------------------------- Visio domains
@@ -516,19 +543,14 @@ def visio_failure(reason: str, action: str) -> CheckResult:
     return CheckResult("visio.application", CheckStatus.FAILED, reason, action)
 
 
-def domain_key(domain: str) -> str:
-    """A domain as e-mail normalisation writes it (lower case, IDNA), so that it compares with parsed addresses."""
-    parsed = parse_email(f"x@{domain.strip().rstrip('.')}")
-    return parsed.domain if isinstance(parsed, EmailAddress) else domain.strip().lower()
-
-
 class AgentPicker:
     """One agent per tenant domain who will be migrated anyway: the first enabled person entry whose primary
     e-mail is on that domain and is not a service, room or privileged account (tenant patterns)."""
 
     def __init__(self, domains: Iterable[str], *, excluded_patterns: Iterable[str] = (),
                  excluded_populations: Iterable[str] = ()) -> None:
-        self._wanted = {domain_key(domain) for domain in domains}
+        # The normal form parsed addresses carry; a value that is no domain stays wanted (reported "not tested").
+        self._wanted = {normalise_domain(domain) or domain.strip().lower() for domain in domains}
         self._patterns = [re.compile(pattern) for pattern in excluded_patterns]
         self._populations = {population.lower() for population in excluded_populations}
         self._picked: dict[str, DomainAgent] = {}

@@ -110,13 +110,31 @@ def sandbox_serve(
     rate_limits: Annotated[bool, typer.Option(help="Enforce the vendors' published rate limits.")] = True,
     zoom_plan: Annotated[str, typer.Option(help="Zoom plan whose limits apply: free, pro or business.")] = "business",
     faults: Annotated[str, typer.Option(help="Injected faults, e.g. throttle=0.02,server_error=0.01,timeout=0.005,"
-                                             "truncate=0.01,seed=7 (rates per request).")] = "",
+                                             "truncate=0.01,seed=7 (rates per request). An injected timeout holds "
+                                             "the answer until the client gives up (at most timeout_cap_seconds, "
+                                             "120), then processes the request anyway; timeout_seconds=S makes it a "
+                                             "fixed delay instead.")] = "",
+    meet_application: Annotated[list[str] | None, typer.Option(
+        help="Another Visio External API application, as ID:SECRET[:DOMAINS][:inactive] (repeatable). DOMAINS: "
+             "comma-separated e-mail domains it may act for (default: the ministry's; '*': any domain); 'inactive': "
+             "its token requests get 401 \"Application is inactive\". The default application "
+             "(bascule-sandbox-visio-application-000001) stays unless an option gives its id.")] = None,
+    meet_inactive_user: Annotated[list[str] | None, typer.Option(
+        help="A Visio user whose account is disabled (repeatable): tokens are issued for it, room calls get 401 "
+             "\"User account is disabled.\" (a logged-in user is created when no directory entry has the address).")]
+    = None,
+    meet_no_base_url: Annotated[bool, typer.Option(
+        help="Visio without APPLICATION_BASE_URL: room bodies have no `url` and a 201 no Location.")] = False,
+    meet_version: Annotated[str, typer.Option(
+        help="The Meet version Visio behaves as: v1.27.0 (the release: the token endpoint refuses form bodies) or "
+             "main (later: it refuses multipart instead).")] = "v1.27.0",
 ) -> None:
     """Serve the ministry as Zoom, Graph, Webex, Visio (Meet + LiveKit) and an SMTP sink on loopback until
     interrupted."""
     import signal
     import threading
 
+    from sandbox.meet import VERSIONS, MeetOptions
     from sandbox.server import SandboxConfig, SandboxServer
 
     if not (data / "manifest.json").exists():
@@ -133,18 +151,56 @@ def sandbox_serve(
     except (TypeError, ValueError) as exc:
         _fail(f"--faults: {exc}")
         return
+    if meet_version not in VERSIONS:
+        _fail(f"--meet-version must be one of {', '.join(VERSIONS)}")
+    try:
+        applications = _meet_applications(meet_application or [])
+    except ValueError as exc:
+        _fail(f"--meet-application: {exc}")
+        return
+    meet = MeetOptions(applications=applications, inactive_users=tuple(meet_inactive_user or ()),
+                       base_url=None if meet_no_base_url else MeetOptions().base_url, version=meet_version)
     config = SandboxConfig(data_dir=data, port=port, tls_port=tls_port, tls_dir=data / "tls", rate_limits=rate_limits,
-                           zoom_plan=zoom_plan, faults=rates)  # type: ignore[arg-type]
+                           zoom_plan=zoom_plan, faults=rates, meet=meet)  # type: ignore[arg-type]
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     from sandbox.smtp import SmtpSink
 
     with SandboxServer(config) as server, SmtpSink(port=smtp_port, spool=data / "mail") as sink:
         print(f"sandbox serving {data}: {server.url} (Zoom /zoom/v2, Graph /graph/v1.0, Webex /webex/v1/, "
-              f"Meet /meet/, LiveKit /livekit/), Entra token endpoint {server.tls_url} (CA {server.ca_file}), "
+              f"Meet /meet/ as {meet_version}, LiveKit /livekit/), Entra token endpoint {server.tls_url} "
+              f"(CA {server.ca_file}), "
               f"SMTP sink {sink.host}:{sink.port} (mail in {data / 'mail'}); Ctrl-C stops it")
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
+
+
+def _meet_applications(specs: list[str]) -> Any:
+    """`ID:SECRET[:DOMAINS][:inactive]` options → the Meet applications, the default one first (None: it alone)."""
+    from sandbox.meet import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, MeetApplication
+
+    if not specs:
+        return None
+    applications = {SANDBOX_CLIENT_ID: MeetApplication(SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET)}
+    for spec in specs:
+        client_id, _, rest = spec.partition(":")
+        secret, _, rest = rest.partition(":")
+        if not client_id or not secret:
+            raise ValueError("expected ID:SECRET[:DOMAINS][:inactive]")
+        parts = rest.split(":") if rest else []
+        active = True
+        if parts and parts[-1] == "inactive":
+            active = False
+            parts.pop()
+        if len(parts) > 1:
+            raise ValueError("expected ID:SECRET[:DOMAINS][:inactive] (DOMAINS comma-separated)")
+        domains: tuple[str, ...] | None = None
+        if parts and parts[0] == "*":
+            domains = ()
+        elif parts and parts[0]:
+            domains = tuple(domain.strip().lower() for domain in parts[0].split(",") if domain.strip())
+        applications[client_id] = MeetApplication(client_id, secret, active=active, domains=domains)
+    return tuple(applications.values())
 
 
 @app.command()
@@ -300,6 +356,9 @@ def identities_apply(
         lines = file.read_text(encoding="utf-8-sig").splitlines(keepends=True)
     except OSError as exc:
         _fail(f"cannot read {file}: {exc.strerror}")
+        return
+    except UnicodeDecodeError:
+        _fail(f"{file} is not UTF-8 text: save the CSV as UTF-8 and apply it again")
         return
     outcome = apply_overrides(_settings().database, config.id, lines,
                               author=author or os.environ.get("USER") or "unknown")

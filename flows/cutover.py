@@ -524,9 +524,12 @@ def reconcile(context: _Context) -> dict[str, int]:
                 orphans.remove(match)
                 outcomes.append(_record_room(context, session, action, match, adopted=True))
                 adopted += 1
+            # Only what this listing taught: the host's user id (the token that listed was issued for it; kept when
+            # unknown) and rooms that are not bascule's (the repository leaves out rooms created or adopted).
+            token = context.targets.visio.token_for(email)
             CutoverRepository(session, context.tenant_id).save_visio_user(
-                email, user_id=next((r.owner_user_id for r in listed), None), rooms_before=[r.id for r in listed],
-                run_id=context.run_id, now=context.now())
+                email, user_id=None if isinstance(token, VisioRefusal) else token.user_id,
+                rooms_before=[r.id for r in listed], run_id=context.run_id, now=context.now())
         PlanRepository(session, context.tenant_id).record(outcomes, now=context.now())
     return {"stale": len(stale), "adopted": adopted}
 

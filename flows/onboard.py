@@ -6,8 +6,13 @@ the Visio application: one token request per domain → the verdict stored on th
 the report returned. Ready iff no check failed; later flows call `require_ready` and refuse a tenant that is not
 ready unless forced.
 
+A service that cannot be used is reported as what happened: "did not answer" only for a transport failure, a
+timeout or a 5xx left after the retries (check the network path); an HTTP status the service's contract does not
+document is shown with its status and a short redacted excerpt of the body (`connectors.errors.UnexpectedResponse`,
+e.g. "Visio answered HTTP 415 …: Unsupported media type …") and an action that fits the status.
+
 Nothing secret reaches the report, the logs or the artifact: check names, domains, directory anchors, scope names,
-counts and the names of the environment variables that hold secrets.
+counts, the names of the environment variables that hold secrets, and redacted excerpts of unexpected answers.
 """
 
 from __future__ import annotations
@@ -24,11 +29,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.orm import Session
 
-from connectors.errors import ConnectorAuthError, ConnectorError
+from connectors.errors import ConnectorAuthError, ConnectorError, TransientConnectorError, UnexpectedResponse
 from connectors.retry import RetryPolicy
 from core import DirectoryEntry, Platform, Quarantined
 from core.licences import annual_unit_cost
 from core.readiness import (
+    URL_SETTINGS,
+    VISIO_URL_SETTING,
     AccessCheck,
     AgentPicker,
     CheckResult,
@@ -45,6 +52,7 @@ from core.readiness import (
     scopes_result,
     siret_result,
     source_failure,
+    unexpected_answer,
     visio_application_result,
     visio_domain_result,
     visio_failure,
@@ -154,6 +162,23 @@ def _bare(exc: ConnectorError) -> str:
     return text[len(prefix):] if text.startswith(prefix) else text
 
 
+def _unusable(system: str, exc: ConnectorError, *, url_setting: str) -> tuple[str, str, str]:
+    """Why a service could not be used, what to do, and a few words for the checks skipped because of it.
+
+    Only a transient failure (transport, timeout, 5xx after the retries) is "did not answer"; an undocumented
+    status is shown as such; any other permanent failure is an answer bascule could not use.
+    """
+    if isinstance(exc, UnexpectedResponse):
+        reason, action = unexpected_answer(system, exc.status, exc.body, url_setting=url_setting)
+        return reason, action, f"{system} answered HTTP {exc.status}"
+    if isinstance(exc, TransientConnectorError):
+        return (f"{system} did not answer ({_bare(exc)})",
+                f"check {url_setting} and the network path, then run onboarding again", f"{system} did not answer")
+    return (f"{system} gave an answer bascule cannot use ({_bare(exc)})",
+            f"check {url_setting}; if it is right, report the answer to bascule's maintainers",
+            f"{system} gave an unusable answer")
+
+
 # ----------------------------------------------------------------------------------------------- sources
 
 @task(name="check-source", cache_policy=NO_CACHE)
@@ -168,9 +193,9 @@ def check_source(tenant: TenantConfig, platform: Platform) -> list[CheckResult]:
                                f"set the environment variable {secret_name} or its Prefect Secret block"),
                 _skipped(platform, "scopes", "not checked: no credentials")]
     except ConnectorError as exc:
-        return [source_failure(platform, "credentials", f"{system} did not answer ({_bare(exc)})",
-                               "check the URLs of the tenant file and the network path, then run onboarding again"),
-                _skipped(platform, "scopes", f"not checked: {system} did not answer")]
+        reason, action, short = _unusable(system, exc, url_setting=URL_SETTINGS[platform])
+        return [source_failure(platform, "credentials", reason, action),
+                _skipped(platform, "scopes", f"not checked: {short}")]
     return [credentials_result(platform, access, secret_name=secret_name), scopes_result(platform, access)]
 
 
@@ -275,9 +300,8 @@ def check_visio(visio: VisioSettings | None, agents: Mapping[str, DomainAgent | 
                 results.append(visio_domain_result(domain, found, anchor=agent.anchor,
                                                    precreates_users=visio.precreates_users))
     except ConnectorError as exc:
-        return [visio_failure(f"Visio did not answer ({_bare(exc)})",
-                              "check visio.api_url and the network path, then run onboarding again"),
-                *(_skipped_domain(name) for name in agents)]
+        reason, action, _short = _unusable("Visio", exc, url_setting=VISIO_URL_SETTING)
+        return [visio_failure(reason, action), *(_skipped_domain(name) for name in agents)]
     if not asked:
         return [CheckResult("visio.application", CheckStatus.SKIPPED,
                             "not tested: no agent of any tenant domain was found in the directory"), *results]
@@ -285,8 +309,8 @@ def check_visio(visio: VisioSettings | None, agents: Mapping[str, DomainAgent | 
 
 
 def _skipped_domain(domain: str) -> CheckResult:
-    return CheckResult(f"visio.domain:{domain}", CheckStatus.SKIPPED, "not checked: the Visio application was "
-                       "refused or did not answer", details={"domain": domain})
+    return CheckResult(f"visio.domain:{domain}", CheckStatus.SKIPPED, "not checked: the Visio application could not "
+                       "be used (see visio.application)", details={"domain": domain})
 
 
 # ----------------------------------------------------------------------------------------------- state

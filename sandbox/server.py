@@ -12,6 +12,11 @@ whose `mount(sandbox)` returns a SystemMount: its routes, and how it answers whe
 or makes it fail. The middleware here applies latency, faults and request counting to every system's API routes;
 `/_sandbox/…` is the sandbox's own control and inspection API (faults at runtime, counters), clearly outside any
 vendor's namespace.
+
+An injected timeout outlasts any client's timeout (sandbox.faults): the request's body is read, the answer is held
+until the client disconnects (or `timeout_cap_seconds`, or the server stops), then the request is processed anyway
+— answered late to a client still there, into the void otherwise. Stopping the server releases held requests at
+once, and uvicorn's graceful shutdown is capped (`SHUTDOWN_GRACE_SECONDS`), so a stop never hangs on them.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ if TYPE_CHECKING:
     from sandbox.meet import MeetOptions
 
 SANDBOX_PORT = 8700
+SHUTDOWN_GRACE_SECONDS = 5.0   # uvicorn waits this long for open requests when it stops, then cancels them
+HOLD_POLL_SECONDS = 0.05       # how often a held request looks whether the server is stopping
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +88,9 @@ class SandboxConfig:
     webex_rate_per_second: float | None = None
     token_lifetime_seconds: int = 3599
     latency_seconds: float = 0.0
-    broken: frozenset[str] = frozenset()  # deliberate bugs, to see contract suites fail (e.g. "repeat_page_token")
+    # Deliberate bugs, to see contract suites and flows cope: "repeat_page_token", "endless_page_token" (a new
+    # cursor forever), "refuse_meetings_of:<host id>" (400 on that host's listing), "malformed_meetings_of:<host id>".
+    broken: frozenset[str] = frozenset()
     now: datetime | None = None        # the sandbox's "now"; default: the generated ministry's as-of date, 08:00 UTC
     meet: MeetOptions | None = None    # the Visio instance's settings (sandbox.meet); None: Meet's defaults
     livekit: LiveKitOptions | None = None  # LiveKit's keys and webhook receivers (sandbox.livekit)
@@ -101,6 +110,8 @@ class Sandbox:
         self.faults = FaultInjector(config.faults)
         self.stats: Counter[str] = Counter()
         self._stats_lock = threading.Lock()
+        self.stopping = threading.Event()  # set by SandboxServer.stop: held requests are released
+        self.bugs: set[str] = set(config.broken)
 
     def now(self) -> datetime:
         """The sandbox clock: the ministry's reference instant, moving forward with real time."""
@@ -112,8 +123,17 @@ class Sandbox:
         with self._stats_lock:
             self.stats[key] += amount
 
-    def broken(self, bug: str) -> bool:
-        return bug in self.config.broken
+    def broken(self, bug: str, subject: str | None = None) -> bool:
+        """Whether a deliberate bug is on: `bug`, or `bug:subject` for one subject (e.g. one host's listing)."""
+        with self._stats_lock:
+            return bug in self.bugs or (subject is not None and f"{bug}:{subject}" in self.bugs)
+
+    def set_bugs(self, *, add: Sequence[str] = (), remove: Sequence[str] = ()) -> frozenset[str]:
+        """Turn deliberate bugs on or off while serving (POST /_sandbox/broken does it over HTTP)."""
+        with self._stats_lock:
+            self.bugs |= set(add)
+            self.bugs -= set(remove)
+            return frozenset(self.bugs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,12 +192,81 @@ class _FaultMiddleware:
             return
         if fault is Fault.TIMEOUT:
             sandbox.count(f"{system.name}:injected:timeout")
-            await asyncio.sleep(sandbox.faults.rates.timeout_seconds)
+            await self._time_out(system.name, scope, receive, send)
+            return
         if fault is Fault.TRUNCATE:
             sandbox.count(f"{system.name}:injected:truncate")
             await self._app(scope, receive, _truncating(send))
             return
         await self._app(scope, receive, send)
+
+    async def _time_out(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """No answer until the client gives up (or the cap, or a stop); then the request is processed all the same."""
+        sandbox = self._sandbox
+        rates = sandbox.faults.rates
+        if rates.timeout_seconds is not None:
+            await asyncio.sleep(rates.timeout_seconds)
+            await self._app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        if body is None:
+            sandbox.count(f"{name}:timeout:gone_before_body")
+            return
+        replay = _replaying(body, receive)
+        if await self._client_gave_up(receive, cap=rates.timeout_cap_seconds):
+            sandbox.count(f"{name}:timeout:client_gave_up")
+            await self._app(scope, replay, _discard)
+            return
+        sandbox.count(f"{name}:timeout:answered_late")
+        await self._app(scope, replay, send)
+
+    async def _client_gave_up(self, receive: Receive, *, cap: float) -> bool:
+        """Wait for the client to disconnect: True when it did, False at the cap or when the server stops."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + cap
+        waiter: asyncio.Future[Message] = asyncio.ensure_future(receive())
+        try:
+            while not self._sandbox.stopping.is_set():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                done, _pending = await asyncio.wait({waiter}, timeout=min(HOLD_POLL_SECONDS, remaining))
+                if done:
+                    if waiter.result()["type"] == "http.disconnect":
+                        return True
+                    waiter = asyncio.ensure_future(receive())
+            return False
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body; None when the client disconnected while sending it."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the already-read body over once, then defers to the connection's own."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop()
+        return await receive()
+
+    return replay
+
+
+async def _discard(_message: Message) -> None:
+    """Where the answer to a client that gave up goes."""
 
 
 def _truncating(send: Send) -> Send:
@@ -216,6 +305,14 @@ def build_app(sandbox: Sandbox) -> ASGIApp:
     async def stats(_request: Request) -> Response:
         return JSONResponse({"requests": dict(sandbox.stats), "faults": sandbox.faults.injected})
 
+    async def broken(request: Request) -> Response:
+        if request.method == "POST":
+            changes = await request.json()
+            bugs = sandbox.set_bugs(add=changes.get("add", ()), remove=changes.get("remove", ()))
+        else:
+            bugs = frozenset(sandbox.bugs)
+        return JSONResponse({"broken": sorted(bugs)})
+
     async def faults(request: Request) -> Response:
         if request.method == "POST":
             changes = await request.json()
@@ -226,6 +323,7 @@ def build_app(sandbox: Sandbox) -> ASGIApp:
 
     routes = [Route("/_sandbox/health", health), Route("/_sandbox/stats", stats),
               Route("/_sandbox/faults", faults, methods=["GET", "POST"]),
+              Route("/_sandbox/broken", broken, methods=["GET", "POST"]),
               *(route for system in systems for route in system.root_routes),
               *(Mount(system.prefix, app=system.app) for system in systems)]
     return _FaultMiddleware(Starlette(routes=routes), sandbox, systems)
@@ -253,6 +351,7 @@ class SandboxServer:
         self.stop()
 
     def start(self) -> None:
+        self.sandbox.stopping.clear()
         port = self._serve(self.config.port, tls=None)
         self.url = f"http://{self.config.host}:{port}"
         if self.config.tls_port is not None:
@@ -276,7 +375,7 @@ class SandboxServer:
         listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         listener.bind((self.config.host, port))
         options: dict[str, Any] = {"log_level": "warning", "lifespan": "off", "access_log": False,
-                                   "timeout_keep_alive": 30}
+                                   "timeout_keep_alive": 30, "timeout_graceful_shutdown": SHUTDOWN_GRACE_SECONDS}
         if tls is not None:
             options |= {"ssl_certfile": str(tls[0]), "ssl_keyfile": str(tls[1])}
         server = uvicorn.Server(uvicorn.Config(self._app, **options))
@@ -292,6 +391,7 @@ class SandboxServer:
         return int(listener.getsockname()[1])
 
     def stop(self) -> None:
+        self.sandbox.stopping.set()
         for server, _thread in self._servers:
             server.should_exit = True
         for _server, thread in self._servers:

@@ -67,13 +67,14 @@ def test_refused_credentials_raise_the_auth_error(harness: AccountHarness, sandb
 
 def test_faults_at_the_injected_rates_lose_nothing(harness: AccountHarness, sandbox_factory: Any,
                                                    contract_ministry: Any) -> None:
-    server = sandbox_factory(faults=FaultRates(throttle=0.05, server_error=0.08, truncate=0.05, timeout=0.03,
-                                               timeout_seconds=1.5, seed=11))
+    server = sandbox_factory(faults=FaultRates(throttle=0.05, server_error=0.08, truncate=0.05, timeout=0.03, seed=11))
     # small pages: enough requests for every kind of fault to be drawn
     drained = drain(harness.build(server, AdapterOptions(page_size=10, timeout_seconds=1.0)).iter_accounts())
     assert_exactly_once(drained, *harness.expected(contract_ministry[0]))
     injected = server.sandbox.faults.injected
     assert injected["server_error"] > 0 and injected["truncate"] > 0 and injected["timeout"] > 0
+    # The sandbox's timeouts outlast the client: each one ended by the client's own timeout, then retried.
+    assert server.sandbox.stats[f"{harness.platform}:timeout:client_gave_up"] == injected["timeout"]
 
 
 def test_the_suite_catches_a_server_that_repeats_a_page_token(harness: AccountHarness, sandbox_factory: Any,

@@ -76,8 +76,7 @@ def test_refused_credentials_raise_the_auth_error(harness: MeetingHarness, sandb
 
 def test_faults_at_the_injected_rates_lose_nothing(harness: MeetingHarness, sandbox_factory: Any,
                                                    contract_ministry: Any) -> None:
-    server = sandbox_factory(faults=FaultRates(throttle=0.03, server_error=0.05, truncate=0.04, timeout=0.01,
-                                               timeout_seconds=1.5, seed=12))
+    server = sandbox_factory(faults=FaultRates(throttle=0.03, server_error=0.05, truncate=0.04, timeout=0.01, seed=12))
     drained = _run(harness, server, contract_ministry, AdapterOptions(timeout_seconds=1.0))
     assert_exactly_once(drained, *harness.expected(contract_ministry[0], harness.hosts(contract_ministry[0])))
     injected = server.sandbox.faults.injected

@@ -1,8 +1,9 @@
 """connectors.visio.VisioRoomTarget over real HTTP against the Meet sandbox: tokens, rooms, refusals, faults, logs.
 
-One sandbox (Meet only) serves the module. Faults are switched on per request by an injected throttle (it runs
-just before each attempt), so a test says exactly which attempt fails and how; sleeps of the retry layer are
-recorded instead of slept.
+One sandbox (Meet only, as strict as release v1.27.0) serves the module. Faults are switched on per request by an
+injected throttle (it runs just before each attempt), so a test says exactly which attempt fails and how; sleeps
+of the retry layer are recorded instead of slept. An injected timeout is the sandbox's default one: the answer is
+held until the client's own timeout fires, and the request is processed afterwards (a creation may have happened).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.errors import ConnectorError
+from connectors.errors import ConnectorError, UnexpectedResponse
+from connectors.paging import ListingFailed
 from connectors.retry import RetryStats
 from connectors.throttle import NoThrottle
 from connectors.visio import RoomCreationUncertain, VisioConfig, VisioRefused, VisioRoomTarget, VisioToken
+from core import ReasonCode
 from core.visio import AccessLevel, DomainVerdict, VisioRefusal, VisioRefusalReason, VisioRoom
 from sandbox.faults import FaultRates
 from sandbox.meet import (
@@ -32,10 +35,12 @@ from sandbox.meet import (
     MeetApplication,
     MeetOptions,
     MeetState,
+    encode_jwt,
     state_of,
 )
 from sandbox.server import SandboxConfig, SandboxServer
 from tests.connectors.contract import TEST_RETRY
+from tests.support.meet_clients import FormEncodedTokens
 
 DOMAIN = "culture.example.gouv.fr"
 ALIAS = "culture.example.fr"
@@ -98,15 +103,17 @@ class FaultPlan:
 
 
 class Recording(httpx.BaseTransport):
-    """Real HTTP, with each request's method and path noted and an optional hook after each response."""
+    """Real HTTP, with each request's method, path and Content-Type noted and an optional hook after each response."""
 
     def __init__(self, after: Callable[[httpx.Request, httpx.Response], None] | None = None) -> None:
         self._inner = httpx.HTTPTransport()
         self._after = after
         self.calls: list[tuple[str, str]] = []
+        self.media: list[str | None] = []
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         self.calls.append((request.method, request.url.path))
+        self.media.append(request.headers.get("content-type"))
         response = self._inner.handle_request(request)
         if self._after is not None:
             response.read()
@@ -216,6 +223,46 @@ def test_a_token_still_expired_after_one_renewal_is_a_refusal(server: SandboxSer
     assert len(meet.rooms()) == rooms_before
 
 
+# ----------------------------------------------------------------------------------------------- encodings
+
+def test_every_request_body_is_json(server: SandboxServer, meet: MeetState) -> None:
+    email = new_host(meet)
+    transport = Recording()
+    with make_target(server, transport=transport) as target:
+        room(target.create_room(email, access_level=AccessLevel.TRUSTED, configuration={"everyone_can_mute": True}))
+    posts = [media for (method, _path), media in zip(transport.calls, transport.media, strict=True)
+             if method == "POST"]
+    assert posts == ["application/json", "application/json"]                 # the token, then the room
+
+
+@pytest.mark.parametrize("version", ["v1.27.0", "main"])
+def test_tokens_and_rooms_against_each_meet_version(server: SandboxServer, meet: MeetState, version: str) -> None:
+    meet.configure(version=version)
+    email = new_host(meet)
+    with make_target(server) as target:
+        made = room(target.create_room(email, access_level=AccessLevel.RESTRICTED))
+        assert [item.id for item in target.iter_rooms(email)] == [made.id]
+        assert room(target.retrieve_room(email, made.id)) == made
+
+
+def test_a_form_encoded_token_request_fails_on_v1_27_0_as_an_unexpected_415(server: SandboxServer,
+                                                                            meet: MeetState) -> None:
+    """The strict sandbox catches the old connector: every token request refused, said as Meet said it."""
+    email = new_host(meet)
+    before = len(meet.rooms())
+    with make_target(server, transport=FormEncodedTokens()) as target, pytest.raises(UnexpectedResponse) as raised:
+        target.create_room(email, access_level=AccessLevel.TRUSTED)
+    error = raised.value
+    assert error.status == 415
+    assert error.body == 'Unsupported media type "application/x-www-form-urlencoded" in request.'
+    assert str(error) == ('visio: POST application/token/: unexpected HTTP 415: Unsupported media type '
+                          '"application/x-www-form-urlencoded" in request.')
+    assert len(meet.rooms()) == before
+    meet.configure(version="main")                                          # main took form bodies again
+    with make_target(server, transport=FormEncodedTokens()) as target:
+        room(target.create_room(email, access_level=AccessLevel.TRUSTED))
+
+
 # ----------------------------------------------------------------------------------------------- rooms
 
 @pytest.mark.parametrize(("level", "switches"), [(AccessLevel.TRUSTED, {}), (AccessLevel.RESTRICTED, {}),
@@ -226,9 +273,12 @@ def test_create_room_returns_a_room_owned_by_the_host(server: SandboxServer, mee
     meet.configure(**switches)
     email = new_host(meet, "Helene")
     owner = user_id(meet, email)
-    with make_target(server) as target:
+    transport = Recording()
+    with make_target(server, transport=transport) as target:
         made = room(target.create_room(email, access_level=level,
                                        configuration={"everyone_can_mute": False}))
+    # The 201's Location (the room's link) is not followed: a token request and one creation, nothing else.
+    assert [method for method, _path in transport.calls] == ["POST", "POST"]
     stored = meet.room(made.id)
     assert stored is not None and stored.accesses == {owner: "owner"}
     assert made.access_level is level and stored.access_level == level.value
@@ -254,6 +304,15 @@ def test_retrieve_room_and_iter_rooms_read_back_every_room_once(server: SandboxS
     assert [item.name for item in listed] == sorted(item.name for item in listed)
     assert transport.count("GET", "/rooms/") == 3                            # pages of 20, 20 and 5
     assert transport.count("POST", "/application/token/") == 1
+    assert all(path.endswith("/") for _method, path in transport.calls)     # never a path without its slash
+
+
+def test_a_room_is_read_back_by_an_upper_case_id(server: SandboxServer, meet: MeetState) -> None:
+    email = new_host(meet)
+    with make_target(server) as target:
+        made = room(target.create_room(email, access_level=AccessLevel.TRUSTED))
+        again = room(target.retrieve_room(email, made.id.upper()))
+    assert again == made and again.id == made.id                            # Meet answers with the canonical id
 
 
 def test_iter_rooms_of_a_host_without_rooms_is_empty(server: SandboxServer, meet: MeetState) -> None:
@@ -350,6 +409,22 @@ def test_public_and_configuration_refusals_concern_the_room_only(server: Sandbox
         assert refused.detail == "access_level: Public rooms are disabled for the external API."
 
 
+@pytest.mark.parametrize(("configuration", "detail"), [
+    ({"recording": True}, "configuration: recording: Extra inputs are not permitted"),
+    ({"can_publish_sources": ["camera", "hologram"], "mute": 1},
+     "configuration: can_publish_sources.1: Input should be 'camera', 'microphone', 'screen_share' or "
+     "'screen_share_audio' mute: Extra inputs are not permitted"),
+], ids=["extra key", "two errors"])
+def test_pydantic_error_objects_are_read_into_the_refusal(server: SandboxServer, meet: MeetState,
+                                                          configuration: dict[str, Any], detail: str) -> None:
+    email = new_host(meet)
+    with make_target(server) as target:
+        refused = target.create_room(email, access_level=AccessLevel.TRUSTED, configuration=configuration)
+    assert isinstance(refused, VisioRefusal)
+    assert (refused.reason, refused.status, refused.detail) == (VisioRefusalReason.INVALID_CONFIGURATION, 400, detail)
+    assert refused.concerns_host and meet.rooms_of(user_id(meet, email)) == []
+
+
 def test_a_single_creation_race_is_retried_once(server: SandboxServer, meet: MeetState) -> None:
     meet.configure(allow_user_creation=True, fallback_to_email=True, sub_immutable=False)
     email = unknown_address()
@@ -412,7 +487,7 @@ def test_check_domain_verdicts(server: SandboxServer, meet: MeetState) -> None:
 THROTTLE = FaultRates(throttle=1.0, retry_after_seconds=1)
 SERVER_ERROR = FaultRates(server_error=1.0)
 TRUNCATE = FaultRates(truncate=1.0)
-TIMEOUT = FaultRates(timeout=1.0, timeout_seconds=0.4)
+TIMEOUT = FaultRates(timeout=1.0)       # the sandbox's default: held until the client's own timeout fires
 
 
 def test_token_calls_are_retried_through_injected_faults(server: SandboxServer, meet: MeetState) -> None:
@@ -442,25 +517,31 @@ def test_list_pages_are_retried_and_each_room_comes_once(server: SandboxServer, 
     assert plan.attempts == 5 and stats.counts["transient"] == 2 and stats.throttled == 1
 
 
-# (id, fault on the creation attempt, rooms afterwards: None when the sandbox does not say). The sandbox delays a
-# request before its body is read, so the abandoned creation never lands; a real server may have created it.
-UNCERTAIN = [("server error", SERVER_ERROR, 0), ("truncated 201", TRUNCATE, 1), ("timeout", TIMEOUT, None)]
+# (id, fault on the creation attempt, rooms afterwards). A timed-out creation is processed once the client has
+# given up, as a slow real server would: the room exists though the client never heard of it.
+UNCERTAIN = [("server error", SERVER_ERROR, 0), ("truncated 201", TRUNCATE, 1), ("timeout", TIMEOUT, 1)]
 
 
 @pytest.mark.parametrize(("fault", "rooms"), [case[1:] for case in UNCERTAIN], ids=[case[0] for case in UNCERTAIN])
 def test_a_creation_that_may_have_happened_is_uncertain_and_not_retried(server: SandboxServer, meet: MeetState,
-                                                                        fault: FaultRates, rooms: int | None) -> None:
+                                                                        fault: FaultRates, rooms: int) -> None:
     email = new_host(meet)
     owner = user_id(meet, email)
     plan = FaultPlan(server, [NO_FAULTS, fault])                             # the token, then the creation
-    with make_target(server, throttle=plan, timeout=0.2) as target, pytest.raises(RoomCreationUncertain):
+    started = time.monotonic()
+    with make_target(server, throttle=plan, timeout=0.3) as target, pytest.raises(RoomCreationUncertain):
         target.create_room(email, access_level=AccessLevel.TRUSTED)
+    assert time.monotonic() - started < 10                                   # our timeout fired, not the sandbox's cap
     assert plan.attempts == 2                                                # no second creation attempt
+    deadline = time.monotonic() + 10
+    while len(meet.rooms_of(owner)) < rooms and time.monotonic() < deadline:
+        time.sleep(0.02)                                                     # the abandoned request lands
+    assert len(meet.rooms_of(owner)) == rooms
     if fault is TIMEOUT:
-        time.sleep(fault.timeout_seconds)                                    # let the abandoned request end
-    if rooms is not None:
-        assert len(meet.rooms_of(owner)) == rooms
-    assert len(meet.rooms_of(owner)) <= 1
+        assert server.sandbox.stats["meet:timeout:client_gave_up"] >= 1
+        server.sandbox.faults.configure(NO_FAULTS)                            # the plan leaves its last rates
+        with make_target(server) as target:                                   # reconciliation finds it
+            assert [item.id for item in target.iter_rooms(email)] == [item.id for item in meet.rooms_of(owner)]
 
 
 def test_a_throttled_creation_is_retried_and_creates_one_room(server: SandboxServer, meet: MeetState) -> None:
@@ -553,3 +634,110 @@ def test_a_refusal_that_quotes_an_address_is_redacted() -> None:
         forbidden = target.token_for(quoted)
     assert isinstance(forbidden, VisioRefusal) and forbidden.reason is VisioRefusalReason.DOMAIN_NOT_ALLOWED
     assert forbidden.detail == "<e-mail> is not allowed"
+
+
+# ----------------------------------------------------------------------------------------------- listing bound
+
+def _host_with_rooms(state: MeetState, count: int) -> str:
+    email = new_host(state)
+    (owner,) = state.users_with_email(email)
+    for _ in range(count):
+        state.create_room(owner, client_id=SANDBOX_CLIENT_ID, access_level="trusted", configuration={})
+    return email
+
+
+@pytest.mark.parametrize(("bug", "reason"), [("repeat_page_token", ReasonCode.LISTING_CURSOR_REPEATED),
+                                             ("endless_pages", ReasonCode.LISTING_UNBOUNDED)])
+def test_a_listing_that_does_not_end_as_announced_fails_with_its_reason(sandbox_factory: Any, bug: str,
+                                                                        reason: ReasonCode) -> None:
+    broken = sandbox_factory(systems=frozenset({"meet"}), tls_port=None, broken=frozenset({bug}))
+    email = _host_with_rooms(state_of(broken.sandbox), 25)                  # count 25: two pages of 20
+    transport = Recording()
+    listed: list[VisioRoom] = []
+    with make_target(broken, transport=transport) as target, pytest.raises(ListingFailed) as raised:
+        listed.extend(target.iter_rooms(email))
+    assert raised.value.reason is reason
+    pages = transport.count("GET", "/rooms/")
+    assert pages == (2 if bug == "repeat_page_token" else 5)                # stopped at once, or past 2 + 2 pages
+    assert len({item.id for item in listed}) == 25
+
+
+def test_the_same_listing_ends_on_a_sound_sandbox(server: SandboxServer, meet: MeetState) -> None:
+    email = _host_with_rooms(meet, 25)
+    with make_target(server) as target:
+        assert len({item.id for item in target.iter_rooms(email)}) == 25
+
+
+# ----------------------------------------------------------------------------------------------- unexpected answers
+
+QUOTED = "claire.martin@culture.example.gouv.fr"
+
+
+def _token_answer() -> httpx.Response:
+    claims = {"user_id": str(uuid.uuid4()), "iat": 1, "exp": 3601, "scope": " ".join(APPLICATION_SCOPES)}
+    return httpx.Response(200, json={"access_token": encode_jwt(claims, "k"), "token_type": "Bearer",
+                                     "expires_in": 3600, "scope": " ".join(APPLICATION_SCOPES)})
+
+
+def _mocked(rooms: Callable[[httpx.Request], httpx.Response],
+            token: Callable[[], httpx.Response] = _token_answer) -> tuple[VisioRoomTarget, list[str]]:
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.method} {request.url.path}")
+        return token() if request.url.path.endswith("/application/token/") else rooms(request)
+
+    config = VisioConfig(api_url="http://visio.test/external-api/v1.0/", client_id="c", client_secret="s")
+    target = VisioRoomTarget(config, throttle=NoThrottle(), retry=TEST_RETRY, stats=RetryStats(),
+                             transport=httpx.MockTransport(answer), sleep=Sleeps())
+    return target, seen
+
+
+# (id, token answer, room answer, where, status, excerpt)
+UNEXPECTED: list[tuple[str, Callable[[], httpx.Response], Callable[[httpx.Request], httpx.Response], str, int,
+                       str]] = [
+    ("token 415", lambda: httpx.Response(415, json={"detail": "Unsupported media type \"x\" in request."}),
+     lambda _r: httpx.Response(201), "POST application/token/", 415, 'Unsupported media type "x" in request.'),
+    ("token redirected", lambda: httpx.Response(301, headers={"Location": "https://visio.test/x/"}),
+     lambda _r: httpx.Response(201), "POST application/token/", 301, ""),
+    ("token behind a proxy page", lambda: httpx.Response(
+        407, text=f"<html><body><h1>Proxy Authentication Required</h1><p>{QUOTED}</p></body></html>",
+        headers={"Content-Type": "text/html"}),
+     lambda _r: httpx.Response(201), "POST application/token/", 407, "Proxy Authentication Required <e-mail>"),
+    ("rooms 405", _token_answer, lambda _r: httpx.Response(405, json={"detail": 'Method "POST" not allowed.'}),
+     "POST rooms/", 405, 'Method "POST" not allowed.'),
+    ("rooms 415 quoting an address", _token_answer,
+     lambda _r: httpx.Response(415, json={"detail": f"{QUOTED} may not send this"}), "POST rooms/", 415,
+     "<e-mail> may not send this"),
+]
+
+
+@pytest.mark.parametrize(("token_answer", "room_answer", "where", "status", "excerpt"),
+                         [case[1:] for case in UNEXPECTED], ids=[case[0] for case in UNEXPECTED])
+def test_an_undocumented_status_is_an_unexpected_response(token_answer: Callable[[], httpx.Response],
+                                                          room_answer: Callable[[httpx.Request], httpx.Response],
+                                                          where: str, status: int, excerpt: str) -> None:
+    target, seen = _mocked(room_answer, token_answer)
+    with target, pytest.raises(UnexpectedResponse) as raised:
+        target.create_room(QUOTED, access_level=AccessLevel.TRUSTED)
+    error = raised.value
+    assert (error.status, error.body) == (status, excerpt)
+    assert str(error).startswith(f"visio: {where}: unexpected HTTP {status}")
+    assert "@" not in str(error)
+    assert len(seen) == (1 if where.startswith("POST application") else 2)  # no retry, no redirect followed
+
+
+def test_a_listing_answered_with_an_undocumented_status() -> None:
+    target, seen = _mocked(lambda _r: httpx.Response(302, headers={"Location": "http://visio.test/login/"}))
+    with target, pytest.raises(UnexpectedResponse) as raised:
+        list(target.iter_rooms(QUOTED))
+    assert raised.value.status == 302 and seen == ["POST /external-api/v1.0/application/token/",
+                                                   "GET /external-api/v1.0/rooms/"]
+
+
+def test_a_5xx_left_after_the_retries_stays_transient() -> None:
+    target, seen = _mocked(lambda _r: httpx.Response(201), lambda: httpx.Response(502, text="Bad Gateway"))
+    with target, pytest.raises(ConnectorError) as raised:
+        target.token_for(QUOTED)
+    assert not isinstance(raised.value, UnexpectedResponse) and "HTTP 502" in str(raised.value)
+    assert len(seen) == TEST_RETRY.attempts

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from connectors.errors import PermanentConnectorError, TransientConnectorError, UnexpectedResponse
+from core import Platform
 from db.migrate import upgrade
 from sandbox.meet import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, state_of
 from sandbox.server import Credentials
@@ -213,3 +215,92 @@ def test_the_cli_prints_the_table_and_exits_1_when_not_ready(tmp_path: Path, onb
     assert "NOT READY" in done.stdout
     assert "FAILED    visio.application" in done.stdout
     assert "→ check visio.client_id and the secret in BASCULE_VISIO_CLIENT_SECRET" in done.stdout
+
+
+# ----------------------------------------------------------------------------------------------- unusable services
+
+def test_an_unexpected_visio_answer_is_reported_as_what_it_is(onboarding: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that still sends form bodies, against Meet v1.27.0 (the sandbox's default): Visio answered 415.
+
+    The report says so, with Meet's words and what to do, and does not blame the network.
+    """
+    from connectors import visio
+    from tests.support.meet_clients import FormEncodedTokens
+
+    class FormEncodingTarget(visio.VisioRoomTarget):
+        def __init__(self, config: visio.VisioConfig, **options: Any) -> None:
+            super().__init__(config, **{**options, "transport": FormEncodedTokens()})
+
+    _server, tenant = onboarding()
+    monkeypatch.setattr(visio, "VisioRoomTarget", FormEncodingTarget)
+    report = _onboard(tenant)
+    assert list(_failed(report)) == ["visio.application"]
+    reason = _failed(report)["visio.application"]
+    assert reason == ('Visio answered HTTP 415, which bascule does not expect: Unsupported media type '
+                      '"application/x-www-form-urlencoded" in request.')
+    assert "did not answer" not in reason
+    action = next(c["action"] for c in report["checks"] if c["name"] == "visio.application")
+    assert action.startswith("Visio refuses the encoding of bascule's request") and "network" not in action
+    assert {status for name, (status, _) in _checks(report).items() if name.startswith("visio.domain:")} == {
+        "skipped"}
+    assert "@" not in json.dumps(report)
+
+
+def test_an_unreachable_visio_did_not_answer(tmp_path: Path, contract_ministry: tuple[Path, dict[str, Any]],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a transport failure (or a timeout, or a 5xx left after the retries) is "did not answer"."""
+    from core.readiness import DomainAgent
+    from flows.onboard import check_visio
+    from flows.tenant import TenantConfig
+    from tests.conftest import write_tenant
+
+    out, manifest = contract_ministry
+    monkeypatch.setenv("BASCULE_VISIO_CLIENT_SECRET", SANDBOX_CLIENT_SECRET)
+    settings = TenantConfig.load(write_tenant(tmp_path, manifest, ldif_path=out / "directory.ldif")).visio
+    assert settings is not None
+    nowhere = settings.model_copy(update={"api_url": "http://127.0.0.1:9/meet/external-api/v1.0/"})
+    domain = manifest["tenant"]["domains"][0]
+    results = check_visio.fn(nowhere, {domain: DomainAgent(domain, "anchor-1", f"agent@{domain}")})
+    assert [(r.name, r.status.value) for r in results] == [("visio.application", "failed"),
+                                                           (f"visio.domain:{domain}", "skipped")]
+    assert results[0].reason == "Visio did not answer (POST application/token/: ConnectError)"
+    assert results[0].action == "check visio.api_url and the network path, then run onboarding again"
+
+
+@pytest.mark.parametrize(("error", "reason", "action", "skipped"), [
+    (lambda: UnexpectedResponse("zoom", "POST oauth/token", status=404, body="<h1>Not Found</h1>"),
+     "Zoom answered HTTP 404, which bascule does not expect: Not Found",
+     "check sources.zoom.api_url and oauth_url: there is no such endpoint at that address (host or path)",
+     "Zoom answered HTTP 404"),
+    (lambda: UnexpectedResponse("zoom", "POST oauth/token", status=308, body=""),
+     "Zoom answered HTTP 308, which bascule does not expect",
+     "check sources.zoom.api_url and oauth_url: Zoom redirects it (http instead of https, a missing trailing "
+     "slash, a moved API); bascule follows no redirect", "Zoom answered HTTP 308"),
+    (lambda: TransientConnectorError("zoom", "token request failed (ReadTimeout)"),
+     "Zoom did not answer (token request failed (ReadTimeout))",
+     "check sources.zoom.api_url and oauth_url and the network path, then run onboarding again",
+     "Zoom did not answer"),
+    (lambda: PermanentConnectorError("zoom", "a token answer without access_token"),
+     "Zoom gave an answer bascule cannot use (a token answer without access_token)",
+     "check sources.zoom.api_url and oauth_url; if it is right, report the answer to bascule's maintainers",
+     "Zoom gave an unusable answer"),
+], ids=["undocumented status", "redirect", "transient", "other permanent"])
+def test_a_source_that_cannot_be_used_is_reported_by_what_happened(
+        error: Any, reason: str, action: str, skipped: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        contract_ministry: tuple[Path, dict[str, Any]]) -> None:
+    """check_source: only a transient failure is "did not answer" (the probe is where the connector raises)."""
+    from flows import onboard as onboard_module
+    from flows.tenant import TenantConfig
+    from tests.conftest import write_tenant
+
+    def failing_probe(_tenant: Any, _platform: Platform) -> tuple[str, Any]:
+        def probe() -> Any:
+            raise error()
+        return "BASCULE_ZOOM_CLIENT_SECRET", probe
+
+    monkeypatch.setattr(onboard_module, "_probe", failing_probe)
+    out, manifest = contract_ministry
+    tenant = TenantConfig.load(write_tenant(tmp_path, manifest, ldif_path=out / "directory.ldif"))
+    credentials, scopes = onboard_module.check_source.fn(tenant, Platform.ZOOM)
+    assert (credentials.status.value, credentials.reason, credentials.action) == ("failed", reason, action)
+    assert (scopes.status.value, scopes.reason) == ("skipped", f"not checked: {skipped}")

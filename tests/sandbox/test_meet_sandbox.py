@@ -1,9 +1,11 @@
 """The Meet sandbox against shared/contracts/visio-meet.md, field for field, over plain httpx on loopback.
 
-Section 2 (the token endpoint: every row of its table, as a form and as JSON, and the JWT it issues) and section 3
-(rooms: shape, slug, access level, configuration, url, telephony, pagination, retrieval, methods, slashes and the
-401/403 answers). One sandbox serves the module; each test restores the switches and applications it changed and
-works with hosts of its own, so the rooms it counts are its own.
+Section 2 (the token endpoint: every row of its table in each encoding a version accepts — JSON and multipart as
+release v1.27.0, form as main —, the encodings each version refuses, and the JWT it issues) and section 3 (rooms:
+JSON only, shape, slug, access level, configuration and its pydantic error objects, url and Location, telephony,
+pagination with `page=last`, retrieval by a UUID in any case, methods, slashes, Allow headers and the 401/403
+answers). One sandbox serves the module; each test restores the switches and applications it changed and works
+with hosts of its own, so the rooms it counts are its own.
 """
 
 from __future__ import annotations
@@ -95,10 +97,19 @@ def credentials(email: str, **changes: str | None) -> dict[str, str]:
     return {name: value for name, value in body.items() if value is not None}
 
 
-def ask_token(client: httpx.Client, body: Mapping[str, str], encoding: str = "form") -> httpx.Response:
+def ask_token(client: httpx.Client, body: Mapping[str, str], encoding: str = "json") -> httpx.Response:
+    """The token request as JSON, multipart (fields only) or a form body."""
     if encoding == "json":
         return client.post(TOKEN, json=dict(body))
+    if encoding == "multipart":
+        return client.post(TOKEN, files={name: (None, value) for name, value in body.items()})
+    assert encoding == "form"
     return client.post(TOKEN, data=dict(body))
+
+
+# The encodings each version's token view parses (contract section 2), as (encoding, version) test parameters.
+ACCEPTED = [("json", "v1.27.0"), ("multipart", "v1.27.0"), ("json", "main"), ("form", "main")]
+ACCEPTED_IDS = [f"{encoding} on {version}" for encoding, version in ACCEPTED]
 
 
 def token_for(client: httpx.Client, email: str, **changes: str | None) -> str:
@@ -199,35 +210,82 @@ TOKEN_CASES = [
 ]
 
 
-@pytest.mark.parametrize("encoding", ["form", "json"])
+@pytest.mark.parametrize(("encoding", "version"), ACCEPTED, ids=ACCEPTED_IDS)
 @pytest.mark.parametrize("case", TOKEN_CASES, ids=[case.id for case in TOKEN_CASES])
 def test_token_refusals_answer_as_documented(client: httpx.Client, meet: MeetState, case: TokenCase,
-                                             encoding: str) -> None:
+                                             encoding: str, version: str) -> None:
+    meet.configure(version=version)
     response = ask_token(client, case.request(meet), encoding)
     assert response.status_code == case.status, response.text
     if case.body is not None:
         assert response.headers["content-type"].startswith("application/json")
         assert response.json() == case.body
+    if case.status == 401:                                      # DRF's SessionAuthentication answers first
+        assert response.headers["www-authenticate"] == "Session"
+    assert response.headers["allow"] == "POST, OPTIONS"
 
 
-@pytest.mark.parametrize("encoding", ["form", "json"])
+def _media_refused(media: str) -> dict[str, str]:
+    return {"detail": f'Unsupported media type "{media}" in request.'}
+
+
+def test_v1_27_0_refuses_a_form_body_on_the_token_endpoint(client: httpx.Client, meet: MeetState,
+                                                           server: SandboxServer) -> None:
+    """The release bascule must work against: a form body fails every token request (415), whatever it holds."""
+    before = server.sandbox.stats["meet:token:issued"]
+    for body in (credentials(new_host(meet)), {}, credentials("pas-une-adresse")):
+        response = ask_token(client, body, "form") if body else client.post(TOKEN, content=b"x=1", headers={
+            "Content-Type": "application/x-www-form-urlencoded"})
+        assert response.status_code == 415
+        assert response.headers["content-type"].startswith("application/json")
+        assert response.headers["allow"] == "POST, OPTIONS"
+        assert response.json() == _media_refused("application/x-www-form-urlencoded")
+    assert server.sandbox.stats["meet:token:issued"] == before
+
+
+def test_main_refuses_multipart_and_takes_a_form_body(client: httpx.Client, meet: MeetState) -> None:
+    meet.configure(version="main")
+    email = new_host(meet)
+    refused = ask_token(client, credentials(email), "multipart")
+    assert refused.status_code == 415
+    media = refused.request.headers["content-type"]
+    assert media.startswith("multipart/form-data; boundary=")
+    assert refused.json() == _media_refused(media)                    # DRF quotes the header as sent
+    assert ask_token(client, credentials(email), "form").status_code == 200
+    assert ask_token(client, credentials(email), "json").status_code == 200
+
+
+@pytest.mark.parametrize("version", ["v1.27.0", "main"])
+def test_a_body_the_token_view_cannot_parse(client: httpx.Client, meet: MeetState, version: str) -> None:
+    meet.configure(version=version)
+    untyped = client.post(TOKEN, content=b'{"scope": "x"}', headers={"Content-Type": ""})
+    assert (untyped.status_code, untyped.json()) == (415, _media_refused(""))
+    text = client.post(TOKEN, content=b"scope", headers={"Content-Type": "text/plain"})
+    assert (text.status_code, text.json()) == (415, _media_refused("text/plain"))
+    empty = client.post(TOKEN, content=b"", headers={"Content-Type": "text/plain"})   # DRF parses no empty body
+    assert empty.status_code == 400 and set(empty.json()) == {"client_id", "client_secret", "grant_type", "scope"}
+
+
+@pytest.mark.parametrize(("encoding", "version"), ACCEPTED, ids=ACCEPTED_IDS)
 @pytest.mark.parametrize(("debug", "shown"), [(True, "Multiple user accounts share a common email."),
                                               (False, "Bad Request (400)")], ids=["debug page", "plain page"])
 def test_two_users_sharing_an_email_give_a_400_page(client: httpx.Client, meet: MeetState, encoding: str,
-                                                    debug: bool, shown: str) -> None:
-    meet.configure(debug=debug)
+                                                    version: str, debug: bool, shown: str) -> None:
+    meet.configure(debug=debug, version=version)
     email = new_host(meet, "partage")
     meet.add_user(email.upper(), sub=uuid.uuid4().hex)           # the lookup is case-insensitive
     response = ask_token(client, credentials(email), encoding)
     assert response.status_code == 400
     assert response.headers["content-type"].startswith("text/html")
     assert shown in response.text
+    assert "allow" not in response.headers                      # Django's page, not the view's answer
 
 
 @pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")  # the sandbox's key is short
-@pytest.mark.parametrize("encoding", ["form", "json"])
+@pytest.mark.parametrize(("encoding", "version"), ACCEPTED, ids=ACCEPTED_IDS)
 def test_a_token_is_an_hs256_jwt_with_the_documented_claims(client: httpx.Client, meet: MeetState,
-                                                            encoding: str) -> None:
+                                                            encoding: str, version: str) -> None:
+    meet.configure(version=version)
     email = new_host(meet)
     (user,) = meet.users_with_email(email)
     response = ask_token(client, credentials(email), encoding)
@@ -273,10 +331,10 @@ def test_no_domain_row_means_any_domain(client: httpx.Client, meet: MeetState) -
     assert ask_token(client, credentials(new_host(meet))).json() == NOT_AUTHORIZED
 
 
-@pytest.mark.parametrize("encoding", ["form", "json"])
+@pytest.mark.parametrize(("encoding", "version"), ACCEPTED, ids=ACCEPTED_IDS)
 def test_pre_creation_with_the_three_switches_creates_a_provisional_user(client: httpx.Client, meet: MeetState,
-                                                                         encoding: str) -> None:
-    meet.configure(allow_user_creation=True, fallback_to_email=True, sub_immutable=False)
+                                                                         encoding: str, version: str) -> None:
+    meet.configure(allow_user_creation=True, fallback_to_email=True, sub_immutable=False, version=version)
     email = unknown_address("Nouvel.Agent")
     assert meet.users_with_email(email) == []
     response = ask_token(client, credentials(email), encoding)
@@ -294,6 +352,19 @@ def test_pre_creation_with_the_three_switches_creates_a_provisional_user(client:
 def test_the_token_endpoint_only_takes_post(client: httpx.Client) -> None:
     response = client.get(TOKEN)
     assert response.status_code == 405
+    assert response.headers["allow"] == "POST, OPTIONS"
+    assert response.json() == {"detail": 'Method "GET" not allowed.'}
+
+
+def test_the_version_switch_at_runtime(server: SandboxServer, meet: MeetState) -> None:
+    settings = f"{server.url}/_sandbox/meet/settings"
+    assert httpx.get(settings).json()["version"] == "v1.27.0"
+    assert httpx.post(settings, json={"version": "main"}).json()["version"] == "main"
+    assert meet.options.version == "main"
+    refused = httpx.post(settings, json={"version": "v2"})
+    assert refused.status_code == 400 and "version" in refused.json()["error"]
+    with pytest.raises(ValueError, match="version must be one of"):
+        MeetOptions(version="v2")
 
 
 # ----------------------------------------------------------------------------------------------- rooms: creation
@@ -326,10 +397,31 @@ def test_a_supplied_name_is_ignored(client: httpx.Client, meet: MeetState, body:
     assert room["slug"] != next(iter(body.values()))
 
 
-def test_a_form_body_is_read_too(client: httpx.Client, meet: MeetState) -> None:
-    response = client.post(ROOMS, data={"access_level": "restricted"},
-                           headers=bearer(token_for(client, new_host(meet))))
-    assert response.status_code == 201 and response.json()["access_level"] == "restricted"
+@pytest.mark.parametrize("version", ["v1.27.0", "main"])
+@pytest.mark.parametrize("encoding", ["form", "multipart"])
+def test_rooms_take_json_only_in_every_version(client: httpx.Client, meet: MeetState, version: str,
+                                               encoding: str) -> None:
+    meet.configure(version=version)
+    token = token_for(client, new_host(meet))
+    before = len(meet.rooms())
+    fields = {"access_level": "restricted"}
+    response = (client.post(ROOMS, data=fields, headers=bearer(token)) if encoding == "form"
+                else client.post(ROOMS, files={"access_level": (None, "restricted")}, headers=bearer(token)))
+    assert response.status_code == 415
+    assert response.json() == _media_refused(response.request.headers["content-type"])
+    assert response.headers["allow"] == "GET, POST, HEAD, OPTIONS"
+    assert len(meet.rooms()) == before
+
+
+def test_a_created_room_is_located_at_its_url(client: httpx.Client, meet: MeetState) -> None:
+    """DRF's CreateModelMixin puts the serializer's `url` in Location: the room's link, not an API address."""
+    response = create(client, token_for(client, new_host(meet)))
+    assert response.status_code == 201
+    assert response.headers["location"] == response.json()["url"]
+    assert response.headers["allow"] == "GET, POST, HEAD, OPTIONS"
+    meet.configure(base_url=None)
+    bare = create(client, token_for(client, new_host(meet)))
+    assert bare.status_code == 201 and "url" not in bare.json() and "location" not in bare.headers
 
 
 PUBLIC_REFUSED = {"access_level": ["Public rooms are disabled for the external API."]}
@@ -368,28 +460,70 @@ def test_access_levels(client: httpx.Client, meet: MeetState, switches: dict[str
     {"can_publish_sources": ["camera", "microphone", "screen_share", "screen_share_audio"]},
     {"everyone_can_mute": False},
     {"can_publish_sources": None, "everyone_can_mute": None},
+    {"everyone_can_mute": "yes"},
     {},
-], ids=["every source", "mute flag", "nulls", "empty"])
+], ids=["every source", "mute flag", "nulls", "a lax boolean, stored verbatim", "empty"])
 def test_a_valid_configuration_is_kept(client: httpx.Client, meet: MeetState, configuration: dict[str, Any]) -> None:
     room = created(client, token_for(client, new_host(meet)), {"configuration": configuration})
     assert room["configuration"] == configuration
 
 
-@pytest.mark.parametrize("configuration", [
-    {"max_participants": 20},
-    {"can_publish_sources": ["camera"], "recording": True},
-    {"can_publish_sources": ["hologram"]},
-    {"can_publish_sources": "camera"},
-    {"everyone_can_mute": "yes"},
-    ["camera"],
-], ids=["unknown key", "an unknown key among valid ones", "unknown source", "sources not a list",
-        "mute not a boolean", "not an object"])
-def test_configuration_is_validated_strictly(client: httpx.Client, meet: MeetState, configuration: Any) -> None:
+def _pydantic(kind: str, loc: list[Any], msg: str, value: Any) -> dict[str, Any]:
+    """One pydantic error object as Meet returns it (section 3), but its `url` (checked apart: it names a version)."""
+    return {"type": kind, "loc": loc, "msg": msg, "input": value}
+
+
+EXTRA = "Extra inputs are not permitted"
+SOURCES = "Input should be 'camera', 'microphone', 'screen_share' or 'screen_share_audio'"
+
+CONFIGURATION_ERRORS: list[tuple[str, Any, list[dict[str, Any]]]] = [
+    ("unknown key", {"max_participants": 20}, [_pydantic("extra_forbidden", ["max_participants"], EXTRA, 20)]),
+    ("an unknown key among valid ones", {"can_publish_sources": ["camera"], "recording": True},
+     [_pydantic("extra_forbidden", ["recording"], EXTRA, True)]),
+    ("unknown source", {"can_publish_sources": ["camera", "hologram"]},
+     [_pydantic("literal_error", ["can_publish_sources", 1], SOURCES, "hologram")]),
+    ("sources not a list", {"can_publish_sources": "camera"},
+     [_pydantic("list_type", ["can_publish_sources"], "Input should be a valid list", "camera")]),
+    ("mute neither boolean nor boolean-like", {"everyone_can_mute": "maybe"},
+     [_pydantic("bool_parsing", ["everyone_can_mute"], "Input should be a valid boolean, unable to interpret input",
+                "maybe")]),
+    ("two errors", {"everyone_can_mute": "maybe", "x": 1},
+     [_pydantic("bool_parsing", ["everyone_can_mute"], "Input should be a valid boolean, unable to interpret input",
+                "maybe"), _pydantic("extra_forbidden", ["x"], EXTRA, 1)]),
+]
+
+
+@pytest.mark.parametrize(("configuration", "expected"), [case[1:] for case in CONFIGURATION_ERRORS],
+                         ids=[case[0] for case in CONFIGURATION_ERRORS])
+def test_configuration_errors_are_pydantic_error_objects(client: httpx.Client, meet: MeetState, configuration: Any,
+                                                         expected: list[dict[str, Any]]) -> None:
+    before = len(meet.rooms())
     response = create(client, token_for(client, new_host(meet)), {"configuration": configuration})
     assert response.status_code == 400
+    assert response.headers["allow"] == "GET, POST, HEAD, OPTIONS"
     errors = response.json()
     assert list(errors) == ["configuration"]
-    assert errors["configuration"] and all(isinstance(item, str) for item in errors["configuration"])
+    found = errors["configuration"]
+    assert all(set(error) == {"type", "loc", "msg", "input", "url"} for error in found)
+    assert all(re.fullmatch(r"https://errors\.pydantic\.dev/[0-9.]+/v/" + error["type"], error["url"])
+               for error in found)
+    assert [{key: value for key, value in error.items() if key != "url"} for error in found] == expected
+    assert len(meet.rooms()) == before
+
+
+def test_a_configuration_that_is_not_an_object(client: httpx.Client, meet: MeetState) -> None:
+    response = create(client, token_for(client, new_host(meet)), {"configuration": ["camera"]})
+    assert response.status_code == 400
+    (error,) = response.json()["configuration"]
+    assert (error["type"], error["loc"], error["input"]) == ("model_type", [], ["camera"])
+    assert error["msg"].startswith("Input should be a valid dictionary")
+
+
+def test_a_null_configuration_is_refused(client: httpx.Client, meet: MeetState) -> None:
+    before = len(meet.rooms())
+    response = create(client, token_for(client, new_host(meet)), {"configuration": None})
+    assert (response.status_code, response.json()) == (400, {"configuration": ["This field may not be null."]})
+    assert len(meet.rooms()) == before
 
 
 @pytest.mark.parametrize(("base_url", "expected"), [("https://visio.example.gouv.fr", "https://visio.example.gouv.fr"),
@@ -446,7 +580,22 @@ def test_the_list_is_paginated_by_twenty_and_ordered_by_name(client: httpx.Clien
     assert all(set(room) == ROOM_KEYS for room in listed)
     following = client.get(pages[0]["next"], headers=bearer(token)).json()
     assert following["results"] == pages[1]["results"]
-    assert client.get(ROOMS, params={"page": 4}, headers=bearer(token)).status_code == 404
+    for wrong in (4, 0, -1, "abc", "1.0", "LAST"):
+        refused = client.get(ROOMS, params={"page": wrong}, headers=bearer(token))
+        assert (refused.status_code, refused.json()) == (404, {"detail": "Invalid page."})
+        assert refused.headers["allow"] == "GET, POST, HEAD, OPTIONS"
+
+    last = client.get(ROOMS, params={"page": "last"}, headers=bearer(token)).json()   # DRF's last_page_strings
+    assert last == {**pages[2], "previous": f"{list_url}?page=2"}
+
+
+def test_page_last_of_an_empty_or_single_page_list(client: httpx.Client, meet: MeetState) -> None:
+    token = token_for(client, new_host(meet))
+    empty = {"count": 0, "next": None, "previous": None, "results": []}
+    assert client.get(ROOMS, params={"page": "last"}, headers=bearer(token)).json() == empty
+    room = created(client, token)
+    single = client.get(ROOMS, params={"page": "last"}, headers=bearer(token)).json()
+    assert single == {"count": 1, "next": None, "previous": None, "results": [room]}
 
 
 def test_rooms_are_read_by_uuid_only_and_only_by_users_with_a_role(client: httpx.Client, meet: MeetState) -> None:
@@ -457,12 +606,27 @@ def test_rooms_are_read_by_uuid_only_and_only_by_users_with_a_role(client: httpx
     assert client.get(f"{ROOMS}{room['id']}/", headers=bearer(token)).json() == room
     by_slug = client.get(f"{ROOMS}{room['slug']}/", headers=bearer(token))
     assert by_slug.status_code == 404
+    assert by_slug.json() == {"detail": "Not found."} and by_slug.headers["allow"] == "GET, HEAD, OPTIONS"
     assert client.get(f"{ROOMS}{uuid.uuid4()}/", headers=bearer(token)).status_code == 404
     foreign = client.get(f"{ROOMS}{room['id']}/", headers=bearer(other))
     assert foreign.status_code == 403
     assert foreign.json() == {"detail": "You do not have permission to perform this action."}
     assert client.get(ROOMS, headers=bearer(other)).json() == {"count": 0, "next": None, "previous": None,
                                                                "results": []}
+
+
+@pytest.mark.parametrize("spelling", [str.upper, lambda text: text.replace("-", ""),
+                                      lambda text: "{" + text.upper() + "}", lambda text: f"urn:uuid:{text}"],
+                         ids=["upper case", "no hyphens", "braces", "urn"])
+def test_a_room_id_is_matched_as_django_reads_a_uuid(client: httpx.Client, meet: MeetState,
+                                                     spelling: Callable[[str], str]) -> None:
+    token = token_for(client, new_host(meet))
+    room = created(client, token)
+    response = client.get(f"{ROOMS}{spelling(room['id'])}/", headers=bearer(token))
+    assert response.status_code == 200
+    assert response.json() == room                              # the canonical id, whatever was asked
+    foreign = client.get(f"{ROOMS}{room['id'].upper()}/", headers=bearer(token_for(client, new_host(meet))))
+    assert foreign.status_code == 403
 
 
 @pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE"])
@@ -473,6 +637,7 @@ def test_rooms_cannot_be_changed_or_deleted(client: httpx.Client, meet: MeetStat
                               headers=bearer(token))
     assert response.status_code == 405
     assert response.json() == {"detail": f'Method "{method}" not allowed.'}
+    assert response.headers["allow"] == "GET, HEAD, OPTIONS"
     assert client.get(f"{ROOMS}{room['id']}/", headers=bearer(token)).json() == room
 
 
@@ -484,6 +649,47 @@ def test_a_get_without_the_trailing_slash_is_redirected(client: httpx.Client, me
     response = client.get(wanted, params={"page": 1}, headers=bearer(token))
     assert response.status_code == 301
     assert response.headers["location"] == f"{client.base_url.path}{wanted}/?page=1"
+    assert "allow" not in response.headers                      # Django's middleware answers, not the view
+
+
+@pytest.mark.parametrize("path", ["rooms", "application/token"])
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+def test_a_write_without_the_trailing_slash_is_an_error_page_in_debug(client: httpx.Client, meet: MeetState,
+                                                                      path: str, method: str) -> None:
+    token = token_for(client, new_host(meet))
+    before = len(meet.rooms())
+    response = client.request(method, path, json={}, headers=bearer(token))
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith("text/plain")
+    assert "APPEND_SLASH" in response.text and f"You called this URL via {method}" in response.text
+    assert len(meet.rooms()) == before
+
+
+@pytest.mark.parametrize("path", ["rooms", "application/token"])
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_a_write_without_the_trailing_slash_is_redirected_in_production(client: httpx.Client, meet: MeetState,
+                                                                        path: str, method: str) -> None:
+    """DEBUG off: Django redirects every method; a client that follows re-sends a POST as a GET, without its body."""
+    token = token_for(client, new_host(meet))
+    meet.configure(debug=False)
+    before = len(meet.rooms())
+    response = client.request(method, path, params={"page": 2}, json={"access_level": "restricted"},
+                              headers=bearer(token))
+    assert response.status_code == 301
+    assert response.headers["location"] == f"{client.base_url.path}{path}/?page=2"
+    assert response.content == b"" and "allow" not in response.headers
+    assert len(meet.rooms()) == before
+
+
+def test_a_delete_without_the_trailing_slash_is_redirected_even_in_debug(client: httpx.Client) -> None:
+    response = client.delete("rooms")
+    assert response.status_code == 301 and response.headers["location"] == f"{client.base_url.path}rooms/"
+
+
+def test_djangos_own_pages_carry_no_allow_header(client: httpx.Client) -> None:
+    response = client.get("rooms/not/a/route/")
+    assert response.status_code == 404 and response.headers["content-type"].startswith("text/html")
+    assert "allow" not in response.headers
 
 
 # ----------------------------------------------------------------------------------------------- rooms: auth
@@ -533,6 +739,9 @@ def test_unauthenticated_calls_answer_as_observed(client: httpx.Client, meet: Me
                               headers={"Authorization": header} if header is not None else {})
     assert response.status_code == status
     assert response.json() == {"detail": detail}
+    assert response.headers["www-authenticate"] == "Bearer"    # the first authenticator of the room views
+    assert response.headers["allow"] == ("GET, HEAD, OPTIONS" if endpoint == "retrieve" else
+                                         "GET, POST, HEAD, OPTIONS")
     assert len(meet.rooms()) == before
 
 
@@ -564,6 +773,7 @@ def test_a_token_without_the_scope_is_forbidden(client: httpx.Client, meet: Meet
                               headers=bearer(token))
     assert response.status_code == 403
     assert response.json() == {"detail": f"Insufficient permissions. Required scope: {scope}"}
+    assert "allow" in response.headers
 
 
 def test_a_disabled_user_is_refused(client: httpx.Client, meet: MeetState) -> None:
@@ -576,6 +786,20 @@ def test_a_disabled_user_is_refused(client: httpx.Client, meet: MeetState) -> No
 
 
 # ----------------------------------------------------------------------------------------------- sandbox-only
+
+def test_inactive_users_are_seeded_from_the_options(contract_ministry: tuple[Path, dict[str, Any]]) -> None:
+    """MeetOptions.inactive_users: a directory user is deactivated, an unknown address becomes a disabled user."""
+    from sandbox.meet import directory_mails
+    from sandbox.server import Sandbox
+
+    listed = next(mail for mail in directory_mails(contract_ministry[0] / "directory.ldif") if mail.endswith(DOMAIN))
+    unknown = unknown_address("desactive")
+    state = MeetState(Sandbox(SandboxConfig(data_dir=contract_ministry[0])),
+                      MeetOptions(inactive_users=(listed.upper(), unknown), logged_in_share=1.0))
+    (seeded,) = state.users_with_email(unknown)
+    assert (seeded.is_active, seeded.origin, seeded.sub is not None) == (False, "seeded", True)
+    assert [user.is_active for user in state.users_with_email(listed)] == [False] * len(state.users_with_email(listed))
+    assert all(user.is_active for user in state.users() if user.email.lower() not in (listed.lower(), unknown))
 
 def test_the_inspection_route_lists_rooms_with_their_owner(client: httpx.Client, meet: MeetState,
                                                            server: SandboxServer) -> None:

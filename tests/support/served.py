@@ -38,9 +38,9 @@ def _free_port() -> int:
 @contextmanager
 def served_sandbox(data: Path, *, rate_limits: bool = True, zoom_plan: str = "business") -> Iterator[Served]:
     """Serve `data` until the block ends; fail with the server's output if it does not come up."""
-    port, tls_port = _free_port(), _free_port()
+    port, tls_port, smtp_port = _free_port(), _free_port(), _free_port()
     command = [sys.executable, "-m", "flows.cli", "sandbox", "serve", "--data", str(data), "--port", str(port),
-               "--tls-port", str(tls_port), "--zoom-plan", zoom_plan]
+               "--tls-port", str(tls_port), "--smtp-port", str(smtp_port), "--zoom-plan", zoom_plan]
     if not rate_limits:
         command.append("--no-rate-limits")
     process = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[2], stdout=subprocess.DEVNULL,
