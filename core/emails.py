@@ -1,4 +1,9 @@
-"""E-mail addresses as match keys: trimmed, NFC, case-folded local part, IDNA domain."""
+"""E-mail addresses and mail domains as match keys: trimmed, NFC, case-folded local part, IDNA domain.
+
+A domain has one normal form wherever it is compared (an address's domain, a tenant's domains, the identity
+providers' routing table): ASCII (IDNA 2008 with UTS #46 mapping) in lower case, without the trailing dot, so that
+`défense.gouv.fr`, `DÉFENSE.gouv.fr` and `xn--dfense-bva.gouv.fr` are one domain.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ _ATOM = r"[\w!#$%&'*+/=?^`{|}~-]+"
 _LOCAL_RE = re.compile(rf"^{_ATOM}(?:\.{_ATOM})*$")
 _MAX_LOCAL = 64
 _MAX_ADDRESS = 254
+_MAX_DOMAIN = 253
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +55,7 @@ def parse_email(raw: str) -> EmailAddress | InvalidEmail:
         return InvalidEmail(raw, "more than one @")
     if len(local) > _MAX_LOCAL or not _LOCAL_RE.match(local):
         return InvalidEmail(raw, "invalid local part")
-    ascii_domain = _ascii_domain(domain)
+    ascii_domain = normalise_domain(domain)
     if ascii_domain is None:
         return InvalidEmail(raw, "invalid domain")
     address = EmailAddress(local.casefold(), ascii_domain)
@@ -62,6 +68,16 @@ def normalise_email(raw: str) -> str | None:
     """The normal form of `raw` as text, or None when it is not an address (for keys and lookups)."""
     parsed = parse_email(raw)
     return str(parsed) if isinstance(parsed, EmailAddress) else None
+
+
+def normalise_domain(text: str) -> str | None:
+    """The normal form of a mail domain (ASCII IDNA, lower case, no trailing dot), or None when `text` is not one.
+    Every comparison of domains goes through it: addresses (parse_email), tenant domains, identity routing."""
+    plain = unicodedata.normalize("NFC", text).strip()
+    if not plain or any(ch.isspace() or ch == "@" for ch in plain):
+        return None
+    ascii_domain = _ascii_domain(plain)
+    return ascii_domain if ascii_domain is not None and len(ascii_domain) <= _MAX_DOMAIN else None
 
 
 _LDH_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")

@@ -2,8 +2,13 @@
 
 The anchor is the directory's immutable id (entryUUID / objectGUID / employee number), never the ProConnect `sub`.
 Source accounts match a person by primary e-mail, then alias, then the directory anchor the platform carries
-(Entra's onPremisesImmutableId), then the employee id — never by display name. A value held by several entries is
-contested and held back: a primary beats an alias (the alias holder loses it); two primaries lose it both.
+(Entra's onPremisesImmutableId), then the employee id, then a former e-mail of the person (an address the directory
+gave up, remembered from the e-mail-changed history) — never by display name. A value held by several entries is
+contested and held back: a primary beats an alias (the alias holder loses it), an alias beats a former e-mail; two
+primaries lose it both.
+Directory entries that the tenant's patterns recognise as rooms, shared mailboxes or administrator identities (on
+the e-mail local part or the login) stay persons but are excluded from waves, with the conflict that says why; an
+account tied to one is held back with the same reason. Domains compare in one normal form (core.emails).
 Conflicts are values with a reason code (core.ConflictKind); the flow stores them and closes those that a later
 run no longer finds.
 """
@@ -16,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from urllib.parse import quote
 
-from core.emails import EmailAddress, normalise_email, parse_email
+from core.emails import EmailAddress, normalise_domain, normalise_email, parse_email
 from core.records import Conflict, ConflictKind, DirectoryEntry, MatchMethod, Platform, SourceAccount
 
 
@@ -27,9 +32,15 @@ class KeyKind(StrEnum):
     ALIAS = "alias"
     IMMUTABLE = "immutable"
     EMPLOYEE = "employee"
+    # A primary e-mail the entry had before a change: history, not derived from the current entry, so a complete
+    # pass keeps it; looked up as an e-mail with the lowest priority.
+    FORMER = "former"
 
 
+# The e-mails an entry holds now (those that can be shared, contested, asserted by ProConnect).
 EMAIL_KINDS = frozenset({KeyKind.PRIMARY, KeyKind.ALIAS})
+# Every key an account's e-mail is looked up in, in the order the owner rule prefers them.
+EMAIL_LOOKUP_KINDS = (KeyKind.PRIMARY, KeyKind.ALIAS, KeyKind.FORMER)
 
 
 class Lookup(StrEnum):
@@ -41,8 +52,8 @@ class Lookup(StrEnum):
 
 
 def lookup_of(kind: KeyKind) -> Lookup:
-    """Primary and alias keys answer the same e-mail lookup (the owner rule decides between them)."""
-    return Lookup.EMAIL if kind in EMAIL_KINDS else Lookup(kind.value)
+    """Primary, alias and former e-mail keys answer the same e-mail lookup (the owner rule decides between them)."""
+    return Lookup.EMAIL if kind in EMAIL_LOOKUP_KINDS else Lookup(kind.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +77,11 @@ class Owner:
 
 @dataclass(frozen=True, slots=True)
 class Contested:
-    """A value several entries claim: nobody gets it until a human decides."""
+    """A value several entries claim (through keys of one kind): nobody gets it until a human decides."""
 
     value: str
     anchors: tuple[str, ...]
+    kind: KeyKind = KeyKind.PRIMARY
 
 
 class OverrideAction(StrEnum):
@@ -105,16 +117,41 @@ class IdentityPolicy:
     visio_base_url: str | None = None
     visio_precreates_users: bool = False
 
+    def __post_init__(self) -> None:
+        # Whatever the spelling of the tenant file, the table is keyed by the normal form parsed addresses carry.
+        object.__setattr__(self, "idp_by_domain", routing_table(self.idp_by_domain))
+
+    def provider_of(self, domain: str) -> str | None:
+        """The identity provider ProConnect routes `domain` to (any spelling), or None (ProConnect Identité)."""
+        key = normalise_domain(domain)
+        return self.idp_by_domain.get(key) if key is not None else None
+
     @classmethod
     def build(cls, *, idp_by_domain: Mapping[str, str], non_person_patterns: Iterable[str] = (),
               privileged_patterns: Iterable[str] = (), population_policy: Iterable[str] = (),
               siret: str | None = None, visio_base_url: str | None = None,
               visio_precreates_users: bool = False) -> IdentityPolicy:
-        return cls(idp_by_domain={domain.lower(): idp for domain, idp in idp_by_domain.items()},
+        return cls(idp_by_domain=idp_by_domain,
                    non_person_patterns=tuple(re.compile(p, re.IGNORECASE) for p in non_person_patterns),
                    privileged_patterns=tuple(re.compile(p, re.IGNORECASE) for p in privileged_patterns),
                    population_policy=frozenset(p.lower() for p in population_policy), siret=siret,
                    visio_base_url=visio_base_url, visio_precreates_users=visio_precreates_users)
+
+
+def routing_table(idp_by_domain: Mapping[str, str]) -> dict[str, str]:
+    """The identity providers by domain keyed by the domains' normal form. ValueError (one line) for a key that is
+    not a domain, or for one domain declared twice (two spellings) with different providers."""
+    table: dict[str, str] = {}
+    spelled: dict[str, str] = {}
+    for domain, idp in idp_by_domain.items():
+        key = normalise_domain(domain)
+        if key is None:
+            raise ValueError(f"{domain!r} is not a mail domain")
+        if key in table and table[key] != idp:
+            raise ValueError(f"{spelled[key]!r} and {domain!r} are one domain ({key}) routed to two identity "
+                             f"providers ({table[key]!r}, {idp!r})")
+        table[key], spelled[key] = idp, domain
+    return table
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,11 +205,13 @@ CONFLICT_MEANING: dict[ConflictKind, str] = {
     ConflictKind.ALIAS_ONLY_MATCH: "matched through an alias: ProConnect asserts the primary e-mail",
     ConflictKind.DOMAIN_NOT_ROUTED: "a domain no ministry identity provider declares (ProConnect Identité)",
     ConflictKind.NO_PROCONNECT_COVERAGE: "the tenant SIRET is missing or invalid",
-    ConflictKind.NON_PERSON_ACCOUNT: "a room, service or shared account: needs a human owner",
-    ConflictKind.PRIVILEGED_ACCOUNT: "an administrator account: never matched automatically",
+    ConflictKind.NON_PERSON_ACCOUNT: "a room, service or shared account or directory entry: needs a human owner, "
+                                     "never in a wave",
+    ConflictKind.PRIVILEGED_ACCOUNT: "an administrator account or directory entry: never matched automatically, "
+                                     "never in a wave",
     ConflictKind.CASE_OR_UNICODE_MISMATCH: "same address written differently (informational)",
     ConflictKind.DEPARTED_OR_DISABLED: "a disabled person still holding licences",
-    ConflictKind.EMAIL_CHANGED: "the directory e-mail changed since the previous pass",
+    ConflictKind.EMAIL_CHANGED: "the directory e-mail changed, or an account still shows the former one",
     ConflictKind.SUB_DRIFT: "several ProConnect subs observed for one person",
     ConflictKind.POPULATION_POLICY: "a population the ministry decides on (contractor, intern, partner)",
     ConflictKind.PROVISIONAL_NEVER_ACTIVATED: "a Visio user pre-created for a host who never logged in",
@@ -211,15 +250,22 @@ def directory_keys(entry: DirectoryEntry) -> list[IdentityKey]:
 
 
 def owner_of(value: str, holders: Sequence[IdentityKey]) -> Owner | Contested:
-    """Who a value belongs to: its one primary holder, else its one alias holder; several → contested."""
-    for tier in ((KeyKind.PRIMARY,), (KeyKind.ALIAS,), (KeyKind.IMMUTABLE,), (KeyKind.EMPLOYEE,)):
-        candidates = {key.anchor: key for key in holders if key.kind in tier}
+    """Who a value belongs to: its one primary holder, else its one alias holder, else its one former holder (the
+    address went to nobody since); several of the first kind present → contested."""
+    for tier in (*EMAIL_LOOKUP_KINDS, KeyKind.IMMUTABLE, KeyKind.EMPLOYEE):
+        candidates = {key.anchor: key for key in holders if key.kind is tier}
         if len(candidates) == 1:
             key = next(iter(candidates.values()))
             return Owner(key.anchor, key.kind, key.raw)
         if len(candidates) > 1:
-            return Contested(value, tuple(sorted(candidates)))
+            return Contested(value, tuple(sorted(candidates)), tier)
     raise ValueError(f"no holder for {value!r}")
+
+
+def former_key(anchor: str, previous: str) -> IdentityKey | None:
+    """The key that keeps a person's previous primary e-mail, so that an account still showing it finds them."""
+    value = normalise_email(previous)
+    return IdentityKey(KeyKind.FORMER, value, anchor, previous.strip()) if value is not None else None
 
 
 def value_conflicts(value: str, holders: Sequence[IdentityKey]) -> list[Conflict]:
@@ -242,26 +288,58 @@ def expectation(entry: DirectoryEntry, policy: IdentityPolicy, *, primary_contes
     """The e-mail ProConnect will assert, the identity provider its domain routes to, the Visio onboarding."""
     email = None if primary_contested else entry.primary_email.strip()
     parsed = parse_email(entry.primary_email)
-    domain = parsed.domain if isinstance(parsed, EmailAddress) else None
     hint = None
     if email is not None and policy.visio_base_url:
         hint = f"{policy.visio_base_url.rstrip('/')}/?login_hint={quote(email, safe='@')}"
-    return Expectation(proconnect_email=email, expected_idp=policy.idp_by_domain.get(domain or ""),
+    return Expectation(proconnect_email=email,
+                       expected_idp=policy.provider_of(parsed.domain) if isinstance(parsed, EmailAddress) else None,
                        siret=policy.siret, login_hint_url=hint,
                        visio_provisioning="precreated" if policy.visio_precreates_users else "first_login")
 
 
 def person_conflicts(entry: DirectoryEntry, policy: IdentityPolicy) -> list[Conflict]:
-    """Conflicts that belong to the person: an unrouted domain, a population the ministry must decide on."""
+    """Conflicts that belong to the person: not a person a wave moves (room, shared mailbox, administrator), an
+    unrouted domain, a population the ministry must decide on."""
     conflicts = []
+    if (excluded := excluded_kind(entry, policy)) is not None:
+        email = normalise_email(entry.primary_email) or entry.primary_email.strip().lower()
+        conflicts.append(Conflict(excluded, entry.anchor, email, _EXCLUDED_DETAIL[excluded]))
     parsed = parse_email(entry.primary_email)
-    if isinstance(parsed, EmailAddress) and parsed.domain not in policy.idp_by_domain:
+    if isinstance(parsed, EmailAddress) and policy.provider_of(parsed.domain) is None:
         conflicts.append(Conflict(ConflictKind.DOMAIN_NOT_ROUTED, entry.anchor, parsed.domain,
                                   "no identity provider of the tenant declares this domain: ProConnect Identité only"))
     if entry.population and entry.population.lower() in policy.population_policy:
         conflicts.append(Conflict(ConflictKind.POPULATION_POLICY, entry.anchor, entry.population.lower(),
                                   "population the ministry decides on"))
     return conflicts
+
+
+_EXCLUDED_DETAIL = {
+    ConflictKind.NON_PERSON_ACCOUNT: "a room, service or shared mailbox in the directory: never selected in a wave; "
+                                     "its meetings need a human owner",
+    ConflictKind.PRIVILEGED_ACCOUNT: "an administrator identity in the directory: never selected in a wave (the "
+                                     "person's own entry is)",
+}
+
+
+def excluded_kind(entry: DirectoryEntry, policy: IdentityPolicy) -> ConflictKind | None:
+    """Why a directory entry is not a person a wave may select — a room, service or shared mailbox
+    (NON_PERSON_ACCOUNT) or an administrator identity (PRIVILEGED_ACCOUNT), by the tenant's patterns on its e-mail
+    local part or its login — or None for a person."""
+    email = normalise_email(entry.primary_email) or entry.primary_email.strip().lower()
+    names = [email.partition("@")[0]]
+    if entry.login and entry.login.strip():
+        # sAMAccountName or uid; a UPN or DOMAIN\name where a mapping takes those: patterns see the name.
+        names.append(entry.login.strip().rpartition("\\")[2].partition("@")[0].casefold())
+    if _any_match(policy.non_person_patterns, names):
+        return ConflictKind.NON_PERSON_ACCOUNT
+    if _any_match(policy.privileged_patterns, names):
+        return ConflictKind.PRIVILEGED_ACCOUNT
+    return None
+
+
+def _any_match(patterns: Iterable[re.Pattern[str]], names: Sequence[str]) -> bool:
+    return any(pattern.search(name) for pattern in patterns for name in names if name)
 
 
 _WAS = "was "
@@ -307,9 +385,12 @@ def account_subject(account: SourceAccount) -> str:
 
 
 def match_account(account: SourceAccount, *, lookups: Mapping[tuple[Lookup, str], Owner | Contested],
-                  policy: IdentityPolicy, override: Override | None = None) -> AccountOutcome:
+                  policy: IdentityPolicy, override: Override | None = None,
+                  excluded: Mapping[str, ConflictKind] | None = None) -> AccountOutcome:
     """Tie one source account to a person, or say why not. `lookups` holds the owner of every value the account
-    offers (see lookup_values); a value nobody holds is simply absent."""
+    offers (see lookup_values); a value nobody holds is simply absent. `excluded` gives, for the owners that are
+    not persons a wave moves, why (excluded_kind): an account tied to one is held back with that reason, unless
+    the migration team's override ties it."""
     subject = account_subject(account)
     email = normalise_email(account.email) or account.email.strip().lower()
     if override is not None:
@@ -322,18 +403,16 @@ def match_account(account: SourceAccount, *, lookups: Mapping[tuple[Lookup, str]
             return AccountUnmatched(account.platform, account.external_id, Conflict(
                 ConflictKind.NON_PERSON_ACCOUNT, subject, email, "marked as a service account: name its owner"))
     local = email.partition("@")[0]
-    if any(pattern.search(local) for pattern in policy.non_person_patterns):
+    if _any_match(policy.non_person_patterns, [local]):
         return AccountUnmatched(account.platform, account.external_id, Conflict(
             ConflictKind.NON_PERSON_ACCOUNT, subject, email, "room, service or shared account: needs a human owner"))
     roles = policy.privileged_roles.get(account.platform, frozenset())
-    if (account.role is not None and account.role in roles) or any(
-            pattern.search(local) for pattern in policy.privileged_patterns):
+    if (account.role is not None and account.role in roles) or _any_match(policy.privileged_patterns, [local]):
         return AccountUnmatched(account.platform, account.external_id, Conflict(
             ConflictKind.PRIVILEGED_ACCOUNT, subject, email, "administrator: never matched automatically"))
 
-    contested = False
     found = lookups.get((Lookup.EMAIL, email))
-    if isinstance(found, Owner):
+    if isinstance(found, Owner) and found.kind in EMAIL_KINDS:
         method = MatchMethod.PRIMARY_EMAIL if found.kind is KeyKind.PRIMARY else MatchMethod.ALIAS
         conflicts: list[Conflict] = []
         if method is MatchMethod.ALIAS:
@@ -342,8 +421,7 @@ def match_account(account: SourceAccount, *, lookups: Mapping[tuple[Lookup, str]
         if account.email != found.raw:
             conflicts.append(Conflict(ConflictKind.CASE_OR_UNICODE_MISMATCH, subject, email,
                                       "same address written differently (case, spaces or Unicode form)"))
-        return AccountMatched(account.platform, account.external_id, found.anchor, method, tuple(conflicts))
-    contested = isinstance(found, Contested)
+        return _tie(account, found.anchor, method, conflicts, excluded)
     for kind, raw, method in ((Lookup.IMMUTABLE, account.immutable_id, MatchMethod.IMMUTABLE_ID),
                               (Lookup.EMPLOYEE, account.employee_id, MatchMethod.EMPLOYEE_ID)):
         value = normalise_id(raw)
@@ -351,11 +429,34 @@ def match_account(account: SourceAccount, *, lookups: Mapping[tuple[Lookup, str]
             continue
         owner = lookups.get((kind, value.upper() if kind is Lookup.EMPLOYEE else value))
         if isinstance(owner, Owner):
-            return AccountMatched(account.platform, account.external_id, owner.anchor, method)
-    reason = ("its e-mail is claimed by several directory entries" if contested
-              else "no directory entry (departed, external, guest or typo)")
+            return _tie(account, owner.anchor, method, [], excluded)
+    if isinstance(found, Owner):  # a former e-mail: the weakest key, after the ids the platform carries
+        return _tie(account, found.anchor, MatchMethod.FORMER_EMAIL, [Conflict(
+            ConflictKind.EMAIL_CHANGED, subject, email,
+            f"still on a former e-mail of person {found.anchor}: the platform has not caught up with the directory "
+            "(ProConnect will assert the current one)")], excluded)
+    if isinstance(found, Contested):
+        reason = ("its e-mail is a former address of several directory entries" if found.kind is KeyKind.FORMER
+                  else "its e-mail is claimed by several directory entries")
+    else:
+        reason = "no directory entry (departed, external, guest or typo)"
     return AccountUnmatched(account.platform, account.external_id,
                             Conflict(ConflictKind.SOURCE_UNMATCHED, subject, email, reason))
+
+
+def _tie(account: SourceAccount, anchor: str, method: MatchMethod, conflicts: Sequence[Conflict],
+         excluded: Mapping[str, ConflictKind] | None) -> AccountMatched | AccountUnmatched:
+    """The match, unless the person found is not one a wave moves: then the account is held back with that reason
+    (as an account recognised by its own address would be)."""
+    kind = (excluded or {}).get(anchor)
+    if kind is None:
+        return AccountMatched(account.platform, account.external_id, anchor, method, tuple(conflicts))
+    email = normalise_email(account.email) or account.email.strip().lower()
+    what = ("a room, service or shared mailbox" if kind is ConflictKind.NON_PERSON_ACCOUNT
+            else "an administrator identity")
+    return AccountUnmatched(account.platform, account.external_id, Conflict(
+        kind, account_subject(account), email,
+        f"tied ({method}) to directory entry {anchor}, {what}: never matched automatically"))
 
 
 def lookup_values(account: SourceAccount) -> list[tuple[Lookup, str]]:
@@ -404,15 +505,35 @@ class OverrideRow:
     reason: str
 
 
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class RowRefusal(StrEnum):
+    """Why a row of the overrides CSV is not applied."""
+
+    NO_ACTION_COLUMN = "NO_ACTION_COLUMN"            # the header is not the one export-conflicts writes
+    UNREADABLE_CSV = "UNREADABLE_CSV"                # the file is not CSV the reader can take (a NUL, a broken quote)
+    UNKNOWN_PLATFORM = "UNKNOWN_PLATFORM"
+    NO_ACCOUNT = "NO_ACCOUNT"                        # account_external_id empty
+    UNKNOWN_ACTION = "UNKNOWN_ACTION"
+    FORCE_MATCH_WITHOUT_PERSON = "FORCE_MATCH_WITHOUT_PERSON"
+    EXCLUDE_WITH_PERSON = "EXCLUDE_WITH_PERSON"
+    DECIDED_TWICE = "DECIDED_TWICE"                  # a second row about the same account
+    CONTROL_CHARACTERS = "CONTROL_CHARACTERS"        # a cell holds NUL or another control character
+    UNKNOWN_ACCOUNT = "UNKNOWN_ACCOUNT"              # not among the extracted accounts
+    UNKNOWN_PERSON = "UNKNOWN_PERSON"                # no current directory entry with that anchor
+
+
 @dataclass(frozen=True, slots=True)
 class RefusedRow:
-    """A row that is not applied, and why (one line the migration team can act on)."""
+    """A row that is not applied, and why (one line the migration team can act on), with its code."""
 
     line: int
     reason: str
+    code: RowRefusal
 
     def __str__(self) -> str:
-        return f"row {self.line}: {self.reason}"
+        return f"row {self.line}: {self.reason} [{self.code}]"
 
 
 def split_account_subject(subject: str) -> tuple[Platform, str] | None:
@@ -432,14 +553,18 @@ def parse_override_row(line: int, row: Mapping[str, str | None]) -> OverrideRow 
     action = cell("action").lower()
     if not action:
         return None
+    if any(_CONTROL.search(value or "") for value in row.values() if isinstance(value, str)):
+        return RefusedRow(line, "a cell holds a NUL or another control character (an export gone wrong?)",
+                          RowRefusal.CONTROL_CHARACTERS)
     platform_text, account = cell("platform").lower(), cell("account_external_id")
     if not platform_text and not account and (parsed := split_account_subject(cell("subject"))):
         platform_text, account = parsed[0].value, parsed[1]
     if platform_text not in {p.value for p in Platform}:
         return RefusedRow(line, f"platform {platform_text or '(empty)'!r} is not one of "
-                                + ", ".join(p.value for p in Platform))
+                                + ", ".join(p.value for p in Platform), RowRefusal.UNKNOWN_PLATFORM)
     if not account:
-        return RefusedRow(line, "account_external_id is empty: a decision is about one source account")
+        return RefusedRow(line, "account_external_id is empty: a decision is about one source account",
+                          RowRefusal.NO_ACCOUNT)
     anchor = cell("person_anchor") or None
     platform = Platform(platform_text)
     if action == CLEAR:
@@ -448,10 +573,12 @@ def parse_override_row(line: int, row: Mapping[str, str | None]) -> OverrideRow 
         chosen = OverrideAction(action)
     except ValueError:
         return RefusedRow(line, f"action {action!r} is not one of "
-                                + ", ".join([*(a.value for a in OverrideAction), CLEAR]))
+                                + ", ".join([*(a.value for a in OverrideAction), CLEAR]), RowRefusal.UNKNOWN_ACTION)
     if chosen is OverrideAction.FORCE_MATCH and anchor is None:
-        return RefusedRow(line, "force_match needs person_anchor (the directory anchor of the person)")
+        return RefusedRow(line, "force_match needs person_anchor (the directory anchor of the person)",
+                          RowRefusal.FORCE_MATCH_WITHOUT_PERSON)
     if chosen is OverrideAction.EXCLUDE and anchor is not None:
-        return RefusedRow(line, "exclude takes no person_anchor (to tie the account to a person, use force_match)")
+        return RefusedRow(line, "exclude takes no person_anchor (to tie the account to a person, use force_match)",
+                          RowRefusal.EXCLUDE_WITH_PERSON)
     return OverrideRow(line, platform, account, Override(platform, account, chosen, anchor), cell("reason"))
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from core.emails import normalise_domain
 from core.records import JsonValue
 
 SLUG_PATTERN = re.compile(r"^[a-z]{3}-[a-z]{4}-[a-z]{3}$")
@@ -156,5 +157,7 @@ def domain_check_from(domain: str, outcome: str | VisioRefusal) -> DomainCheck:
 
 
 def email_domain(email: str) -> str:
-    """The domain part of an address, lower-cased (Meet matches application domains case-insensitively)."""
-    return email.strip().rpartition("@")[2].lower()
+    """The domain part of an address in its normal form (core.emails.normalise_domain: IDNA, lower case), the form
+    every comparison with tenant domains uses; lower-cased as written when it is no domain at all."""
+    domain = email.strip().rpartition("@")[2]
+    return normalise_domain(domain) or domain.lower()

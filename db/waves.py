@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Table, delete, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from core import ActionKind, ActionState, Meeting, MeetingKind, Platform, Recurrence
+from core import ActionKind, ActionState, Meeting, MeetingKind, Platform, Recurrence, normalise_email
 from core.waves import Host, WaveAction, WaveSelection, WaveState
 from db import models
 from db.models import table_of
@@ -120,7 +120,22 @@ class WaveRepository:
         return list(self._session.execute(query.order_by(table.c.person_anchor).limit(limit)).scalars())
 
     def selected_anchors(self, selection: WaveSelection) -> list[str]:
-        """Current persons the selection names (departments with their sub-units, anchors, e-mails)."""
+        """Current persons the selection names (departments with their sub-units, anchors, e-mails in any
+        spelling), without those no wave moves (rooms, shared mailboxes, administrators: see excluded_selected)."""
+        person = table_of(models.Person)
+        query = (select(person.c.anchor).where(*self._named_by(selection), person.c.excluded_reason.is_(None))
+                 .order_by(person.c.anchor))
+        return list(self._session.execute(query).scalars())
+
+    def excluded_selected(self, selection: WaveSelection) -> list[tuple[str, str, str]]:
+        """(anchor, normalised e-mail, reason) of the current persons the selection names that no wave moves."""
+        person = table_of(models.Person)
+        query = (select(person.c.anchor, person.c.email_normalised, person.c.excluded_reason)
+                 .where(*self._named_by(selection), person.c.excluded_reason.is_not(None))
+                 .order_by(person.c.anchor))
+        return [(anchor, email, reason) for anchor, email, reason in self._session.execute(query).all()]
+
+    def _named_by(self, selection: WaveSelection) -> list[Any]:
         person = table_of(models.Person)
         conditions = []
         for department in selection.departments:
@@ -129,10 +144,9 @@ class WaveRepository:
         if selection.anchors:
             conditions.append(_in(person.c.anchor, selection.anchors))
         if selection.emails:
-            conditions.append(_in(person.c.email_normalised, [e.strip().lower() for e in selection.emails]))
-        query = (select(person.c.anchor).where(person.c.tenant_id == self._tenant_id, person.c.removed_at.is_(None),
-                                               or_(*conditions)).order_by(person.c.anchor))
-        return list(self._session.execute(query).scalars())
+            conditions.append(_in(person.c.email_normalised,
+                                  [normalise_email(e) or e.strip().lower() for e in selection.emails]))
+        return [person.c.tenant_id == self._tenant_id, person.c.removed_at.is_(None), or_(*conditions)]
 
     def unmatched_accounts(self, emails: Sequence[str]) -> list[tuple[str, str]]:
         """(platform, account id) of accounts the selection names by e-mail that matched no person."""
@@ -143,7 +157,7 @@ class WaveRepository:
                                                             match.c.platform == account.c.platform)
         query = (select(account.c.platform, account.c.external_id)
                  .where(account.c.tenant_id == self._tenant_id, account.c.removed_at.is_(None),
-                        _in(account.c.email_normalised, [e.strip().lower() for e in emails]),
+                        _in(account.c.email_normalised, [normalise_email(e) or e.strip().lower() for e in emails]),
                         account.c.external_id.not_in(matched))
                  .order_by(account.c.platform, account.c.external_id))
         return [(platform, external_id) for platform, external_id in self._session.execute(query).all()]
@@ -413,10 +427,32 @@ class CutoverRepository:
 
     def save_visio_user(self, email: str, *, user_id: str | None, rooms_before: Sequence[str], run_id: str,
                         now: datetime) -> None:
+        """Record a listing of the host's Visio rooms, keeping only what it taught.
+
+        `user_id` None (not learned this time) keeps the stored one; rooms bascule created or adopted (recorded in
+        `room`) are never among the host's rooms before — that snapshot is what tells a room a killed run created
+        from one the host had, so it must hold the host's own rooms only.
+        """
+        table = table_of(models.VisioUser)
+        if user_id is None:
+            user_id = self._session.execute(select(table.c.user_id).where(
+                table.c.tenant_id == self._tenant_id, table.c.email == email.lower())).scalar_one_or_none()
+        listed = list(dict.fromkeys(rooms_before))
+        ours = self.recorded_rooms(listed)
         row = {"tenant_id": self._tenant_id, "email": email.lower(), "user_id": user_id,
-               "rooms_before": list(rooms_before), "listed_run": run_id, "listed_at": now}
-        upsert_plain(self._session, table_of(models.VisioUser), [row], key=["tenant_id", "email"],
+               "rooms_before": [room for room in listed if room not in ours], "listed_run": run_id,
+               "listed_at": now}
+        upsert_plain(self._session, table, [row], key=["tenant_id", "email"],
                      update=["user_id", "rooms_before", "listed_run", "listed_at"])
+
+    def recorded_rooms(self, meet_ids: Sequence[str]) -> set[str]:
+        """Which of these Meet room ids bascule recorded (created or adopted), whoever owns them."""
+        table = table_of(models.Room)
+        found: set[str] = set()
+        for start in range(0, len(meet_ids), BATCH):
+            found.update(self._session.execute(select(table.c.meet_id).where(
+                table.c.tenant_id == self._tenant_id, _in(table.c.meet_id, meet_ids[start:start + BATCH]))).scalars())
+        return found
 
     # ---- rooms and links
 

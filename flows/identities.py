@@ -2,12 +2,16 @@
 
 Runbook, one pass (resumable: the phase and the last key done are checkpointed with each batch):
 1. keys — every identifier of every current directory entry (primary e-mail, aliases, immutable id, employee id),
-   batch by batch in anchor order; then the keys the pass did not produce are dropped and the e-mail values held
-   by several entries become conflicts (duplicate directory mail, shared Visio e-mail).
-2. persons — one person per entry with what ProConnect will assert and what Visio will need; the person-level
-   conflicts (domain not routed, population policy, e-mail changed since the last pass).
+   batch by batch in anchor order; then the keys the pass did not produce are dropped (former e-mails are history:
+   kept, and restored from the e-mail-changed history) and the e-mail values held by several entries become
+   conflicts (duplicate directory mail, shared Visio e-mail).
+2. persons — one person per entry with what ProConnect will assert and what Visio will need, and whether it is one
+   a wave may move (rooms, shared mailboxes and administrator identities, by the tenant's patterns, are not); the
+   person-level conflicts (not a person, domain not routed, population policy, e-mail changed since the last pass:
+   the previous address is kept as a former e-mail key).
 3. accounts — per platform, batch by batch in external-id order: each account's values are looked up in the keys
-   of step 1, the migration team's overrides applied, the account matched (with its method) or held back.
+   of step 1 (and the former e-mails of step 2), the migration team's overrides applied, the account matched (with
+   its method) or held back.
 4. close — the conflicts that need the whole picture (several accounts of one person, disabled but licensed, `sub`
    drift, tenant SIRET), matches the pass did not confirm dropped, conflicts it no longer found closed.
 
@@ -38,11 +42,14 @@ from core.identity import (
     IdentityPolicy,
     KeyKind,
     Lookup,
+    Owner,
     coverage,
     directory_keys,
     disabled_but_licensed,
     email_changed,
+    excluded_kind,
     expectation,
+    former_key,
     lookup_values,
     match_account,
     owners,
@@ -76,6 +83,7 @@ class IdentitySummary:
     pass_id: str
     resumed: bool = False
     persons: int = 0
+    excluded_persons: dict[str, int] = field(default_factory=dict)    # reason → persons never in a wave
     accounts: dict[str, dict[str, int]] = field(default_factory=dict)  # platform → matched/unmatched/excluded
     matches_by_method: dict[str, int] = field(default_factory=dict)
     conflicts: dict[str, int] = field(default_factory=dict)
@@ -123,11 +131,13 @@ def index_keys(database_url: str, tenant_id: str, *, pass_id: str, after: str | 
 
 @task(name="close-directory-keys", cache_policy=NO_CACHE)
 def close_keys(database_url: str, tenant_id: str, *, pass_id: str, done: int) -> int:
-    """Drop keys of entries gone or changed; turn values held by several entries into conflicts."""
+    """Drop keys of entries gone or changed (former e-mails stay); turn values held by several entries into
+    conflicts."""
     now = datetime.now(UTC)
     with transaction(database_url) as session:
         identities = IdentityRepository(session, tenant_id)
         dropped = identities.delete_stale_keys(pass_id=pass_id)
+        identities.upsert_keys(identities.former_keys_from_history(), pass_id=pass_id)
         batch = []
         for value, holders in identities.shared_email_values():
             batch.extend(value_conflicts(value, holders))
@@ -141,7 +151,8 @@ def close_keys(database_url: str, tenant_id: str, *, pass_id: str, done: int) ->
 @task(name="map-persons", cache_policy=NO_CACHE)
 def map_persons(database_url: str, tenant_id: str, policy: IdentityPolicy, *, pass_id: str, after: str | None,
                 limit: int, done: int) -> tuple[str | None, int]:
-    """One person per entry of the batch, with expectations and person-level conflicts."""
+    """One person per entry of the batch, with expectations, exclusion from waves and person-level conflicts; a
+    changed primary e-mail leaves a former e-mail key."""
     now = datetime.now(UTC)
     with transaction(database_url) as session:
         entries = DirectoryRepository(session, tenant_id).page(after=after, limit=limit)
@@ -150,7 +161,7 @@ def map_persons(database_url: str, tenant_id: str, policy: IdentityPolicy, *, pa
         primaries = {entry.anchor: normalise_email(entry.primary_email) or entry.primary_email.strip().lower()
                      for entry in entries}
         holders = identities.holders([(Lookup.EMAIL, value) for value in primaries.values()])
-        rows, conflicts = [], []
+        rows, conflicts, formers = [], [], []
         for entry in entries:
             value = primaries[entry.anchor]
             primary_holders = {key.anchor for key in holders.get((Lookup.EMAIL, value), [])
@@ -160,12 +171,16 @@ def map_persons(database_url: str, tenant_id: str, policy: IdentityPolicy, *, pa
             if entry.anchor in previous and (changed := email_changed(entry.anchor, before=previous[entry.anchor],
                                                                       after=value)):
                 conflicts.append(changed)
+                formers.append(former_key(entry.anchor, previous[entry.anchor]))
+            excluded = excluded_kind(entry, policy)
             row = {"anchor": entry.anchor, "primary_email": entry.primary_email.strip(), "email_normalised": value,
                    "display_name": entry.display_name, "department": entry.department,
-                   "population": entry.population, "disabled": entry.disabled, **asdict(expected)}
+                   "population": entry.population, "disabled": entry.disabled,
+                   "excluded_reason": excluded.value if excluded else None, **asdict(expected)}
             rows.append({**row, "content_hash": content_hash(row)})
         if rows:
             identities.upsert_persons(rows, now=now)
+        identities.upsert_keys([key for key in formers if key is not None], pass_id=pass_id)
         identities.upsert_conflicts(conflicts, pass_id=pass_id, now=now)
         last = entries[-1].anchor if entries else after
         full = len(entries) == limit
@@ -185,11 +200,13 @@ def map_accounts(database_url: str, tenant_id: str, platform: Platform, policy: 
         decided = identities.overrides()
         pairs = sorted({pair for account in accounts for pair in lookup_values(account)})
         lookups = owners(identities.holders(pairs))
+        excluded = identities.excluded_reasons([found.anchor for found in lookups.values()
+                                                if isinstance(found, Owner)])
         matches: list[AccountMatched] = []
         conflicts: list[Conflict] = []
         counts: Counter[str] = Counter()
         for account in accounts:
-            outcome = match_account(account, lookups=lookups, policy=policy,
+            outcome = match_account(account, lookups=lookups, policy=policy, excluded=excluded,
                                     override=decided.get((platform.value, account.external_id)))
             if isinstance(outcome, AccountMatched):
                 matches.append(outcome)
@@ -229,6 +246,7 @@ def close_pass(database_url: str, tenant_id: str, *, pass_id: str, siret: str, d
         resolved = identities.resolve_unseen_conflicts(pass_id=pass_id, now=now)
         _save(session, tenant_id, pass_id=pass_id, phase="close", after=None, done=done, complete=True)
         return {"resolved": resolved, "matches_dropped": matches_dropped, "persons": identities.person_count(),
+                "excluded_persons": identities.excluded_counts(),
                 "matches_by_method": identities.method_counts(), "conflicts": identities.open_conflict_counts()}
 
 
@@ -313,6 +331,7 @@ def map_identities(tenant_file: str, batch_size: int = BATCH, force: bool = Fals
 
     closed = close_pass(database_url, tenant.id, pass_id=pass_id, siret=tenant.siret, done=done)
     summary.persons = closed["persons"]
+    summary.excluded_persons = closed["excluded_persons"]
     summary.resolved = closed["resolved"]
     summary.matches_dropped = closed["matches_dropped"]
     summary.matches_by_method = dict(sorted(closed["matches_by_method"].items()))

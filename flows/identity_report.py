@@ -1,6 +1,7 @@
 """The identity report for the migration team, and the overrides CSV they send back.
 
-`counts` is what `bascule identities report --json` prints (conflict keys as in the generator's manifest);
+`counts` is what `bascule identities report --json` prints (conflict keys as in the generator's manifest; persons
+no wave moves — rooms, shared mailboxes, administrator identities — by reason);
 `write_conflicts_csv` is both the CSV detail and the file `export-conflicts` hands over for decisions;
 `apply_overrides` validates every decision row against the state database, stores and audits the valid ones.
 """
@@ -21,6 +22,7 @@ from core.identity import (
     OVERRIDE_COLUMNS,
     OverrideRow,
     RefusedRow,
+    RowRefusal,
     parse_override_row,
     split_account_subject,
 )
@@ -30,7 +32,8 @@ from flows.runtime import transaction
 
 
 def counts(database_url: str, tenant_id: str) -> dict[str, Any]:
-    """Persons, matches by method, open conflicts per kind (every kind, zeros included), expectations."""
+    """Persons (and those never selected in a wave, by reason), matches by method, open conflicts per kind (every
+    kind, zeros included), expectations."""
     with transaction(database_url) as session:
         identities = IdentityRepository(session, tenant_id)
         state = CheckpointRepository(session, tenant_id).get(SOURCE, STREAM)
@@ -40,6 +43,7 @@ def counts(database_url: str, tenant_id: str) -> dict[str, Any]:
             "tenant": tenant_id,
             "pass": {"id": state.pass_id, "complete": state.complete} if state else None,
             "persons": identities.person_count(),
+            "excluded_persons": identities.excluded_counts(),
             "expectations": identities.expectation_counts(),
             "matches_by_method": {str(method): methods.get(str(method), 0) for method in MatchMethod},
             "conflicts": {str(kind): open_counts.get(str(kind), 0) for kind in ConflictKind},
@@ -51,6 +55,9 @@ def render_text(report: dict[str, Any]) -> str:
     lines = [f"tenant {report['tenant']}: {report['persons']} persons, "
              f"{sum(report['matches_by_method'].values())} source accounts matched"
              + ("" if report["pass"] and report["pass"]["complete"] else " (last pass unfinished: re-run map)")]
+    if report.get("excluded_persons"):
+        lines.append("persons never selected in a wave: " + ", ".join(
+            f"{reason} {count}" for reason, count in report["excluded_persons"].items()))
     lines.append("matches by method:")
     lines += [f"  {method:<28} {count:>8}" for method, count in report["matches_by_method"].items() if count]
     lines.append("open conflicts by kind:")
@@ -92,6 +99,8 @@ td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}th{background:#
 </head><body>
 <h1>Identity report — {{ report.tenant }}</h1>
 <p>{{ report.persons }} persons; {{ report.matches_by_method.values() | sum }} source accounts matched.</p>
+{% if report.excluded_persons %}<p>Never selected in a wave: {% for reason, n in report.excluded_persons.items() %}
+{{ reason }} {{ n }}{% if not loop.last %}, {% endif %}{% endfor %}.</p>{% endif %}
 <h2>Matches by method</h2>
 <table><tr><th>method</th><th>accounts</th></tr>
 {% for method, n in report.matches_by_method.items() %}<tr><td>{{ method }}</td><td class="n">{{ n }}</td></tr>
@@ -131,10 +140,18 @@ class OverridesOutcome:
 
 def read_override_rows(lines: Iterable[str]) -> tuple[list[OverrideRow], list[RefusedRow], int]:
     """Parse the CSV (line numbers as a spreadsheet shows them: the header is row 1)."""
-    reader = csv.DictReader(lines)
+    try:
+        return _read_override_rows(lines)
+    except csv.Error as error:  # a NUL byte, a quote never closed: the file is refused, nothing of it applied
+        return [], [RefusedRow(1, f"the file is not readable CSV ({error})", RowRefusal.UNREADABLE_CSV)], 0
+
+
+def _read_override_rows(lines: Iterable[str]) -> tuple[list[OverrideRow], list[RefusedRow], int]:
+    reader = csv.DictReader(lines, strict=True)
     missing = {"action"} - set(reader.fieldnames or ())
     if missing:
-        return [], [RefusedRow(1, "the header has no 'action' column (use the file export-conflicts writes)")], 0
+        return [], [RefusedRow(1, "the header has no 'action' column (use the file export-conflicts writes)",
+                               RowRefusal.NO_ACTION_COLUMN)], 0
     rows: list[OverrideRow] = []
     refused: list[RefusedRow] = []
     empty = 0
@@ -147,7 +164,7 @@ def read_override_rows(lines: Iterable[str]) -> tuple[list[OverrideRow], list[Re
             refused.append(parsed)
         elif (key := (parsed.platform.value, parsed.account_external_id)) in first_row_of:
             refused.append(RefusedRow(number, f"account {key[0]}:{key[1]} is already decided in row "
-                                              f"{first_row_of[key]}"))
+                                              f"{first_row_of[key]}", RowRefusal.DECIDED_TWICE))
         else:
             first_row_of[key] = number
             rows.append(parsed)
@@ -165,11 +182,13 @@ def apply_overrides(database_url: str, tenant_id: str, lines: Iterable[str], *, 
         for row in rows:
             subject = f"{row.platform.value}:{row.account_external_id}"
             if not identities.account_exists(row.platform.value, row.account_external_id):
-                refused.append(RefusedRow(row.line, f"unknown account {subject} (not in the extracted accounts)"))
+                refused.append(RefusedRow(row.line, f"unknown account {subject} (not in the extracted accounts)",
+                                          RowRefusal.UNKNOWN_ACCOUNT))
                 continue
             anchor = row.override.person_anchor if row.override else None
             if anchor is not None and not identities.person_exists(anchor):
-                refused.append(RefusedRow(row.line, f"unknown person {anchor} (no current directory entry)"))
+                refused.append(RefusedRow(row.line, f"unknown person {anchor} (no current directory entry)",
+                                          RowRefusal.UNKNOWN_PERSON))
                 continue
             before = current.get((row.platform.value, row.account_external_id))
             if row.override is None:

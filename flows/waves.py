@@ -2,10 +2,12 @@
 
 Runbook of plan-wave: read the tenant → refuse a tenant not ready → create the wave or take it (replanning is
 allowed until it is frozen) → its members from the selection (departments with their sub-units, a CSV of anchors
-or e-mails) → for each batch of members, one task: their hosts and meetings → core.waves.plan_host → the actions
-upserted by key (pending and skipped ones refreshed, applied ones never touched; a meeting another live wave
-already gives a room is skipped with that reason) → actions a member who left would have had are dropped → the
-plan shown as a markdown and a table artifact and returned. Nothing external is written: this is the dry run.
+or e-mails); persons no wave moves (rooms, shared mailboxes, administrator identities) are left out, counted by
+reason, and each one the selection named explicitly is reported with its reason → for each batch of members, one
+task: their hosts and meetings → core.waves.plan_host → the actions upserted by key (pending and skipped ones
+refreshed, applied ones never touched; a meeting another live wave already gives a room is skipped with that
+reason) → actions a member who left would have had are dropped → the plan shown as a markdown and a table artifact
+and returned. Nothing external is written: this is the dry run.
 
 freeze-wave moves a planned wave to frozen: the plan the cutover will apply. Every state change is audited.
 """
@@ -14,7 +16,8 @@ from __future__ import annotations
 
 import csv
 import uuid
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +27,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from core import ActionKind, ActionState, Meeting
+from core import ActionKind, ActionState, ConflictKind, Meeting, normalise_email
+from core.identity import CONFLICT_MEANING
 from core.waves import BLOCKING_FLAGS, Host, WaveSelection, WaveState, check_transition, plan_host
 from db.repositories import AuditRepository
 from db.waves import HostRepository, PlanRepository, WaveRepository, WaveRow
@@ -52,6 +56,10 @@ class PlanSummary:
     flagged: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
     dropped: int = 0
+    # Persons the selection names that no wave moves (rooms, shared mailboxes, administrators), by reason; and
+    # each one it named explicitly (by e-mail or anchor, as written), with the reason it was left out.
+    excluded: dict[str, int] = field(default_factory=dict)
+    excluded_named: list[dict[str, str]] = field(default_factory=list)
 
 
 def read_selection_csv(path: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -72,6 +80,24 @@ def read_selection_csv(path: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
     except OSError as exc:
         raise WaveError(f"cannot read {path}: {exc.strerror}") from None
     return tuple(anchors), tuple(emails)
+
+
+def left_out(selection: WaveSelection, excluded: Sequence[tuple[str, str, str]]) -> tuple[dict[str, int],
+                                                                                         list[dict[str, str]]]:
+    """What the selection loses to persons no wave moves: counts by reason, and one entry per person it named
+    explicitly ({"selected": as written, "anchor", "reason"}), in the order it named them."""
+    by_reason = dict(sorted(Counter(reason for _anchor, _email, reason in excluded).items()))
+    reasons = {anchor: reason for anchor, _email, reason in excluded}
+    anchor_of = {email: anchor for anchor, email, _reason in excluded}
+    named: list[dict[str, str]] = []
+    seen: set[str] = set()
+    named_as = [*((a.strip(), a.strip()) for a in selection.anchors),
+                *((e.strip(), anchor_of.get(normalise_email(e) or e.strip().lower(), "")) for e in selection.emails)]
+    for written, anchor in named_as:
+        if anchor in reasons and anchor not in seen:
+            seen.add(anchor)
+            named.append({"selected": written, "anchor": anchor, "reason": reasons[anchor]})
+    return by_reason, named
 
 
 def audit_state(session: Any, tenant_id: str, wave: WaveRow, target: WaveState, *, now: datetime,
@@ -158,6 +184,12 @@ def render_plan(summary: PlanSummary | dict[str, Any]) -> str:
     data = summary if isinstance(summary, dict) else summary.__dict__
     actions: dict[str, dict[str, int]] = data["actions"]
     lines = [f"wave {data['wave']} of {data['tenant']}: {data['state']}, {data['members']} persons"]
+    if data.get("excluded"):
+        lines.append("  not selectable     " + ", ".join(f"{reason} {n}" for reason, n in data["excluded"].items())
+                     + " (rooms, shared mailboxes, administrators: never in a wave)")
+    for item in data.get("excluded_named") or ():
+        lines.append(f"  left out           {item['selected']}: {item['reason']}, "
+                     f"{CONFLICT_MEANING[ConflictKind(item['reason'])]}")
     for kind in ActionKind:
         states = actions.get(kind.value)
         if states:
@@ -179,8 +211,10 @@ def _plan_markdown(summary: PlanSummary) -> str:
     flags = ["| Flag | Meetings | Migrated? |", "|---|---|---|"]
     flags += [f"| {flag} | {count} | {'no' if flag in {str(f) for f in BLOCKING_FLAGS} else 'yes'} |"
               for flag, count in summary.flagged.items()]
-    return "\n".join([f"## Wave {summary.wave} — {summary.state}, {summary.members} persons (dry run)", "", *rows,
-                      "", "### Meetings flagged", "", *flags, ""])
+    left = ["Not selectable (never in a wave): " + ", ".join(f"{reason} {n}" for reason, n in summary.excluded.items())
+            + f"; {len(summary.excluded_named)} of them named explicitly.", ""] if summary.excluded else []
+    return "\n".join([f"## Wave {summary.wave} — {summary.state}, {summary.members} persons (dry run)", "", *left,
+                      *rows, "", "### Meetings flagged", "", *flags, ""])
 
 
 # ----------------------------------------------------------------------------------------------- flows
@@ -227,18 +261,22 @@ def plan_wave(tenant_file: str, wave: str, departments: list[str] | None = None,
                 waves.set_state(found.id, WaveState.PLANNED, now=at)
         selection = selection or found.selection
         members = waves.selected_anchors(selection)
+        excluded, excluded_named = left_out(selection, waves.excluded_selected(selection))
         waves.replace_members(found.id, members)
-    logger.info("tenant %s: wave %s selects %d persons", tenant.id, wave, len(members))
+    logger.info("tenant %s: wave %s selects %d persons; %d left out (%s), %d of them named explicitly", tenant.id,
+                wave, len(members), sum(excluded.values()), ", ".join(excluded) or "none", len(excluded_named))
     planned_at = datetime.now(UTC)
     for start in range(0, len(members), MEMBERS_PER_TASK):
         plan_members(database_url, tenant.id, found.id, wave, members[start:start + MEMBERS_PER_TASK],
                      now=at, stamp=planned_at)
     if selection.emails:
-        plan_unmatched(database_url, tenant.id, found.id, wave, list(selection.emails), now=at, stamp=planned_at)
+        plan_unmatched(database_url, tenant.id, found.id, wave,
+                       [normalise_email(e) or e.strip().lower() for e in selection.emails], now=at, stamp=planned_at)
     with transaction(database_url) as session:
         dropped = PlanRepository(session, tenant.id).drop_unplanned(found.id, planned_before=planned_at)
     summary = plan_summary(database_url, tenant.id, load_wave(database_url, tenant.id, wave))
     summary.dropped = dropped
+    summary.excluded, summary.excluded_named = excluded, excluded_named
     create_markdown_artifact(key=f"wave-plan-{tenant.id}-{_artifact_key(wave)}", markdown=_plan_markdown(summary),
                              description=f"Plan of wave {wave} (dry run)")
     create_table_artifact(key=f"wave-actions-{tenant.id}-{_artifact_key(wave)}",

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from connectors.retry import RetryPolicy, RetryStats
 from connectors.throttle import LocalThrottle, NoThrottle, Throttle
 from core import Platform
+from core.emails import normalise_domain
 from core.licences import CostModel, annual_unit_cost
 from flows.extract import SourceSet
 from flows.secrets import read_secret
@@ -61,7 +62,9 @@ def _share(settings: Settings) -> float:
 def build_sources(tenant: TenantConfig, settings: Settings, now: datetime | None) -> list[SourceSet]:
     """One SourceSet per platform the tenant has; secrets read now, from the environment or Prefect."""
     clock: Callable[[], datetime] = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
-    internal = frozenset(domain.lower() for domain in (*tenant.domains, *tenant.alias_domains))
+    # The normal form the connectors' parsed invitee addresses carry (IDNA): an accented domain is internal too.
+    internal = frozenset(key for domain in (*tenant.domains, *tenant.alias_domains)
+                         if (key := normalise_domain(domain)) is not None)
     share = _share(settings)
     sources: list[SourceSet] = []
     if tenant.sources.zoom is not None:

@@ -1,4 +1,4 @@
-"""E-mail normal forms: table-driven cases and properties."""
+"""E-mail and domain normal forms: table-driven cases and properties."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core import EmailAddress, InvalidEmail, normalise_email, parse_email
+from core.emails import normalise_domain
 
 
 @pytest.mark.parametrize(("raw", "expected"), [
@@ -73,3 +74,33 @@ def test_normal_form_is_a_fixed_point(raw: str) -> None:
     once = normalise_email(raw)
     if once is not None:
         assert normalise_email(once) == once
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("culture.gouv.fr", "culture.gouv.fr"),
+    (" CULTURE.Gouv.FR. ", "culture.gouv.fr"),
+    ("défense.gouv.fr", "xn--dfense-bva.gouv.fr"),
+    ("DÉFENSE.GOUV.FR", "xn--dfense-bva.gouv.fr"),
+    ("de\u0301fense.gouv.fr", "xn--dfense-bva.gouv.fr"),  # NFD
+    ("xn--dfense-bva.gouv.fr", "xn--dfense-bva.gouv.fr"),
+    ("XN--DFENSE-BVA.GOUV.FR", "xn--dfense-bva.gouv.fr"),
+    ("culture", None),
+    ("", None),
+    ("culture gouv.fr", None),
+    ("@culture.gouv.fr", None),
+    ("jean@culture.gouv.fr", None),
+    ("culture..gouv.fr", None),
+    ("-culture.gouv.fr", None),
+    ("xn--zz.fr", None),                 # punycode that does not decode
+    ("culture.gouv.f", None),
+    (("a" * 63 + ".") * 4 + "fr", None),  # over 253 characters
+])
+def test_domains_have_one_normal_form(raw: str, expected: str | None) -> None:
+    assert normalise_domain(raw) == expected
+
+
+@given(_local, _domain)
+def test_an_address_domain_is_the_normal_form_of_its_domain(local: str, domain: str) -> None:
+    for spelled in (domain, domain.upper(), f"{domain}."):
+        parsed = parse_email(f"{local}@{spelled}")
+        assert isinstance(parsed, EmailAddress) and parsed.domain == normalise_domain(spelled) == domain

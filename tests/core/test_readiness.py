@@ -310,3 +310,13 @@ def test_agent_picker_takes_the_first_agent_who_will_be_migrated_per_domain() ->
     assert "@" not in repr(picked["a.gouv.fr"])  # the e-mail stays out of logs and reprs
     picker.offer(_entry("10", "x@c.gouv.fr"))
     assert picker.done
+
+
+def test_agent_picker_compares_domains_in_their_normal_form() -> None:
+    picker = AgentPicker(["défense.gouv.fr", "CULTURE.GOUV.FR", "xn--mairie-couen-heb.fr"])
+    for entry in [_entry("1", "a@XN--DFENSE-BVA.gouv.fr"), _entry("2", "b@culture.gouv.fr"),
+                  _entry("3", "c@Mairie-Écouen.fr")]:
+        picker.offer(entry)
+    assert picker.done
+    assert {domain: agent.anchor if agent else None for domain, agent in picker.picked().items()} == {
+        "culture.gouv.fr": "2", "xn--dfense-bva.gouv.fr": "1", "xn--mairie-couen-heb.fr": "3"}

@@ -314,3 +314,188 @@ def test_a_tenant_never_onboarded_is_refused(tmp_path: Path, monkeypatch: pytest
     tenant = write_tenant(tmp_path, manifest, ldif_path=out / "directory.ldif")
     with pytest.raises(TenantNotReady, match="was never onboarded"):
         map_identities(tenant_file=str(tenant))
+
+
+# ----------------------------------------------------------------------------------------------- domains, any spelling
+
+def _person(anchor: str, mail: str, *aliases: str, login: str | None = None, employee: str | None = None,
+            department: str = "DNUM/SDI/B1") -> Any:
+    from core import AnchorKind, DirectoryEntry
+
+    return DirectoryEntry(anchor=anchor, anchor_kind=AnchorKind.OBJECT_GUID, dn=f"CN={anchor},OU=Test",
+                          primary_email=mail, aliases=aliases, login=login, employee_id=employee, display_name=anchor,
+                          department=department, population="agent")
+
+
+def test_a_tenant_routes_every_spelling_of_its_domains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       ministry_ad: tuple[Path, dict[str, Any]]) -> None:
+    """Domains declared with accents, in capitals and in punycode route their agents' addresses written in any of
+    the three forms; waves select them by any spelling too."""
+    from flows.waves import plan_wave
+
+    out, manifest = ministry_ad
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    tenant, _truths = _prepare(tmp_path, out, manifest, url, monkeypatch)
+    text = tenant.read_text(encoding="utf-8")
+    primary, secondary = manifest["tenant"]["domains"]
+    for old, new in (
+            (f'domains = ["{primary}", "{secondary}"]',
+             f'domains = ["{primary.upper()}", "{secondary}", "défense.example.gouv.fr", "xn--mairie-couen-heb.fr"]'),
+            (f'"{primary}" = "fi-culture"', f'"{primary.upper()}" = "fi-culture"\n'
+                                            '"défense.example.gouv.fr" = "fi-armees"\n'
+                                            '"xn--mairie-couen-heb.fr" = "fi-ecouen"')):
+        assert old in text
+        text = text.replace(old, new)
+    tenant.write_text(text, encoding="utf-8")
+    spelled = {"idn-1": ("a@défense.example.gouv.fr", "fi-armees"),
+               "idn-2": ("b@DÉFENSE.EXAMPLE.GOUV.FR", "fi-armees"),
+               "idn-3": ("c@xn--dfense-bva.example.gouv.fr", "fi-armees"),
+               "idn-4": ("d@mairie-écouen.fr", "fi-ecouen"),
+               "idn-5": ("e@MAIRIE-ÉCOUEN.FR", "fi-ecouen"),
+               "idn-6": ("f@xn--mairie-couen-heb.fr", "fi-ecouen"),
+               "idn-7": (f"g@{primary.title()}", "fi-culture")}
+    for anchor, (mail, _idp) in spelled.items():
+        _upsert_entry(url, _person(anchor, mail))
+
+    summary = _map(tenant)
+    assert summary["persons"] == manifest["identity"]["persons"] + len(spelled)
+    assert summary["conflicts"] == manifest["identity"]["conflicts"]   # no DOMAIN_NOT_ROUTED beyond the unrouted
+    assert _query(url, "select anchor, expected_idp from person where anchor like 'idn-%' order by anchor") == [
+        (anchor, idp) for anchor, (_mail, idp) in sorted(spelled.items())]
+    assert _query(url, "select count(*) from person where email_normalised like :d and expected_idp = 'fi-culture'",
+                  d=f"%@{primary}") == _query(url, "select count(*) from person where email_normalised like :d",
+                                               d=f"%@{primary}")
+
+    wave = plan_wave(str(tenant), "vague-idn", emails=["B@défense.example.gouv.fr", "C@XN--DFENSE-BVA.example.gouv.fr"],
+                     force=True)
+    assert wave["members"] == 2
+    assert _query(url, "select person_anchor from wave_member order by person_anchor") == [("idn-2",), ("idn-3",)]
+
+
+# ----------------------------------------------------------------------------------------------- not persons
+
+def _add_accounts(url: str, platform: Platform, *accounts: Any) -> None:
+    from db.repositories import SourceAccountRepository
+    from flows.runtime import transaction
+
+    with transaction(url) as session:
+        SourceAccountRepository(session, TENANT, platform).upsert(list(accounts), now=datetime.now(UTC),
+                                                                  pass_id="edit")
+
+
+def test_rooms_and_administrators_in_the_directory_are_never_in_a_wave(
+        mapped: tuple[str, Path, dict[str, Any]], tmp_path: Path) -> None:
+    from core import AccountStatus, SourceAccount
+    from flows.identity_report import counts, render_text
+    from flows.waves import plan_wave, render_plan
+
+    url, tenant, manifest = mapped
+    primary = manifest["tenant"]["domains"][0]
+    (department,) = _query(url, "select department from person where department is not null and disabled = 0 "
+                                "group by department order by count(*) desc limit 1")[0]
+    _upsert_entry(url, _person("zz-room", f"salle-essai@{primary}", f"visio-essai@{primary}", department=department))
+    _upsert_entry(url, _person("zz-admin", f"jean.essai.admin@{primary}", login="adm-jessai", employee="ADM0001",
+                               department=department))
+    _add_accounts(url, Platform.ZOOM,
+                  SourceAccount(Platform.ZOOM, "room-own", f"salle-essai@{primary}", AccountStatus.ACTIVE),
+                  SourceAccount(Platform.ZOOM, "room-alias", f"visio-essai@{primary}", AccountStatus.ACTIVE),
+                  SourceAccount(Platform.ZOOM, "admin-id", f"jessai@{primary}", AccountStatus.ACTIVE,
+                                employee_id="adm0001"))
+
+    summary = _map(tenant)
+    assert summary["excluded_persons"] == {"NON_PERSON_ACCOUNT": 1, "PRIVILEGED_ACCOUNT": 1}
+    assert _query(url, "select anchor, excluded_reason from person where excluded_reason is not null "
+                       "order by anchor") == [("zz-admin", "PRIVILEGED_ACCOUNT"), ("zz-room", "NON_PERSON_ACCOUNT")]
+    # The persons' conflicts (the report shows them), and the accounts held back as before, whatever key tied them.
+    assert _query(url, "select kind, subject from identity_conflict where status = 'open' and (subject like 'zz-%' "
+                       "or subject in ('zoom:room-own', 'zoom:room-alias', 'zoom:admin-id')) order by subject") == [
+        ("PRIVILEGED_ACCOUNT", "zoom:admin-id"), ("NON_PERSON_ACCOUNT", "zoom:room-alias"),
+        ("NON_PERSON_ACCOUNT", "zoom:room-own"), ("PRIVILEGED_ACCOUNT", "zz-admin"), ("NON_PERSON_ACCOUNT", "zz-room")]
+    assert _query(url, "select count(*) from identity_match where person_anchor like 'zz-%'") == [(0,)]
+    expected = Counter(manifest["identity"]["conflicts"])
+    expected.update({"NON_PERSON_ACCOUNT": 3, "PRIVILEGED_ACCOUNT": 2})
+    assert summary["conflicts"] == dict(expected)
+    report = counts(url, TENANT)
+    assert report["excluded_persons"] == summary["excluded_persons"]
+    assert "persons never selected in a wave: NON_PERSON_ACCOUNT 1, PRIVILEGED_ACCOUNT 1" in render_text(report)
+
+    # A department skips them and counts them by reason.
+    by_department = plan_wave(str(tenant), "vague-direction", departments=[department], force=True)
+    members = {anchor for (anchor,) in _query(url, "select person_anchor from wave_member w join wave v on "
+                                                   "v.id = w.wave_id where v.name = 'vague-direction'")}
+    assert members and not members & {"zz-room", "zz-admin"}
+    assert by_department["members"] == len(members) == _query(
+        url, "select count(*) from person where department = :d and excluded_reason is null", d=department)[0][0]
+    assert by_department["excluded"] == {"NON_PERSON_ACCOUNT": 1, "PRIVILEGED_ACCOUNT": 1}
+    assert by_department["excluded_named"] == []
+
+    # Named one by one (CSV or command line): planned without them, each one reported with its reason.
+    (someone,) = _query(url, "select anchor from person where excluded_reason is null order by anchor limit 1")[0]
+    selection = tmp_path / "selection.csv"
+    selection.write_text(f"anchor,email\n{someone},\nzz-admin,\n,SALLE-ESSAI@{primary.upper()}\n", encoding="utf-8")
+    named = plan_wave(str(tenant), "vague-liste", selection_csv=str(selection), emails=[f"visio-essai@{primary}"],
+                      force=True)
+    assert named["members"] == 1
+    assert named["excluded"] == {"NON_PERSON_ACCOUNT": 1, "PRIVILEGED_ACCOUNT": 1}
+    assert named["excluded_named"] == [
+        {"selected": "zz-admin", "anchor": "zz-admin", "reason": "PRIVILEGED_ACCOUNT"},
+        {"selected": f"SALLE-ESSAI@{primary.upper()}", "anchor": "zz-room", "reason": "NON_PERSON_ACCOUNT"}]
+    printed = render_plan(named)
+    assert f"left out           SALLE-ESSAI@{primary.upper()}: NON_PERSON_ACCOUNT, a room" in printed
+    assert "left out           zz-admin: PRIVILEGED_ACCOUNT, an administrator" in printed
+    assert "not selectable     NON_PERSON_ACCOUNT 1, PRIVILEGED_ACCOUNT 1" in printed
+
+
+# ----------------------------------------------------------------------------------------------- former e-mails
+
+def test_an_account_on_a_former_e_mail_stays_with_its_person_until_the_address_has_a_new_holder(
+        mapped: tuple[str, Path, dict[str, Any]]) -> None:
+    url, tenant, manifest = mapped
+    # Directory pass + extraction done (fixture): a person matched on Zoom by primary e-mail, the account carrying
+    # no id that would tie it anyway, the person with no other conflict.
+    anchor, account, old = _query(url, """
+        select m.person_anchor, m.account_external_id, p.email_normalised from identity_match m
+        join person p on p.anchor = m.person_anchor
+        join source_account a on a.platform = m.platform and a.external_id = m.account_external_id
+        where m.platform = 'zoom' and m.method = 'primary_email' and p.disabled = 0
+          and a.employee_id is null and a.immutable_id is null
+          and not exists (select 1 from identity_conflict c where c.subject = p.anchor)
+          and (select count(*) from identity_match o where o.person_anchor = m.person_anchor) = 1
+        order by m.person_anchor limit 1""")[0]
+    entry = _entry(url, anchor)
+    local, _, domain = old.partition("@")
+    new = f"{local}.nouveau@{domain}"
+    # Second directory pass: the mail changed, and this time the directory keeps no alias of the previous one.
+    _upsert_entry(url, dataclasses.replace(entry, primary_email=new))
+
+    changed = _map(tenant)
+    assert _query(url, "select person_anchor, method from identity_match where platform = 'zoom' and "
+                       "account_external_id = :a", a=account) == [(anchor, "former_email")]
+    assert changed["matches_by_method"]["former_email"] == 1
+    assert changed["conflicts"]["SOURCE_UNMATCHED"] == manifest["identity"]["conflicts"]["SOURCE_UNMATCHED"]
+    assert _query(url, "select subject, value from identity_conflict where kind = 'EMAIL_CHANGED' and status = 'open' "
+                       "order by subject") == [(anchor, new), (f"zoom:{account}", old)]
+    expected = Counter(manifest["identity"]["conflicts"])
+    expected.update({"EMAIL_CHANGED": 2})
+    assert changed["conflicts"] == dict(expected)
+
+    # The former address is history: a complete pass keeps it, and the match stands.
+    again = _map(tenant)
+    assert again["keys_dropped"] == 0 and again["resolved"] == 0 and again["conflicts"] == dict(expected)
+    # A database whose rename predates former keys: the e-mail-changed history restores them.
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        assert connection.execute(text("delete from identity_key where kind = 'former'")).rowcount == 1
+    engine.dispose()
+    _map(tenant)
+    assert _query(url, "select method from identity_match where account_external_id = :a", a=account) == [
+        ("former_email",)]
+
+    # The address later given to someone else as primary: the account goes to its new holder.
+    _upsert_entry(url, _person("zz-new-holder", old))
+    moved = _map(tenant)
+    assert _query(url, "select person_anchor, method from identity_match where platform = 'zoom' and "
+                       "account_external_id = :a", a=account) == [("zz-new-holder", "primary_email")]
+    assert "former_email" not in moved["matches_by_method"]
+    assert _query(url, "select status from identity_conflict where kind = 'EMAIL_CHANGED' and subject = :s",
+                  s=f"zoom:{account}") == [("resolved",)]
