@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from ldap3.core.exceptions import LDAPInvalidDnError
 from ldap3.utils.dn import parse_dn
 
+from connectors.wire import parse_record
 from core import AnchorKind, DirectoryEntry, InvalidEmail, Quarantined, ReasonCode, parse_email
 
 RawAttributes = Mapping[str, Sequence[bytes]]
@@ -174,7 +175,11 @@ def normalise_attributes(pairs: Sequence[tuple[str, bytes]]) -> dict[str, list[b
 def map_entry(dn: str, attributes: RawAttributes, mapping: DirectoryMapping,
               *, record_key: str | None = None) -> MappedEntry | Quarantined | None:
     """A DirectoryEntry, a quarantined record (with its reason), or None when the entry is not a person."""
-    key = record_key or dn
+    return parse_record(lambda: record_key or dn, lambda: _map_entry(dn, attributes, mapping, key=record_key or dn))
+
+
+def _map_entry(dn: str, attributes: RawAttributes, mapping: DirectoryMapping,
+               *, key: str) -> MappedEntry | Quarantined | None:
     classes = {value.decode("utf-8", "replace").lower() for value in attributes.get("objectclass", ())}
     if not mapping.person_classes <= classes or "computer" in classes:
         return None

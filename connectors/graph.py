@@ -98,9 +98,10 @@ from connectors.errors import (
     RateLimited,
     TransientConnectorError,
 )
-from connectors.paging import CursorGuard
+from connectors.paging import ListingBound, ListingFailed
 from connectors.retry import RetryPolicy, RetryStats, acall_with_retries, parse_retry_after
 from connectors.throttle import Throttle
+from connectors.wire import parse_record, record_key
 from core import (
     AccountStatus,
     HostRef,
@@ -143,6 +144,7 @@ EVENT_FIELDS = ("subject", "type", "start", "end", "originalStartTimeZone", "rec
 BATCH_LIMIT = 20
 ERROR_MAP: dict[str, Any] = {"XXX": ODataError}
 IMMUTABLE_IDS = 'IdType="ImmutableId"'
+MAX_EVENT_PAGES = 500   # a mailbox's events listing: nextLinks announce no total; beyond this it is not real
 # Said explicitly although HTML is the default: a body read as text and written back would lose its markup.
 HTML_BODY = 'outlook.body-content-type="html"'
 CALENDAR_FIELDS = ("type", "isOrganizer", "body", "location", "locations", "onlineMeeting", "changeKey")
@@ -311,15 +313,17 @@ class _GraphConnector:
         builder = session.client.subscribed_skus
         body = await self._get(session, "subscribedSkus", lambda: builder.to_get_request_information(
             RequestConfiguration(query_parameters=query)), key=self._identity_key, cost=RU_SKUS)
-        skus = _values(body, "subscribedSkus")
-        guard = CursorGuard(SYSTEM, "subscribedSkus")
+        skus = [sku for sku in _values(body, "subscribedSkus") if isinstance(sku, Mapping)]
+        bound = ListingBound(SYSTEM, "subscribedSkus", max_pages=100)
         while body.get("@odata.nextLink"):
             next_link = str(body["@odata.nextLink"])
-            guard.check(next_link)
+            bound.check(next_link)
             following = builder.with_url(next_link)
             body = await self._get(session, "subscribedSkus", following.to_get_request_information,
                                    key=self._identity_key, cost=RU_SKUS)
-            skus.extend(_values(body, "subscribedSkus"))
+            values = _values(body, "subscribedSkus")
+            bound.page(len(values))
+            skus.extend(sku for sku in values if isinstance(sku, Mapping))
         return skus
 
     def _plans_by_sku(self, session: _GraphSession) -> dict[str, frozenset[str]]:
@@ -360,21 +364,24 @@ class GraphAccountSource(_GraphConnector):
     def iter_accounts(self, cursor: str | None = None) -> Iterator[Page[SourceAccount | Quarantined | Removed]]:
         delta, url = _split_account_cursor(cursor)
         mode = "delta" if delta else "full"
-        guard = CursorGuard(SYSTEM, "users")
+        bound = ListingBound(SYSTEM, "users")
         with self._session() as session:
             plans = self._plans_by_sku(session)
             while True:
                 body = session.run(self._delta_page(session, url))
-                items = tuple(_account_or_removed(user, plans) for user in _values(body, "users delta"))
+                values = _values(body, "users delta")
+                bound.page(len(values))
+                items = tuple(map_delta_item(user, plans) for user in values)
                 next_link = body.get("@odata.nextLink")
                 if next_link:
-                    guard.check(next_link)
+                    bound.check(next_link)
                     yield Page(items, next_cursor=f"{mode}:{next_link}", delta=delta)
                     url = next_link
                     continue
                 delta_link = body.get("@odata.deltaLink")
                 if not delta_link:
-                    raise PermanentConnectorError(SYSTEM, "users delta: a page without nextLink or deltaLink")
+                    raise ListingFailed(SYSTEM, "users delta: a page without nextLink or deltaLink",
+                                        reason=ReasonCode.LISTING_MALFORMED)
                 yield Page(items, next_cursor=None, delta_cursor=f"delta:{delta_link}", delta=delta)
                 return
 
@@ -417,9 +424,12 @@ class GraphMeetingSource(_GraphConnector):
             return
         with self._session() as session:
             for index, group in enumerate(groups):
-                events, skipped = session.run(self._list_events(session, group))
+                events, skipped, failed = session.run(self._list_events(session, group))
                 items: list[Meeting | Quarantined] = []
                 for host in group:
+                    if host.external_id in failed:
+                        items.append(failed[host.external_id])
+                        continue
                     for event in events[host.external_id]:
                         found = map_event(event, host=host, now=self._clock(),
                                           internal_domains=self.config.internal_domains)
@@ -428,17 +438,21 @@ class GraphMeetingSource(_GraphConnector):
                         else:
                             items.append(found)
                 last = index == len(groups) - 1
-                yield Page(tuple(items), None if last else group[-1].external_id, skipped=skipped)
+                yield Page(tuple(items), None if last else group[-1].external_id, skipped=skipped,
+                           incomplete=tuple(host.external_id for host in group if host.external_id in failed))
 
-    async def _list_events(self, session: _GraphSession,
-                           group: Sequence[HostRef]) -> tuple[dict[str, list[Mapping[str, Any]]], int]:
+    async def _list_events(self, session: _GraphSession, group: Sequence[HostRef]
+                           ) -> tuple[dict[str, list[Any]], int, dict[str, Quarantined]]:
         """Every event of every host of the group, following each mailbox's nextLinks, re-submitting the items
-        that were throttled or failed."""
-        found: dict[str, list[Mapping[str, Any]]] = {host.external_id: [] for host in group}
+        that were throttled or failed. A host whose listing fails for good (a 4xx, a listing that never ends, a
+        page that is not a listing) is quarantined in the third value; the others go on."""
+        found: dict[str, list[Any]] = {host.external_id: [] for host in group}
         pending: dict[str, str] = {host.external_id: self._first_events_url(session, host.external_id)
                                    for host in group}
-        guards = {host.external_id: CursorGuard(SYSTEM, f"events of host {host.external_id}") for host in group}
+        bounds = {host.external_id: ListingBound(SYSTEM, f"events of host {host.external_id}",
+                                                 max_pages=MAX_EVENT_PAGES) for host in group}
         failures: dict[str, int] = {}
+        failed: dict[str, Quarantined] = {}
         skipped = 0
         while pending:
             chunk = list(pending.items())[:self.config.hosts_per_batch]
@@ -448,10 +462,18 @@ class GraphMeetingSource(_GraphConnector):
             for host_id, _url in chunk:
                 status, headers, body = responses[host_id]
                 if 200 <= status < 300:
-                    found[host_id].extend(_values(body if isinstance(body, dict) else {}, f"events of host {host_id}"))
-                    next_link = body.get("@odata.nextLink") if isinstance(body, dict) else None
+                    try:
+                        values = _values(body if isinstance(body, dict) else {}, f"events of host {host_id}")
+                        bounds[host_id].page(len(values))
+                        next_link = body.get("@odata.nextLink") if isinstance(body, dict) else None
+                        if next_link:
+                            bounds[host_id].check(str(next_link))
+                    except ListingFailed as refused:
+                        failed[host_id] = _host_failure(host_id, refused.reason, refused)
+                        del pending[host_id]
+                        continue
+                    found[host_id].extend(values)
                     if next_link:
-                        guards[host_id].check(str(next_link))
                         pending[host_id] = _relative(str(next_link), self.config.graph_url)
                     else:
                         del pending[host_id]
@@ -464,8 +486,12 @@ class GraphMeetingSource(_GraphConnector):
                     continue
                 error = _status_error(status, code, f"events of host {host_id}",
                                       _header(headers, "retry-after"))
-                if not isinstance(error, TransientConnectorError):
+                if isinstance(error, ConnectorAuthError):
                     raise error
+                if not isinstance(error, TransientConnectorError):
+                    failed[host_id] = _host_failure(host_id, ReasonCode.LISTING_REFUSED, error)
+                    del pending[host_id]
+                    continue
                 failures[host_id] = failures.get(host_id, 0) + 1
                 if failures[host_id] >= self._retry.attempts:
                     raise error
@@ -482,7 +508,7 @@ class GraphMeetingSource(_GraphConnector):
                 for position, (kind, _host) in enumerate(retried):
                     self._stats.record(kind, wait if position == 0 else 0.0)
                 await asyncio.sleep(wait)
-        return found, skipped
+        return found, skipped, failed
 
     def _first_events_url(self, session: _GraphSession, host_id: str) -> str:
         query = EventsRequestBuilder.EventsRequestBuilderGetQueryParameters(
@@ -600,36 +626,57 @@ class GraphCalendar(_GraphConnector):
         return _calendar_event(body, mailbox=mailbox, what=what)
 
 
+def _host_failure(host_id: str, reason: ReasonCode, error: BaseException) -> Quarantined:
+    log.warning("graph host %s: events listing failed (%s): quarantined, the pass goes on", host_id, reason)
+    return Quarantined(reason, f"teams:host:{host_id}:meetings", detail=str(error).removeprefix(f"{SYSTEM}: "))
+
+
 # ----------------------------------------------------------------------------------------------- mapping
 
-def _account_or_removed(user: Mapping[str, Any],
-                        plans: Mapping[str, frozenset[str]]) -> SourceAccount | Quarantined | Removed:
+def map_delta_item(user: object, plans: Mapping[str, frozenset[str]]) -> SourceAccount | Quarantined | Removed:
+    """An item of a `users/delta` page: a user, a removal (`@removed`), or quarantined."""
+    if not isinstance(user, Mapping):
+        return Quarantined(ReasonCode.MALFORMED_RECORD, f"teams:user:({type(user).__name__} item)",
+                           detail="a listed user is not a JSON object")
     removed = user.get("@removed")
     if removed is not None:
+        user_id = user.get("id")
+        if not isinstance(user_id, str) or not user_id:
+            return Quarantined(ReasonCode.MALFORMED_RECORD, record_key("teams:user", user_id),
+                               detail="a removal without a user id")
         reason = removed.get("reason") if isinstance(removed, Mapping) else None
-        return Removed(Platform.TEAMS, str(user.get("id")), str(reason or "deleted"))
+        return Removed(Platform.TEAMS, user_id, str(reason or "deleted"))
     return map_user(user, plans)
 
 
 def map_user(user: Mapping[str, Any], plans: Mapping[str, frozenset[str]]) -> SourceAccount | Quarantined:
     """An Entra user (Graph JSON) as a SourceAccount; `plans` is the service plan ids of each SKU id."""
-    user_id = str(user.get("id") or "")
+    return parse_record(lambda: record_key("teams:user", user.get("id")), lambda: _map_user(user, plans))
+
+
+def _map_user(user: Mapping[str, Any], plans: Mapping[str, frozenset[str]]) -> SourceAccount | Quarantined:
+    raw_id = user.get("id")
+    if raw_id is not None and not isinstance(raw_id, str):
+        return Quarantined(ReasonCode.MALFORMED_RECORD, record_key("teams:user", raw_id), detail="id is not a string")
+    user_id = raw_id or ""
     key = f"teams:user:{user_id}"
     if not user_id:
         return Quarantined(ReasonCode.MALFORMED_RECORD, key, detail="a user without id")
     email = user.get("mail") or user.get("userPrincipalName")
     if not isinstance(email, str) or not isinstance(parse_email(email), EmailAddress):
         return Quarantined(ReasonCode.INVALID_EMAIL, key, detail="neither mail nor userPrincipalName is an address")
-    aliases = tuple(dict.fromkeys(address[5:] for address in user.get("proxyAddresses") or []
+    aliases = tuple(dict.fromkeys(address[5:] for address in _list(user.get("proxyAddresses"), "proxyAddresses")
                                   if isinstance(address, str) and address.startswith("smtp:") and address[5:]))
     licences: list[str] = []
     licensed = False
-    for assigned in user.get("assignedLicenses") or []:
-        sku = str((assigned or {}).get("skuId") or "").lower()
+    for assigned in _list(user.get("assignedLicenses"), "assignedLicenses"):
+        if not isinstance(assigned, Mapping):
+            raise TypeError("an assigned licence is not an object")
+        sku = str(assigned.get("skuId") or "").lower()
         if not sku:
             continue
         licences.append(sku)
-        disabled = {str(plan).lower() for plan in assigned.get("disabledPlans") or []}
+        disabled = {str(plan).lower() for plan in _list(assigned.get("disabledPlans"), "disabledPlans")}
         licensed |= TEAMS1_PLAN_ID in plans.get(sku, frozenset()) and TEAMS1_PLAN_ID not in disabled
     return SourceAccount(
         platform=Platform.TEAMS, external_id=user_id, email=email,
@@ -640,14 +687,27 @@ def map_user(user: Mapping[str, Any], plans: Mapping[str, frozenset[str]]) -> So
         account_type=_text(user.get("userType")), department=_text(user.get("department")))
 
 
-def map_event(event: Mapping[str, Any], *, host: HostRef, now: datetime,
+def map_event(event: object, *, host: HostRef, now: datetime,
               internal_domains: frozenset[str]) -> Meeting | Quarantined | None:
     """A calendar event (Graph JSON) as a Meeting; None when it is not the organiser's copy of a Teams meeting."""
+    if not isinstance(event, Mapping):
+        return Quarantined(ReasonCode.MALFORMED_RECORD, f"teams:meeting:({type(event).__name__} item)",
+                           detail="a listed event is not a JSON object")
+    return parse_record(lambda: record_key("teams:meeting", event.get("id")),
+                        lambda: _map_event(event, host=host, now=now, internal_domains=internal_domains))
+
+
+def _map_event(event: Mapping[str, Any], *, host: HostRef, now: datetime,
+               internal_domains: frozenset[str]) -> Meeting | Quarantined | None:
     if (event.get("isOrganizer") is not True or event.get("isOnlineMeeting") is not True
             or event.get("onlineMeetingProvider") != "teamsForBusiness" or event.get("isCancelled") is True
             or event.get("type") not in ("seriesMaster", "singleInstance")):
         return None
-    event_id = str(event.get("id") or "")
+    raw_id = event.get("id")
+    if raw_id is not None and not isinstance(raw_id, str):
+        return Quarantined(ReasonCode.MALFORMED_RECORD, record_key("teams:meeting", raw_id),
+                           detail="id is not a string")
+    event_id = raw_id or ""
     key = f"teams:meeting:{event_id}"
     start = _instant(event.get("start"))
     end = _instant(event.get("end"))
@@ -670,7 +730,7 @@ def map_event(event: Mapping[str, Any], *, host: HostRef, now: datetime,
         return Quarantined(ReasonCode.MALFORMED_RECORD, key, detail="Teams meeting without onlineMeeting.joinUrl")
     link = parse_join_url(join_url)
     invitees = tuple(dict.fromkeys(
-        address.strip() for attendee in event.get("attendees") or []
+        address.strip() for attendee in _list(event.get("attendees"), "attendees")
         if isinstance(address := ((attendee or {}).get("emailAddress") or {}).get("address"), str)
         and address.strip()))
     timezone = recurrence.timezone if recurrence is not None else _iana(event.get("originalStartTimeZone"))
@@ -771,11 +831,21 @@ def _plan_ids(sku: Mapping[str, Any]) -> frozenset[str]:
                      if isinstance(plan, Mapping))
 
 
-def _values(body: Mapping[str, Any], what: str) -> list[Mapping[str, Any]]:
+def _values(body: Mapping[str, Any], what: str) -> list[Any]:
+    """A page's `value` as listed (callers quarantine the items that are not objects)."""
     value = body.get("value")
     if not isinstance(value, list):
-        raise TransientConnectorError(SYSTEM, f"{what}: a page without a value array")
-    return [item for item in value if isinstance(item, Mapping)]
+        raise ListingFailed(SYSTEM, f"{what}: a page without a value array", reason=ReasonCode.LISTING_MALFORMED)
+    return value
+
+
+def _list(value: object, name: str) -> list[Any]:
+    """A collection property (absent or null: empty); another JSON type makes the record malformed."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TypeError(f"{name} is not a collection")
+    return value
 
 
 def _json_object(raw: Any, what: str) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """Calendar updates by e-mail: an InvitationUpdate rendered with icalendar and sent over SMTP with smtplib.
 
 The calendar (RFC 5545 / iTIP RFC 5546): `METHOD:REQUEST`, one VEVENT with the update's UID and SEQUENCE, DTSTART
-and DTEND with the series' TZID, its RRULE verbatim (none for a one-off), ORGANIZER with `SENT-BY` the migration
-mailbox, one ATTENDEE per invitee (RSVP, NEEDS-ACTION), and the link in LOCATION, URL and DESCRIPTION. The
+and DTEND with the series' TZID, its RRULE verbatim (none for a one-off), EXDATE for the occurrences the organiser
+deleted, ORGANIZER with `SENT-BY` the migration mailbox, one ATTENDEE per invitee (RSVP, NEEDS-ACTION), and the link
+in LOCATION, URL and DESCRIPTION; then one overriding VEVENT per moved or resized occurrence (same UID and
+SEQUENCE, the RECURRENCE-ID of the occurrence it replaces, its own DTSTART and DTEND, the same link). The
 VTIMEZONE comes from the zoneinfo database through icalendar's `add_missing_timezones`, covering the series from
 its first start to ten years after the later of that start and today.
 
@@ -95,12 +97,41 @@ def message_id_for(idempotency_key: str, domain: str) -> str:
 def build_calendar(update: InvitationUpdate, *, mailbox: str, stamp: datetime) -> Calendar:
     """The iTIP REQUEST for `update` (no I/O; `stamp` is DTSTAMP, the moment the update is produced)."""
     stamp = _normalised(stamp)
-    event = Event.new(
+    event = _event(update, mailbox=mailbox, stamp=stamp, start=update.start, end=update.end)
+    if update.rrule is not None:
+        rule = update.rrule.removeprefix("RRULE:")
+        vRecur.from_ical(rule)  # refuse a rule that calendars could not read rather than mail it
+        # vRecur would write the parts back in its own order; the series' rule goes out as the platform wrote it.
+        event.add("rrule", vInline(rule))
+        if update.exclusions:
+            event.add("exdate", list(update.exclusions))
+    event.add("status", "CONFIRMED")
+    calendar = Calendar()
+    calendar.add("prodid", PRODID)
+    calendar.add("version", "2.0")
+    calendar.add("method", "REQUEST")
+    calendar.add_component(event)
+    if update.rrule is not None:
+        for change in update.exceptions:
+            length = timedelta(minutes=change.duration_minutes) if change.duration_minutes else update.duration
+            override = _event(update, mailbox=mailbox, stamp=stamp, start=change.start, end=change.start + length)
+            override.add("recurrence-id", change.original)
+            override.add("status", "CONFIRMED")
+            calendar.add_component(override)
+    first = update.start.date() - timedelta(days=1)
+    last = max(update.start.date(), stamp.date())
+    calendar.add_missing_timezones(first_date=first, last_date=date(last.year + _TIMEZONE_YEARS, 12, 31))
+    return calendar
+
+
+def _event(update: InvitationUpdate, *, mailbox: str, stamp: datetime, start: datetime, end: datetime) -> Event:
+    """A VEVENT of the update (the series, or one overridden occurrence of it)."""
+    return Event.new(
         uid=update.uid,
         sequence=update.sequence,
         summary=update.summary,
-        start=update.start,
-        end=update.end,
+        start=start,
+        end=end,
         stamp=stamp,
         location=update.link,
         url=update.link,
@@ -108,21 +139,6 @@ def build_calendar(update: InvitationUpdate, *, mailbox: str, stamp: datetime) -
         organizer=_organizer(update, mailbox),
         attendees=[_attendee(address) for address in update.attendees],
     )
-    if update.rrule is not None:
-        rule = update.rrule.removeprefix("RRULE:")
-        vRecur.from_ical(rule)  # refuse a rule that calendars could not read rather than mail it
-        # vRecur would write the parts back in its own order; the series' rule goes out as the platform wrote it.
-        event.add("rrule", vInline(rule))
-    event.add("status", "CONFIRMED")
-    calendar = Calendar()
-    calendar.add("prodid", PRODID)
-    calendar.add("version", "2.0")
-    calendar.add("method", "REQUEST")
-    calendar.add_component(event)
-    first = update.start.date() - timedelta(days=1)
-    last = max(update.start.date(), stamp.date())
-    calendar.add_missing_timezones(first_date=first, last_date=date(last.year + _TIMEZONE_YEARS, 12, 31))
-    return calendar
 
 
 class _MailPolicy(EmailPolicy):

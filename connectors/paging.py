@@ -17,7 +17,7 @@ import math
 from connectors.errors import PermanentConnectorError
 from core import ReasonCode
 
-__all__ = ["CursorGuard", "ListingBound", "ListingFailed"]
+__all__ = ["ListingBound", "ListingFailed"]
 
 DEFAULT_MAX_PAGES = 20_000
 DEFAULT_MAX_ITEMS = 2_000_000
@@ -110,10 +110,6 @@ class ListingBound:
         said = [f"{name} {value}" for name, value in (("total", self._total), ("page_count", self._page_count),
                                                       ("page_size", self._page_size)) if value is not None]
         return "announced " + ", ".join(said) if said else "nothing announced: hard cap"
-
-
-class CursorGuard(ListingBound):
-    """A listing known only by its cursors (kept for the call sites that announce nothing)."""
 
 
 def _with_margin(pages: int) -> int:

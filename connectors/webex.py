@@ -10,8 +10,9 @@ retry layer (connectors.retry, bounded) and the account's throttle.
 
 Wire choices:
 - every listing follows `Link: rel="next"` verbatim (the URL repeats the parameters, encoded, plus an opaque
-  cursor); a repeated next URL stops the listing (CursorGuard); a next URL on another origin is refused (the
-  bearer token never leaves the configured API host);
+  cursor); a repeated next URL, or a listing running past its hard cap (Webex announces no totals), stops it
+  (connectors.paging.ListingBound); a next URL on another origin is refused (the bearer token never leaves the
+  configured API host); a page whose `items` is not a list is LISTING_MALFORMED;
 - meetings are listed per host with `hostEmail`, `meetingType=meetingSeries`, `current=false` (so `start` is the
   first occurrence, the DTSTART of the RRULE), and always both `from` (today 00:00Z) and `to` (+window_days),
   in UTC with `Z`; the host's IANA zone (People API, batched `id=` lookups) goes in the `timezone` header so the
@@ -24,6 +25,11 @@ Cursors:
   page and skips the records already delivered (the org listing's order is stable), at most three times;
 - meetings: the external id of the last host fully listed (the MeetingSource contract). A cursor that is not
   among `hosts` means the caller already dropped the hosts done: listing starts at the first host given.
+
+A host whose meeting listing fails (a 4xx, a listing that never ends, a malformed page) is quarantined with the
+reason and named in `Page.incomplete`; the other hosts go on. A series whose invitees cannot be listed is
+quarantined (LISTING_REFUSED) rather than migrated without them. A record whose fields have unexpected types is
+quarantined (MALFORMED_RECORD, connectors.wire); a series listed twice is reported (DUPLICATE_SOURCE_ID).
 
 Meetings that are not the host's own: a `hostEmail` listing includes series where the user is only an invitee;
 they are dropped and counted in `Page.skipped`. A series with an empty `hostEmail` is quarantined
@@ -53,10 +59,11 @@ from connectors.errors import (
     RateLimited,
     TransientConnectorError,
 )
-from connectors.paging import CursorGuard
+from connectors.paging import ListingBound, ListingFailed
 from connectors.retry import RetryPolicy, RetryStats, call_with_retries, parse_retry_after
 from connectors.roles import HostRef
 from connectors.throttle import Throttle
+from connectors.wire import parse_record, record_key
 from core import (
     AccountStatus,
     EmailAddress,
@@ -80,6 +87,10 @@ MEETING_LICENCE_PREFIX = "Meeting - "
 PEOPLE_IDS_PER_LOOKUP = 85   # GET /people?id= accepts up to 85 ids
 MAX_PAGE_SIZE = 100          # people, meetings and invitees all stop at 100
 _RESTARTS = 3
+# Webex announces no totals: hard caps per listing (a host with 20,000 series or a series with 100,000
+# invitees is not a real listing).
+MAX_HOST_MEETING_PAGES = 200
+MAX_INVITEE_PAGES = 1_000
 logger = logging.getLogger(__name__)
 
 Json = dict[str, Any]
@@ -205,13 +216,15 @@ class _WebexBase:
     def fetch_licences(self) -> list[LicenceSku]:
         """Every licence of the organisation with its seats (one listing, followed through any next links)."""
         skus: list[LicenceSku] = []
-        guard = CursorGuard(SYSTEM, "licenses")
+        bound = ListingBound(SYSTEM, "licenses", max_pages=100)
         url: str | None = "licenses"
         params: dict[str, str] | None = {"orgId": self.config.org_id}
         while url is not None:
             body, next_url = self._client.get(url, params=params)
-            skus.extend(sku for item in _items(body, "licenses") if (sku := _licence(item)) is not None)
-            guard.check(next_url)
+            items = _items(body, "licenses")
+            bound.page(len(items))
+            skus.extend(sku for item in items if isinstance(item, dict) and (sku := _licence(item)) is not None)
+            bound.check(next_url)
             url, params = next_url, None
         self._catalogue = skus
         return list(skus)
@@ -237,7 +250,7 @@ class WebexAccountSource(_WebexBase):
         delivered = resumed.delivered if resumed else 0
         skip = 0
         restarts = 0
-        guard = CursorGuard(SYSTEM, "people")
+        bound = ListingBound(SYSTEM, "people")
         while url is not None:
             try:
                 body, next_url = self._client.get(url, params=params)
@@ -251,22 +264,27 @@ class WebexAccountSource(_WebexBase):
                 logger.warning("webex people: a next-page link was refused; restarting and skipping %d records",
                                delivered)
                 url, params, skip = first[0], dict(first[1]), delivered
-                guard = CursorGuard(SYSTEM, "people")
+                bound = ListingBound(SYSTEM, "people")
                 continue
             items = _items(body, "people")
+            bound.page(len(items))
             if skip:
                 dropped = min(skip, len(items))
                 items, skip = items[dropped:], skip - dropped
             accounts = tuple(self._account(item, meeting_licences) for item in items)
             delivered += len(accounts)
-            guard.check(next_url)
+            bound.check(next_url)
             if skip and next_url is None:
                 raise PermanentConnectorError(SYSTEM, "people: the restarted listing is shorter than the one resumed")
             yield Page(accounts, next_cursor=_AccountCursor(next_url, delivered).render() if next_url else None)
             url, params = next_url, None
 
-    def _account(self, person: Json, meeting_licences: frozenset[str]) -> SourceAccount | Quarantined:
-        person_id = str(person.get("id") or "")
+    def _account(self, person: object, meeting_licences: frozenset[str]) -> SourceAccount | Quarantined:
+        if not isinstance(person, dict):
+            return Quarantined(ReasonCode.MALFORMED_RECORD, f"webex:user:({type(person).__name__} item)",
+                               "a listed person is not a JSON object")
+        raw_id = person.get("id")
+        person_id = raw_id if isinstance(raw_id, str) else ""
         if "licenses" not in person and person_id:
             # Administrative fields are missing when the listing was made with ?id=: the person has them.
             person = self._client.get(f"people/{person_id}")[0]
@@ -312,9 +330,20 @@ def account_status(person: Mapping[str, object]) -> AccountStatus:
 
 def map_person(person: Json, meeting_licences: frozenset[str]) -> SourceAccount | Quarantined:
     """A Webex person as a SourceAccount, or quarantined when its primary e-mail is not an address."""
-    person_id = str(person.get("id") or "")
+    return parse_record(lambda: record_key("webex:user", person.get("id")),
+                        lambda: _map_person(person, meeting_licences))
+
+
+def _map_person(person: Json, meeting_licences: frozenset[str]) -> SourceAccount | Quarantined:
+    raw_id = person.get("id")
+    if raw_id is not None and not isinstance(raw_id, str):
+        return Quarantined(ReasonCode.MALFORMED_RECORD, record_key("webex:user", raw_id), "id is not a string")
+    person_id = raw_id or ""
     key = f"webex:user:{person_id}"
-    emails = [str(value) for value in person.get("emails") or [] if isinstance(value, str)]
+    raw_emails = person.get("emails") or []
+    if not isinstance(raw_emails, list):
+        raise TypeError("emails is not a list")
+    emails = [value for value in raw_emails if isinstance(value, str)]
     if not person_id:
         return Quarantined(ReasonCode.MALFORMED_RECORD, "webex:user:", "a person without an id")
     if not emails:
@@ -323,8 +352,8 @@ def map_person(person: Json, meeting_licences: frozenset[str]) -> SourceAccount 
     if not isinstance(parsed, EmailAddress):
         return Quarantined(ReasonCode.INVALID_EMAIL, key, f"primary e-mail is not an address ({parsed.reason})",
                            {"id": person_id, "value": emails[0]})
-    licences = tuple(str(value) for value in person.get("licenses") or [])
-    roles = [str(value) for value in person.get("roles") or []]
+    licences = tuple(_strings(person.get("licenses"), "licenses"))
+    roles = _strings(person.get("roles"), "roles")
     return SourceAccount(
         platform=Platform.WEBEX, external_id=person_id, email=emails[0], status=account_status(person),
         licences=licences, licensed=any(value in meeting_licences for value in licences),
@@ -368,18 +397,30 @@ class WebexMeetingSource(_WebexBase):
         today = self._clock().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         window = (_utc_z(today), _utc_z(today + timedelta(days=self.config.window_days)))
         items: list[Meeting | Quarantined] = []
+        incomplete: list[str] = []
         skipped = 0
         for chunk_start in range(0, len(remaining), self.config.hosts_per_page):
             chunk = remaining[chunk_start:chunk_start + self.config.hosts_per_page]
             zones = self._host_zones(chunk)
             for index, host in enumerate(chunk):
-                found, passed_over = self._host_meetings(host, zones.get(host.external_id, "UTC"), window)
+                try:
+                    found, passed_over = self._host_meetings(host, zones.get(host.external_id, "UTC"), window)
+                except ConnectorAuthError:
+                    raise
+                except PermanentConnectorError as error:
+                    reason = error.reason if isinstance(error, ListingFailed) else ReasonCode.LISTING_REFUSED
+                    logger.warning("webex host %s: meetings listing failed (%s): quarantined, the pass goes on",
+                                   host.external_id, reason)
+                    found = [Quarantined(reason, f"webex:host:{host.external_id}:meetings", _bare(error))]
+                    passed_over = 0
+                    incomplete.append(host.external_id)
                 items.extend(found)
                 skipped += passed_over
                 last = chunk_start + index == len(remaining) - 1
                 if last or index == len(chunk) - 1 or len(items) >= self.config.page_size:
-                    yield Page(tuple(items), next_cursor=None if last else host.external_id, skipped=skipped)
-                    items, skipped = [], 0
+                    yield Page(tuple(items), next_cursor=None if last else host.external_id, skipped=skipped,
+                               incomplete=tuple(incomplete))
+                    items, skipped, incomplete = [], 0, []
 
     def _host_zones(self, hosts: Sequence[HostRef]) -> dict[str, str]:
         """Each host's IANA zone (their meetings are expanded in it); UTC when unknown."""
@@ -387,9 +428,9 @@ class WebexMeetingSource(_WebexBase):
                                                          "max": str(MAX_PAGE_SIZE), "excludeStatus": "true"})
         zones: dict[str, str] = {}
         for person in _items(body, "people"):
-            zone = person.get("timezone")
-            if isinstance(zone, str) and _valid_zone(zone):
-                zones[str(person.get("id"))] = zone
+            zone = person.get("timezone") if isinstance(person, dict) else None
+            if isinstance(zone, str) and _valid_zone(zone) and isinstance(person.get("id"), str):
+                zones[person["id"]] = zone
         return zones
 
     def _host_meetings(self, host: HostRef, zone: str,
@@ -398,7 +439,7 @@ class WebexMeetingSource(_WebexBase):
         params: dict[str, str] | None = {
             "hostEmail": host_email, "meetingType": "meetingSeries", "current": "false",
             "from": window[0], "to": window[1], "max": str(self.config.page_size)}
-        guard = CursorGuard(SYSTEM, "meetings")
+        bound = ListingBound(SYSTEM, f"meetings of host {host.external_id}", max_pages=MAX_HOST_MEETING_PAGES)
         url: str | None = "meetings"
         found: list[Meeting | Quarantined] = []
         seen: set[str] = set()
@@ -412,9 +453,19 @@ class WebexMeetingSource(_WebexBase):
                 logger.warning("webex meetings: host %s is no longer known to Webex; nothing listed",
                                host.external_id)
                 return [], 0
-            for item in _items(body, "meetings"):
-                series_id = str(item.get("id") or "")
-                if not series_id or series_id in seen:
+            items = _items(body, "meetings")
+            bound.page(len(items))
+            for item in items:
+                raw_id = item.get("id") if isinstance(item, dict) else None
+                if not isinstance(raw_id, str) or not raw_id:
+                    found.append(Quarantined(ReasonCode.MALFORMED_RECORD, record_key("webex:meeting", raw_id),
+                                             "a listed series without a string id"))
+                    continue
+                series_id = raw_id
+                if series_id in seen:
+                    found.append(Quarantined(ReasonCode.DUPLICATE_SOURCE_ID, f"webex:meeting:{series_id}#duplicate",
+                                             "the host's listing returned this series more than once: the first "
+                                             "one is kept"))
                     continue
                 seen.add(series_id)
                 verdict = _ownership(item, host)
@@ -426,7 +477,7 @@ class WebexMeetingSource(_WebexBase):
                                              {"id": series_id, "listed_for": host.external_id}))
                 else:
                     found.append(self._meeting(item, host, zone))
-            guard.check(next_url)
+            bound.check(next_url)
             url, params = next_url, None
         return found, skipped
 
@@ -434,20 +485,29 @@ class WebexMeetingSource(_WebexBase):
         series_id = str(item["id"])
         invitees: list[Json] = []
         if item.get("scheduledType") != "personalRoomMeeting":  # the invitee API refuses personal-room ids
-            invitees = self._invitees(series_id, host)
+            try:
+                invitees = self._invitees(series_id, host)
+            except ConnectorAuthError:
+                raise
+            except PermanentConnectorError as error:
+                reason = error.reason if isinstance(error, ListingFailed) else ReasonCode.LISTING_REFUSED
+                return Quarantined(reason, f"webex:meeting:{series_id}",
+                                   f"its invitees could not be listed: {_bare(error)}")
         return map_meeting(item, host=host, invitees=invitees, now=self._clock(), fallback_zone=zone,
                            internal_domains=self.config.internal_domains)
 
     def _invitees(self, series_id: str, host: HostRef) -> list[Json]:
         params: dict[str, str] | None = {"meetingId": series_id, "hostEmail": host.email.strip(),
                                          "max": str(MAX_PAGE_SIZE)}
-        guard = CursorGuard(SYSTEM, "meetingInvitees")
+        bound = ListingBound(SYSTEM, f"invitees of series {series_id}", max_pages=MAX_INVITEE_PAGES)
         url: str | None = "meetingInvitees"
         invitees: list[Json] = []
         while url is not None:
             body, next_url = self._client.get(url, params=params)
-            invitees.extend(_items(body, "meetingInvitees"))
-            guard.check(next_url)
+            items = _items(body, "meetingInvitees")
+            bound.page(len(items))
+            invitees.extend(item for item in items if isinstance(item, dict))
+            bound.check(next_url)
             url, params = next_url, None
         return invitees
 
@@ -466,6 +526,13 @@ def _ownership(item: Json, host: HostRef) -> str:
 def map_meeting(item: Json, *, host: HostRef, invitees: Sequence[Json], now: datetime, fallback_zone: str = "UTC",
                 internal_domains: Sequence[str] = ()) -> Meeting | Quarantined:
     """A Webex meeting series (listed with current=false) as a Meeting, or quarantined."""
+    return parse_record(lambda: record_key("webex:meeting", item.get("id")),
+                        lambda: _map_meeting(item, host=host, invitees=invitees, now=now, fallback_zone=fallback_zone,
+                                             internal_domains=internal_domains))
+
+
+def _map_meeting(item: Json, *, host: HostRef, invitees: Sequence[Json], now: datetime, fallback_zone: str,
+                 internal_domains: Sequence[str]) -> Meeting | Quarantined:
     series_id = str(item["id"])
     key = f"webex:meeting:{series_id}"
     zone = _text(item.get("timezone")) or fallback_zone
@@ -498,7 +565,9 @@ def map_meeting(item: Json, *, host: HostRef, invitees: Sequence[Json], now: dat
     co_hosts = tuple(str(invitee.get("email")).strip() for invitee in invitees
                      if invitee.get("coHost") is True and invitee.get("email"))
     telephony = item.get("telephony")
-    call_in = telephony.get("callInNumbers") if isinstance(telephony, dict) else None
+    if telephony is not None and not isinstance(telephony, dict):
+        raise TypeError("telephony is not an object")
+    call_in = telephony.get("callInNumbers") if telephony else None
     return Meeting(
         platform=Platform.WEBEX, external_id=series_id, host_account_id=host.external_id,
         host_email=str(item.get("hostEmail") or host.email).strip(), topic=str(item.get("title") or ""),
@@ -514,11 +583,25 @@ def map_meeting(item: Json, *, host: HostRef, invitees: Sequence[Json], now: dat
 
 # ------------------------------------------------------------------------------------------------ parsing
 
-def _items(body: Json, stream: str) -> list[Json]:
+def _items(body: Json, stream: str) -> list[Any]:
+    """A page's `items` as listed (callers quarantine the items that are not objects)."""
     items = body.get("items")
     if not isinstance(items, list):
-        raise TransientConnectorError(SYSTEM, f"{stream}: the body has no items list")
-    return [item for item in items if isinstance(item, dict)]
+        raise ListingFailed(SYSTEM, f"{stream}: the page has no items list", reason=ReasonCode.LISTING_MALFORMED)
+    return items
+
+
+def _strings(value: object, name: str) -> list[str]:
+    """A list of strings (absent: empty); a field of another shape makes the record malformed."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise TypeError(f"{name} is not a list of strings")
+    return value
+
+
+def _bare(error: BaseException) -> str:
+    return str(error).removeprefix(f"{SYSTEM}: ")
 
 
 def _text(value: object) -> str | None:

@@ -42,15 +42,18 @@ from connectors.errors import (
     PermanentConnectorError,
     RateLimited,
     TransientConnectorError,
+    UnexpectedResponse,
 )
-from connectors.paging import CursorGuard
+from connectors.paging import ListingBound, ListingFailed
 from connectors.retry import RetryPolicy, RetryStats, call_with_retries, parse_retry_after
 from connectors.throttle import Throttle
+from connectors.wire import parse_record, record_key
 from core import (
     AccountStatus,
     HostRef,
     LicenceSku,
     Meeting,
+    OccurrenceChange,
     Page,
     Platform,
     Quarantined,
@@ -270,18 +273,42 @@ class _ZoomSession:
 
     # ------------------------------------------------------------------------------------------ listings
 
-    def pages(self, label: str, what: str, items: str, guard: CursorGuard, token: str,
-              send: Callable[[Any, dict[str, object]], requests.Response]) -> Iterator[tuple[list[Any], str]]:
-        """Pages of a next_page_token listing from `token` ("" = the start): (items, token of the next page)."""
+    def pages(self, label: str, what: str, items: str, bound: ListingBound, token: str,
+              send: Callable[[Any, dict[str, object]], requests.Response], *,
+              by_number: bool = False) -> Iterator[tuple[list[Any], str]]:
+        """Pages of a listing from `token` ("" = the start): (items, token of the next page, "" after the last).
+
+        Paged by `next_page_token`, or by `page_number` where that is all the operation declares (webinars). Every
+        page is checked against what the listing announces (`total_records`, `page_count`): a listing that runs
+        past it, repeats a token or returns something else than the documented envelope raises ListingFailed.
+        """
+        number = 1
         while True:
             params: dict[str, object] = {"page_size": self.config.page_size}
-            if token:
+            if by_number:
+                params["page_number"] = number
+            elif token:
                 params["next_page_token"] = token
             body = self.call(label, what, _bind(send, params))
-            following = str((body or {}).get("next_page_token") or "")
-            guard.check(following)
-            found = (body or {}).get(items) or []
-            yield (found if isinstance(found, list) else []), following
+            found = body.get(items, []) if isinstance(body, dict) else None
+            if not isinstance(found, list):
+                raise ListingFailed(SYSTEM, f"{what}: page {bound.pages + 1} is not a listing of {items}",
+                                    reason=ReasonCode.LISTING_MALFORMED)
+            assert isinstance(body, dict)
+            bound.announce(total=body.get("total_records"), page_count=body.get("page_count"),
+                           page_size=body.get("page_size"))
+            bound.page(len(found))
+            if by_number:
+                page_count = body.get("page_count")
+                more = (number < page_count if isinstance(page_count, int) and not isinstance(page_count, bool)
+                        else len(found) >= self.config.page_size)
+                following = str(number + 1) if more and found else ""
+                number += 1
+            else:
+                token_value = body.get("next_page_token")
+                following = token_value if isinstance(token_value, str) else ""
+                bound.check(following)
+            yield found, following
             if not following:
                 return
             token = following
@@ -320,11 +347,11 @@ class _ZoomConnector:
         """How many access tokens this connector asked for (the first one and every renewal)."""
         return self._session.tokens_fetched
 
-    def _user_pages(self, status: str, token: str, guard: CursorGuard) -> Iterator[tuple[list[Any], str]]:
+    def _user_pages(self, status: str, token: str, bound: ListingBound) -> Iterator[tuple[list[Any], str]]:
         def send(client: Any, params: dict[str, object]) -> requests.Response:
             return client.user.list(status=status, **params)  # type: ignore[no-any-return]
 
-        return self._session.pages(MEDIUM, f"list users ({status})", "users", guard, token, send)
+        return self._session.pages(MEDIUM, f"list users ({status})", "users", bound, token, send)
 
 
 # ----------------------------------------------------------------------------------------------- users
@@ -377,9 +404,9 @@ class ZoomAccountSource(_ZoomConnector):
     def _status_pages(self, start: _UserCursor,
                       following: str | None) -> Iterator[Page[SourceAccount | Quarantined | Removed]]:
         status, delivered, last = start.status, start.delivered, start.last
-        guard = CursorGuard(SYSTEM, f"users:{status}")
-        guard.check(start.token)
-        pages = self._user_pages(status, start.token, guard)
+        bound = ListingBound(SYSTEM, f"users:{status}")
+        bound.check(start.token)
+        pages = self._user_pages(status, start.token, bound)
         skip = 0
         restarted = False
         while True:
@@ -393,10 +420,9 @@ class ZoomAccountSource(_ZoomConnector):
                 log.info("zoom users (%s): the page token was refused; listing again, passing over %d users",
                          status, delivered)
                 restarted, skip = True, delivered
-                guard = CursorGuard(SYSTEM, f"users:{status}")
-                pages = self._user_pages(status, "", guard)
+                bound = ListingBound(SYSTEM, f"users:{status}")
+                pages = self._user_pages(status, "", bound)
                 continue
-            users = [user for user in users if isinstance(user, dict)]
             if skip:
                 passed, users = users[:skip], users[skip:]
                 skip -= len(passed)
@@ -409,32 +435,53 @@ class ZoomAccountSource(_ZoomConnector):
                 last = _fingerprint(users[-1])
             if users or not token:
                 next_cursor = _UserCursor(status, token, delivered, last).encode() if token else following
-                yield Page(tuple(map_user(user) for user in users), next_cursor)
+                yield Page(tuple(map_user(user, listed_as=status) for user in users), next_cursor)
 
 
-def _fingerprint(user: Mapping[str, Any]) -> str:
+def _fingerprint(user: object) -> str:
     """The last delivered user, as a cursor keeps it: a digest (a pending user's id is its e-mail)."""
-    return hashlib.sha256(_user_external_id(user).encode()).hexdigest()[:16]
+    text = _user_external_id(user) if isinstance(user, Mapping) else repr(user)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _user_external_id(user: Mapping[str, Any]) -> str:
-    if user.get("id"):
-        return str(user["id"])
-    email = str(user.get("email") or "")
+    identifier = user.get("id")
+    if identifier and isinstance(identifier, str | int) and not isinstance(identifier, bool):
+        return str(identifier)
+    email = user.get("email")
+    email = email if isinstance(email, str) else ""
     parsed = parse_email(email)
     return "pending:" + (str(parsed) if isinstance(parsed, EmailAddress) else email.strip().lower())
 
 
-def map_user(user: Mapping[str, Any]) -> SourceAccount | Quarantined:
-    """A Zoom user (API JSON) as a SourceAccount; pending users without id are keyed by their e-mail."""
+def map_user(user: object, *, listed_as: str = "active") -> SourceAccount | Quarantined:
+    """A Zoom user (API JSON) as a SourceAccount; pending users without id are keyed by their e-mail.
+
+    `listed_as` is the `status` the listing asked for: a user without a `status` of its own takes it.
+    """
+    if not isinstance(user, Mapping):
+        return Quarantined(ReasonCode.MALFORMED_RECORD, f"zoom:user:({type(user).__name__} item)",
+                           detail="a listed user is not a JSON object")
+    return parse_record(lambda: f"zoom:user:{_user_external_id(user)}",
+                        lambda: _map_user(user, listed_as=listed_as))
+
+
+def _map_user(user: Mapping[str, Any], *, listed_as: str) -> SourceAccount | Quarantined:
     external_id = _user_external_id(user)
     key = f"zoom:user:{external_id}"
+    identifier = user.get("id")
+    if identifier is not None and (not isinstance(identifier, str | int) or isinstance(identifier, bool)):
+        return Quarantined(ReasonCode.MALFORMED_RECORD, record_key("zoom:user", identifier),
+                           detail="id is not a string")
     email = user.get("email")
     if not isinstance(email, str) or not isinstance(parse_email(email), EmailAddress):
         return Quarantined(ReasonCode.INVALID_EMAIL, key, detail="the user's e-mail is not an address")
     try:
-        status = AccountStatus(str(user.get("status") or "active"))
-        user_type = int(user["type"])
+        raw_status = user.get("status") or listed_as
+        if not isinstance(raw_status, str):
+            raise ValueError("status is not a string")
+        status = AccountStatus(raw_status)
+        user_type = _integer(user["type"])
     except (KeyError, TypeError, ValueError):
         return Quarantined(ReasonCode.MALFORMED_RECORD, key, detail="status or type missing or unknown")
     first = _text(user.get("first_name"))
@@ -461,7 +508,7 @@ class ZoomLicenceSource(_ZoomConnector):
     def fetch_licences(self) -> list[LicenceSku]:
         counts: Counter[int] = Counter()
         for status in STATUSES:
-            for users, _token in self._user_pages(status, "", CursorGuard(SYSTEM, f"licences:{status}")):
+            for users, _token in self._user_pages(status, "", ListingBound(SYSTEM, f"licences:{status}")):
                 for user in users:
                     user_type = user.get("type") if isinstance(user, dict) else None
                     if isinstance(user_type, int):
@@ -484,10 +531,12 @@ class _Listed:
 
 @dataclass
 class _HostWork:
-    """A host's listing, with the GETs it started (in listing order)."""
+    """A host's listing, with the GETs it started (in listing order), or why the listing failed."""
 
     fetches: list[Future[Meeting | Quarantined | None]]
+    found: list[Quarantined] = field(default_factory=list)   # listed items that are not meetings
     missing: bool = False
+    failure: Quarantined | None = None
 
 
 class ZoomMeetingSource(_ZoomConnector):
@@ -497,7 +546,9 @@ class ZoomMeetingSource(_ZoomConnector):
     Listings (Medium) and GETs (Light) run in two small thread pools paced by the throttle, a few pages ahead
     of the consumer, so that request latency does not starve the account's rate; results keep the hosts' order
     and each host's listing order. A meeting gone between listing and GET, or a host gone, is skipped and counted
-    in `Page.skipped`.
+    in `Page.skipped`. A host whose listing fails (a 400, a listing that never ends, a page that is not a listing)
+    is quarantined with the reason and named in `Page.incomplete`; the other hosts go on. Webinars are paged by
+    `page_number`, the only paging their operation declares.
     """
 
     def iter_meetings(self, hosts: Sequence[HostRef],
@@ -522,10 +573,15 @@ class ZoomMeetingSource(_ZoomConnector):
                     ahead = batches[len(submitted)]
                     submitted.append([listers.submit(self._list_host, host, fetchers) for host in ahead])
                 items: list[Meeting | Quarantined] = []
+                incomplete: list[str] = []
                 skipped = 0
-                for work_future in submitted[index]:
+                for host, work_future in zip(batch, submitted[index], strict=True):
                     work = work_future.result()
                     skipped += work.missing
+                    if work.failure is not None:
+                        items.append(work.failure)
+                        incomplete.append(host.external_id)
+                    items.extend(work.found)
                     for fetch in work.fetches:
                         found = fetch.result()
                         if found is None:
@@ -534,7 +590,8 @@ class ZoomMeetingSource(_ZoomConnector):
                             items.append(found)
                 submitted[index] = []
                 last = index == len(batches) - 1
-                yield Page(tuple(items), None if last else batch[-1].external_id, skipped=skipped)
+                yield Page(tuple(items), None if last else batch[-1].external_id, skipped=skipped,
+                           incomplete=tuple(incomplete))
         finally:
             for pending in submitted:
                 for work_future in pending:
@@ -551,22 +608,30 @@ class ZoomMeetingSource(_ZoomConnector):
         except NotFound:
             log.info("zoom host %s no longer exists: its meetings are skipped", host.external_id)
             return _HostWork([], missing=True)
-        return _HostWork([fetchers.submit(self._fetch, host, item) for item in listed])
+        except ConnectorAuthError:
+            raise
+        except PermanentConnectorError as error:
+            reason = error.reason if isinstance(error, ListingFailed) else ReasonCode.LISTING_REFUSED
+            log.warning("zoom host %s: meetings listing failed (%s): quarantined, the pass goes on",
+                        host.external_id, reason)
+            return _HostWork([], failure=Quarantined(reason, f"zoom:host:{host.external_id}:meetings",
+                                                     detail=_bare(error)))
+        return _HostWork([fetchers.submit(self._fetch, host, item) for item in listed if isinstance(item, _Listed)],
+                         found=[item for item in listed if isinstance(item, Quarantined)])
 
-    def _listed(self, host: HostRef, *, webinar: bool) -> list[_Listed]:
+    def _listed(self, host: HostRef, *, webinar: bool) -> list[_Listed | Quarantined]:
         noun = "webinars" if webinar else "meetings"
 
         def send(client: Any, params: dict[str, object]) -> requests.Response:
             component = client.webinar if webinar else client.meeting
             return component.list(user_id=host.external_id, type="scheduled", **params)  # type: ignore[no-any-return]
 
-        guard = CursorGuard(SYSTEM, f"{noun}:{host.external_id}")
-        found: list[_Listed] = []
+        bound = ListingBound(SYSTEM, f"{noun} of host {host.external_id}")
+        found: list[_Listed | Quarantined] = []
         try:
             for items, _token in self._session.pages(MEDIUM, f"list {noun} of host {host.external_id}", noun,
-                                                     guard, "", send):
-                found.extend(_Listed(int(item["id"]), webinar) for item in items
-                             if isinstance(item, dict) and isinstance(item.get("id"), int))
+                                                     bound, "", send, by_number=webinar):
+                found.extend(_listed_item(item, webinar) for item in items)
         except _BadRequest as error:
             if webinar and error.code == _NO_WEBINAR_PLAN_CODE:
                 return []  # no webinar add-on on this account or user
@@ -580,73 +645,179 @@ class ZoomMeetingSource(_ZoomConnector):
             component = client.webinar if item.webinar else client.meeting
             return component.get(id=item.identifier)  # type: ignore[no-any-return]
 
+        key = f"zoom:{noun}:{item.identifier}"
         try:
             body = self._session.call(LIGHT, f"get {noun} {item.identifier}", send)
         except NotFound:
             log.info("zoom %s %s disappeared between listing and GET", noun, item.identifier)
             return None
+        except ConnectorAuthError:
+            raise
+        except PermanentConnectorError as error:
+            return Quarantined(ReasonCode.LISTING_REFUSED, key, detail=_bare(error))
         if body is None:
-            return Quarantined(ReasonCode.MALFORMED_RECORD, f"zoom:{noun}:{item.identifier}", detail="empty body")
+            return Quarantined(ReasonCode.MALFORMED_RECORD, key, detail="empty body")
         return meeting_from_zoom(body, host=host, webinar=item.webinar, now=self._clock(),
                                  internal_domains=self.config.internal_domains)
 
 
+def _listed_item(item: object, webinar: bool) -> _Listed | Quarantined:
+    noun = "webinar" if webinar else "meeting"
+    identifier = item.get("id") if isinstance(item, dict) else None
+    if isinstance(identifier, int) and not isinstance(identifier, bool):
+        return _Listed(identifier, webinar)
+    return Quarantined(ReasonCode.MALFORMED_RECORD, record_key(f"zoom:{noun}", identifier),
+                       detail="a listed item without a numeric id")
+
+
+def _bare(error: BaseException) -> str:
+    text = str(error)
+    return text.removeprefix(f"{SYSTEM}: ")
+
+
+# Meeting and webinar types (zoom.md 4.3): the kinds bascule knows; anything else is inferred or quarantined.
+_SINGLE_TYPES = frozenset({1, 2, 5})               # instant, scheduled meeting, webinar
+_KNOWN_TYPES = _SINGLE_TYPES | _RECURRING_TYPES | _NO_FIXED_TIME_TYPES | {_PMI_TYPE}
+
+
 def meeting_from_zoom(body: Mapping[str, Any], *, host: HostRef, webinar: bool, now: datetime,
                       internal_domains: frozenset[str]) -> Meeting | Quarantined:
-    """A full `GET /meetings/{id}` (or `/webinars/{id}`) body as a Meeting; `start_url` is never read."""
+    """A full `GET /meetings/{id}` (or `/webinars/{id}`) body as a Meeting; `start_url` is never read.
+
+    A `type` that is missing or unknown is inferred from the body when it says enough (a `recurrence` object: a
+    fixed-time series), else the meeting is quarantined (MEETING_TYPE_UNKNOWN) — never taken for a one-off.
+    `occurrences[]` gives the series' exceptions: a `deleted` occurrence is an exclusion, one whose start or
+    duration differs from what the rule gives is an exception (`occurrence_id` is its original start, in epoch
+    milliseconds). `settings.meeting_invitees` is read when present (the spec declares it on writes only, and a
+    meeting scheduled from a calendar has none): without it the invitees are unknown, not none.
+    """
+    return parse_record(lambda: record_key(f"zoom:{'webinar' if webinar else 'meeting'}", body.get("id")),
+                        lambda: _meeting_from_zoom(body, host=host, webinar=webinar, now=now,
+                                                   internal_domains=internal_domains))
+
+
+def _meeting_from_zoom(body: Mapping[str, Any], *, host: HostRef, webinar: bool, now: datetime,
+                       internal_domains: frozenset[str]) -> Meeting | Quarantined:
     identifier = body.get("id")
-    key = f"zoom:{'webinar' if webinar else 'meeting'}:{identifier}"
-    if not isinstance(identifier, int):
+    key = record_key(f"zoom:{'webinar' if webinar else 'meeting'}", identifier)
+    if not isinstance(identifier, int) or isinstance(identifier, bool):
         return Quarantined(ReasonCode.MALFORMED_RECORD, key, detail="no numeric id")
-    settings = body.get("settings") if isinstance(body.get("settings"), dict) else {}
-    assert isinstance(settings, dict)
-    meeting_type = body.get("type")
+    raw_settings = body.get("settings")
+    if raw_settings is not None and not isinstance(raw_settings, dict):
+        return Quarantined(ReasonCode.MALFORMED_RECORD, key, detail="settings is not an object")
+    settings: Mapping[str, Any] = raw_settings or {}
+    meeting_type = _meeting_type(body, webinar=webinar)
+    if meeting_type is None:
+        return Quarantined(ReasonCode.MEETING_TYPE_UNKNOWN, key,
+                           detail=f"type {_shown_type(body.get('type'))} is not a Zoom meeting type and the body "
+                                  "has no recurrence to infer one from")
     timezone = _text(body.get("timezone")) or "UTC"
     start = _instant(body.get("start_time"))
     personal_room = bool(settings.get("use_pmi")) or meeting_type == _PMI_TYPE
     no_fixed_time = meeting_type in _NO_FIXED_TIME_TYPES and not personal_room
+    duration = body.get("duration")
+    duration = duration if isinstance(duration, int) and not isinstance(duration, bool) else None
     recurrence: Recurrence | None = None
     ends_at: datetime | None = start
+    exclusions: tuple[datetime, ...] = ()
+    exceptions: tuple[OccurrenceChange, ...] = ()
     if meeting_type in _RECURRING_TYPES:
         raw = body.get("recurrence")
         if not isinstance(raw, dict) or start is None:
-            return Quarantined(ReasonCode.RECURRENCE_UNPARSEABLE, f"zoom:meeting:{identifier}",
+            return Quarantined(ReasonCode.RECURRENCE_UNPARSEABLE, key,
                                detail="a fixed-time series without recurrence or start_time")
         parsed = recurrence_from_zoom(raw, start=start, timezone=timezone)
         if isinstance(parsed, Unparseable):
-            return Quarantined(ReasonCode.RECURRENCE_UNPARSEABLE, f"zoom:meeting:{identifier}",
-                               detail=parsed.reason)
+            return Quarantined(ReasonCode.RECURRENCE_UNPARSEABLE, key, detail=parsed.reason)
         recurrence = parsed
         ends_at = last_occurrence(recurrence, start)
+        changes = _occurrence_changes(body.get("occurrences"), duration=duration)
+        if isinstance(changes, str):
+            return Quarantined(ReasonCode.MALFORMED_RECORD, key, detail=changes)
+        exclusions, exceptions = changes
     kind = classify_meeting(recurrence=recurrence, start=start, now=now, no_fixed_time=no_fixed_time,
                             personal_room=personal_room)
     join_url = _text(body.get("join_url")) or ""
     link = parse_join_url(join_url) if join_url else None
-    invitees = tuple(str(entry["email"]) for entry in settings.get("meeting_invitees") or ()
-                     if isinstance(entry, dict) and isinstance(entry.get("email"), str))
+    raw_invitees = settings.get("meeting_invitees")
+    invitees_known = isinstance(raw_invitees, list)
+    invitees = tuple(str(entry["email"]) for entry in raw_invitees or ()
+                     if isinstance(entry, dict) and isinstance(entry.get("email"), str)) if invitees_known else ()
     domains = {domain.lower() for domain in internal_domains}
     dial_in_numbers = settings.get("global_dial_in_numbers")
-    duration = body.get("duration")
+    alternative_hosts = settings.get("alternative_hosts")
     return Meeting(
         platform=Platform.ZOOM, external_id=str(identifier),
         host_account_id=host.external_id, host_email=_text(body.get("host_email")) or host.email,
         topic=_text(body.get("topic")) or "", kind=kind, timezone=timezone, join_url=join_url,
         link_key=str(link) if isinstance(link, JoinLink) else f"zoom:{identifier}",
-        start=start, duration_minutes=duration if isinstance(duration, int) else None,
-        recurrence=recurrence, ends_at=ends_at,
-        waiting_room=bool(settings.get("waiting_room")), passcode=bool(body.get("password")),
-        alternative_hosts=tuple(part.strip() for part in str(settings.get("alternative_hosts") or "").split(";")
-                                if part.strip()),
+        start=start, duration_minutes=duration, recurrence=recurrence, ends_at=ends_at,
+        waiting_room=settings.get("waiting_room") is True, passcode=bool(_text(body.get("password"))),
+        alternative_hosts=tuple(part.strip() for part in (alternative_hosts or "").split(";") if part.strip())
+        if isinstance(alternative_hosts, str) else (),
         invitees=invitees, external_invitees=sum(1 for email in invitees if _domain(email) not in domains),
         webinar=webinar,
         dial_in=settings.get("audio") in ("both", "telephony") and bool(dial_in_numbers),
-        registration=settings.get("approval_type") in (0, 1))
+        registration=settings.get("approval_type") in (0, 1) and not isinstance(settings.get("approval_type"), bool),
+        exclusions=exclusions, exceptions=exceptions, invitees_known=invitees_known)
+
+
+def _meeting_type(body: Mapping[str, Any], *, webinar: bool) -> int | None:
+    """The body's `type` when bascule knows it; a fixed-time series when it has a recurrence; else None."""
+    value = body.get("type")
+    if isinstance(value, int) and not isinstance(value, bool) and value in _KNOWN_TYPES:
+        return value
+    if isinstance(body.get("recurrence"), dict) and body["recurrence"]:
+        return 9 if webinar else 8
+    return None
+
+
+def _shown_type(value: object) -> str:
+    return "(missing)" if value is None else (repr(value) if isinstance(value, int | str) else type(value).__name__)
+
+
+def _occurrence_changes(raw: object, *, duration: int | None
+                        ) -> tuple[tuple[datetime, ...], tuple[OccurrenceChange, ...]] | str:
+    """Deleted occurrences (exclusions) and moved or resized ones (exceptions) from `occurrences[]`, or why not."""
+    if raw is None:
+        return (), ()
+    if not isinstance(raw, list):
+        return "occurrences is not a list"
+    exclusions: list[datetime] = []
+    exceptions: list[OccurrenceChange] = []
+    for entry in raw:
+        if not isinstance(entry, dict):
+            return "an occurrence is not an object"
+        identifier = entry.get("occurrence_id")
+        if not isinstance(identifier, str | int) or isinstance(identifier, bool) or not str(identifier).isdigit():
+            return "an occurrence without a numeric occurrence_id"
+        original = datetime.fromtimestamp(int(identifier) / 1000, tz=UTC)
+        if entry.get("status") == "deleted":
+            exclusions.append(original)
+            continue
+        start = _instant(entry.get("start_time")) or original
+        length = entry.get("duration")
+        length = length if isinstance(length, int) and not isinstance(length, bool) else None
+        resized = length is not None and duration is not None and length != duration
+        if start != original or resized:
+            exceptions.append(OccurrenceChange(original=original, start=start,
+                                               duration_minutes=length if resized else None))
+    return tuple(sorted(exclusions)), tuple(sorted(exceptions, key=lambda change: change.original))
 
 
 # ----------------------------------------------------------------------------------------------- values
 
 def _text(value: object) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
+
+
+def _integer(value: object) -> int:
+    """An integer field (a digit string is tolerated); ValueError for anything else, booleans included."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise ValueError("not an integer")
 
 
 def _instant(value: object) -> datetime | None:
@@ -672,8 +843,9 @@ def check_access(config: ZoomConfig, *, session: requests.Session | None = None)
     """Ask the token endpoint once and read the scopes the token carries (zoom.md section 1); no API call.
 
     zoomus drops the token response (and its `scope`), so the request is sent here: Basic client auth,
-    `grant_type` and `account_id` in the query string as Zoom documents. Refused credentials (401, or a 400 for an
-    unknown account) are a value; an unreachable endpoint, a 429 or a 5xx raise TransientConnectorError.
+    `grant_type` and `account_id` in the query string as Zoom documents. Refused credentials (401 or 403, or a 400
+    for an unknown account) are a value; an unreachable endpoint, a 429 or a 5xx raise TransientConnectorError; any
+    other status (a wrong oauth_url answering 404, a redirect) raises UnexpectedResponse.
     """
     http = session or requests.Session()
     try:
@@ -688,6 +860,8 @@ def check_access(config: ZoomConfig, *, session: requests.Session | None = None)
     status = response.status_code
     if status == 429 or status >= 500:
         raise TransientConnectorError(SYSTEM, f"the token endpoint answered HTTP {status}")
+    if status not in (200, 400, 401, 403):  # a wrong oauth_url, a proxy, a redirect: not a credential refusal
+        raise UnexpectedResponse(SYSTEM, "POST oauth/token", status=status, body=response.text)
     try:
         body = response.json()
     except ValueError:

@@ -14,6 +14,10 @@ one, and its description says the old link is replaced.
 SEQUENCE: the caller passes the sequence it last sent for that UID (0 when bascule never sent one); the update
 carries that + 1, and so does the rollback after it. DTSTART is the series' own first start in its IANA zone (so
 COUNT rules and past instances stay what they were) and the RRULE text is copied verbatim.
+
+Exceptions: a migrated series keeps them. Occurrences the organiser deleted travel as exclusions (EXDATE), moved or
+resized ones as overrides (one more VEVENT each, with the RECURRENCE-ID of the occurrence they replace), all in the
+series' zone; without them the update would bring back a cancelled meeting or move a moved one back.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from core.records import JsonValue, Meeting, MeetingKind, Platform
+from core.records import JsonValue, Meeting, MeetingKind, OccurrenceChange, Platform
 
 __all__ = [
     "DEFAULT_DURATION",
@@ -77,7 +81,8 @@ class InvitationUpdate:
 
     `start` is aware and expressed in `timezone` (the TZID); `link` is what LOCATION, URL and the description now
     point to, `replaced_link` the one it replaces. `idempotency_key` is the plan action's key: the e-mail's
-    Message-ID derives from it, so a second send of the same action is recognisable.
+    Message-ID derives from it, so a second send of the same action is recognisable. `exclusions` (EXDATE) and
+    `exceptions` (overrides with a RECURRENCE-ID) are the series' deleted and moved occurrences, in `timezone`.
     """
 
     purpose: InvitationPurpose
@@ -98,6 +103,8 @@ class InvitationUpdate:
     description: str
     idempotency_key: str
     organiser_name: str | None = None
+    exclusions: tuple[datetime, ...] = ()
+    exceptions: tuple[OccurrenceChange, ...] = ()
 
     @property
     def end(self) -> datetime:
@@ -134,7 +141,9 @@ def build_invitation_update(meeting: Meeting, *, visio_url: str, previous_sequen
         return NotInvitable(meeting.external_id, refusal)
     assert meeting.start is not None  # checked by _refusal
     zone_name = _zone_name(meeting)
-    start = meeting.start.astimezone(ZoneInfo(zone_name)).replace(microsecond=0)
+    zone = ZoneInfo(zone_name)
+    start = meeting.start.astimezone(zone).replace(microsecond=0)
+    series = meeting.recurrence is not None
     organiser = meeting.host_email.strip()
     platform_name = _PLATFORM_NAMES[meeting.platform]
     return InvitationUpdate(
@@ -158,6 +167,9 @@ def build_invitation_update(meeting: Meeting, *, visio_url: str, previous_sequen
                      f"Ce lien remplace l'ancien lien {platform_name}. L'horaire et la récurrence ne changent pas."),
         idempotency_key=idempotency_key,
         organiser_name=organiser_name,
+        exclusions=tuple(moment.astimezone(zone) for moment in meeting.exclusions) if series else (),
+        exceptions=tuple(OccurrenceChange(change.original.astimezone(zone), change.start.astimezone(zone),
+                                          change.duration_minutes) for change in meeting.exceptions) if series else (),
     )
 
 
@@ -197,6 +209,9 @@ def invitation_payload(update: InvitationUpdate) -> dict[str, JsonValue]:
         "organiser": update.organiser, "organiser_name": update.organiser_name,
         "attendees": list(update.attendees), "link": update.link, "replaced_link": update.replaced_link,
         "subject": update.subject, "description": update.description, "idempotency_key": update.idempotency_key,
+        "exclusions": [moment.isoformat() for moment in update.exclusions],
+        "exceptions": [{"original": change.original.isoformat(), "start": change.start.isoformat(),
+                        "duration_minutes": change.duration_minutes} for change in update.exceptions],
     }
 
 
@@ -213,6 +228,9 @@ def invitation_from_payload(payload: Mapping[str, JsonValue]) -> InvitationUpdat
         if not isinstance(duration, int) or not isinstance(sequence, int):
             raise ValueError("duration_seconds and sequence must be integers")
         rrule, organiser_name = payload.get("rrule"), payload.get("organiser_name")
+        exclusions, exceptions = payload.get("exclusions") or [], payload.get("exceptions") or []
+        if not isinstance(exclusions, list) or not isinstance(exceptions, list):
+            raise ValueError("exclusions and exceptions must be lists")
         return InvitationUpdate(
             purpose=InvitationPurpose(str(payload["purpose"])), platform=Platform(str(payload["platform"])),
             meeting_id=str(payload["meeting_id"]), uid=str(payload["uid"]), sequence=sequence,
@@ -222,9 +240,21 @@ def invitation_from_payload(payload: Mapping[str, JsonValue]) -> InvitationUpdat
             replaced_link=str(payload["replaced_link"]), subject=str(payload["subject"]),
             description=str(payload["description"]), idempotency_key=str(payload["idempotency_key"]),
             organiser_name=None if organiser_name is None else str(organiser_name),
+            exclusions=tuple(datetime.fromisoformat(str(moment)).astimezone(ZoneInfo(zone)) for moment in exclusions),
+            exceptions=tuple(_change_from_json(change, ZoneInfo(zone)) for change in exceptions),
         )
-    except (KeyError, ZoneInfoNotFoundError) as error:
+    except (KeyError, TypeError, ZoneInfoNotFoundError) as error:
         raise ValueError(f"not an invitation payload: {error!r}") from error
+
+
+def _change_from_json(document: JsonValue, zone: ZoneInfo) -> OccurrenceChange:
+    if not isinstance(document, dict):
+        raise ValueError("an exception must be an object")
+    duration = document.get("duration_minutes")
+    if duration is not None and not isinstance(duration, int):
+        raise ValueError("duration_minutes must be an integer")
+    return OccurrenceChange(datetime.fromisoformat(str(document["original"])).astimezone(zone),
+                            datetime.fromisoformat(str(document["start"])).astimezone(zone), duration)
 
 
 def _refusal(meeting: Meeting) -> NotInvitableReason | None:

@@ -58,6 +58,7 @@ class MatchMethod(StrEnum):
     ALIAS = "alias"
     EMPLOYEE_ID = "employee_id"
     IMMUTABLE_ID = "immutable_id"
+    FORMER_EMAIL = "former_email"      # the account still shows an address the person had before a change
     OVERRIDE = "override"
 
 

@@ -70,10 +70,11 @@ class StreamSummary:
     removed: int = 0
     skipped: int = 0
     quarantined: dict[str, int] = field(default_factory=dict)  # not a Counter: asdict() would mangle it
+    incomplete_hosts: int = 0   # hosts whose listing failed: quarantined, their meetings kept as they were
     resumed: bool = False
     delta: bool = False
 
-    def count_quarantined(self, items: tuple[Any, ...]) -> None:
+    def count_quarantined(self, items: tuple[Any, ...] | list[Any]) -> None:
         for item in items:
             if isinstance(item, Quarantined):
                 self.quarantined[str(item.reason)] = self.quarantined.get(str(item.reason), 0) + 1
@@ -109,21 +110,25 @@ def _decode(saved: str | None) -> tuple[str | None, bool]:
 @task(name="store-accounts-page", cache_policy=NO_CACHE)
 def store_accounts_page(database_url: str, tenant_id: str, platform: Platform,
                         items: list[SourceAccount | Quarantined | Removed], *, pass_id: str, next_cursor: str | None,
-                        delta: bool, items_done: int) -> tuple[int, int, int, int]:
-    """Upsert a page of accounts, quarantine its bad records, apply reported removals, move the cursor."""
+                        delta: bool, items_done: int) -> tuple[int, int, int, int, list[Quarantined]]:
+    """Upsert a page of accounts, quarantine its bad records, apply reported removals, move the cursor.
+
+    Returns the counts and the quarantine entries storing the page raised (values cut or cleaned to fit their
+    columns, records refused, ids the listing gave twice)."""
     now = datetime.now(UTC)
     accounts = [item for item in items if isinstance(item, SourceAccount)]
     quarantined = [item for item in items if isinstance(item, Quarantined)]
     removed = [item.external_id for item in items if isinstance(item, Removed)]
     with transaction(database_url) as session:
-        result = SourceAccountRepository(session, tenant_id, platform).upsert(accounts, now=now, pass_id=pass_id)
+        result = SourceAccountRepository(session, tenant_id, platform).upsert(accounts, now=now, pass_id=pass_id,
+                                                                              delta=delta)
         gone = SourceAccountRepository(session, tenant_id, platform).mark_removed_ids(removed, now=now)
-        QuarantineRepository(session, tenant_id).upsert(quarantined, stage=STAGE, source=f"{platform}:users",
-                                                        now=now, pass_id=pass_id)
+        QuarantineRepository(session, tenant_id).upsert([*quarantined, *result.quarantined], stage=STAGE,
+                                                        source=f"{platform}:users", now=now, pass_id=pass_id)
         CheckpointRepository(session, tenant_id).save(str(platform), "users", pass_id=pass_id,
                                                       cursor=_encode(next_cursor, delta=delta), items_done=items_done,
                                                       complete=False, now=now)
-    return result.inserted, result.updated, result.unchanged, gone
+    return result.inserted, result.updated, result.unchanged, gone, list(result.quarantined)
 
 
 @task(name="close-accounts-pass", cache_policy=NO_CACHE)
@@ -154,18 +159,25 @@ def store_licences(database_url: str, tenant_id: str, platform: Platform, skus: 
 
 @task(name="store-meetings-page", cache_policy=NO_CACHE)
 def store_meetings_page(database_url: str, tenant_id: str, platform: Platform, items: list[Meeting | Quarantined],
-                        *, pass_id: str, next_cursor: str | None, items_done: int) -> tuple[int, int, int]:
-    """Upsert a page of meetings, quarantine the bad ones, save the last host done."""
+                        *, pass_id: str, next_cursor: str | None, items_done: int,
+                        incomplete: list[str] | None = None) -> tuple[int, int, int, list[Quarantined]]:
+    """Upsert a page of meetings, quarantine the bad ones, save the last host done.
+
+    Hosts whose listing failed (`incomplete`) keep the meetings stored for them, counted as seen by this pass: a
+    failed listing is not a host without meetings. Their quarantine entry is resolved by the pass that lists them.
+    """
     now = datetime.now(UTC)
     meetings = [item for item in items if isinstance(item, Meeting)]
     quarantined = [item for item in items if isinstance(item, Quarantined)]
     with transaction(database_url) as session:
-        result = MeetingRepository(session, tenant_id, platform).upsert(meetings, now=now, pass_id=pass_id)
-        QuarantineRepository(session, tenant_id).upsert(quarantined, stage=STAGE, source=f"{platform}:meetings",
-                                                        now=now, pass_id=pass_id)
+        repository = MeetingRepository(session, tenant_id, platform)
+        result = repository.upsert(meetings, now=now, pass_id=pass_id)
+        repository.carry_over(incomplete or [], pass_id=pass_id)
+        QuarantineRepository(session, tenant_id).upsert([*quarantined, *result.quarantined], stage=STAGE,
+                                                        source=f"{platform}:meetings", now=now, pass_id=pass_id)
         CheckpointRepository(session, tenant_id).save(str(platform), "meetings", pass_id=pass_id, cursor=next_cursor,
                                                       items_done=items_done, complete=False, now=now)
-    return result.inserted, result.updated, result.unchanged
+    return result.inserted, result.updated, result.unchanged, list(result.quarantined)
 
 
 @task(name="close-meetings-pass", cache_policy=NO_CACHE)
@@ -254,7 +266,7 @@ def _extract_platform(database_url: str, tenant_id: str, source: SourceSet, cost
         done += len(page.items)
         delta = delta or page.delta
         # quote(): Prefect would otherwise walk every record of the page looking for futures (a quarter of the CPU)
-        inserted, updated, unchanged, gone = store_accounts_page(
+        inserted, updated, unchanged, gone, noted = store_accounts_page(
             database_url, tenant_id, platform, _unwalked(page.items), pass_id=pass_id,
             next_cursor=page.next_cursor, delta=delta, items_done=done)
         users.pages += 1
@@ -264,6 +276,7 @@ def _extract_platform(database_url: str, tenant_id: str, source: SourceSet, cost
         users.removed += gone
         users.skipped += page.skipped
         users.count_quarantined(page.items)
+        users.count_quarantined(noted)
         progress.set(min(25.0, users.pages))
         last = page
     users.delta = delta
@@ -290,15 +303,17 @@ def _extract_platform(database_url: str, tenant_id: str, source: SourceSet, cost
             done += len(batch.items)
             # A chunk's last page has no cursor (the source is done with these hosts): the chunk's last host is.
             position = batch.next_cursor or chunk[-1].external_id
-            inserted, updated, unchanged = store_meetings_page(
+            inserted, updated, unchanged, noted = store_meetings_page(
                 database_url, tenant_id, platform, _unwalked(batch.items), pass_id=pass_id, next_cursor=position,
-                items_done=done)
+                items_done=done, incomplete=list(batch.incomplete))
             meetings.pages += 1
             meetings.inserted += inserted
             meetings.updated += updated
             meetings.unchanged += unchanged
             meetings.skipped += batch.skipped
             meetings.count_quarantined(batch.items)
+            meetings.count_quarantined(noted)
+            meetings.incomplete_hosts += len(batch.incomplete)
             hosts_done = _count_hosts(database_url, tenant_id, platform, up_to=position)
             progress.set(30.0 + 70.0 * hosts_done / max(1, summary.hosts))
     meetings.removed = close_meetings_pass(database_url, tenant_id, platform, pass_id=pass_id, items_done=done)

@@ -370,7 +370,7 @@ class _GraphApi:
         headers = {name.lower(): ", ".join(request.headers.getlist(name)) for name in request.headers}
         try:
             body = await request.body()
-        except ClientDisconnect:   # the client gave up (an injected timeout): nobody reads the answer
+        except ClientDisconnect:   # the client left while still sending: nobody reads the answer
             return Response(status_code=499)
         call = _Call(method=request.method.upper(), segments=_segments(rest),
                      query=_query(request.url.query), headers=headers, body=body,
@@ -823,6 +823,9 @@ class _GraphApi:
         for option in ("$orderby", "$expand", "$search", "$count", "$skiptoken"):
             if option in query:
                 raise GraphError(501, "NotImplemented", f"sandbox: {option} on events is not implemented.")
+        mailbox = str(user["id"])
+        if self.sandbox.broken("refuse_meetings_of", mailbox):
+            raise GraphError(400, "ErrorInvalidRequest", "The request is invalid.")
         top = _event_page_size(query.get("$top"))
         skip = _non_negative(query.get("$skip"), "$skip")
         select = _event_select(query.get("$select"))
@@ -835,12 +838,17 @@ class _GraphApi:
         body: dict[str, object] = {"@odata.context": f"{call.base}/$metadata#users('{user_segment}')/events"
                                    + (f"({','.join(select)})" if select else "")}
         repeat = self.sandbox.broken("repeat_page_token") and "$skip" in query
-        if repeat or skip + top < len(records):
+        endless = self.sandbox.broken("endless_page_token")
+        if endless:
+            params = {k: v for k, v in query.items() if k not in ("$top", "$skip")}
+            params.update({"$top": str(top), "$skip": str(skip + top)})  # past the end: empty pages, forever
+            body["@odata.nextLink"] = f"{call.base}/users/{quote(user_segment, safe='@')}/events?{_urlencode(params)}"
+        elif repeat or skip + top < len(records):
             next_skip = skip if repeat else skip + top
             params = {k: v for k, v in query.items() if k not in ("$top", "$skip")}
             params.update({"$top": str(top), "$skip": str(next_skip)})
             body["@odata.nextLink"] = f"{call.base}/users/{quote(user_segment, safe='@')}/events?{_urlencode(params)}"
-        body["value"] = page
+        body["value"] = {"unexpected": "an object"} if self.sandbox.broken("malformed_meetings_of", mailbox) else page
         return _Reply(200, body, headers=self._preference_applied(prefer))
 
     def _get_event(self, call: _Call, token: _Token, user: Record, event_id: str) -> _Reply:

@@ -256,15 +256,44 @@ def _expires_at(meeting: Record) -> datetime | None:
     return None  # no fixed time, PMI: no expiry the sandbox can compute
 
 
-def _occurrences(meeting: Record, now: datetime, *, previous: bool) -> list[dict[str, object]] | None:
+def _occurrences(meeting: Record, now: datetime, *, previous: bool,
+                 changes_from: datetime) -> list[dict[str, object]] | None:
+    """`occurrences[]` of a fixed-time series: ids are the original starts in epoch ms; the generator's
+    `_occurrence_changes` (indexes among the occurrences from `changes_from`) delete, move or resize some."""
     starts = _occurrence_starts(meeting)
     if starts is None:
         return None
     duration = int(meeting.get("duration") or 0)
+    changed = _changed_occurrences(meeting, changes_from)
     if not previous:
         starts = (start for start in starts if start + timedelta(minutes=duration) > now)
-    return [{"occurrence_id": str(int(start.timestamp()) * 1000), "start_time": _utc_z(start),
-             "duration": duration, "status": "available"} for start in itertools.islice(starts, MAX_OCCURRENCES)]
+    found = []
+    for start in itertools.islice(starts, MAX_OCCURRENCES):
+        status, moved, length = changed.get(start, ("available", start, duration))
+        found.append({"occurrence_id": str(int(start.timestamp()) * 1000), "start_time": _utc_z(moved),
+                      "duration": length, "status": status})
+    return found
+
+
+def _changed_occurrences(meeting: Record, changes_from: datetime) -> dict[datetime, tuple[str, datetime, int]]:
+    """Original start → (status, start, duration) for the occurrences `_occurrence_changes` names."""
+    changes = meeting.get("_occurrence_changes")
+    starts = _occurrence_starts(meeting)
+    if not isinstance(changes, dict) or starts is None:
+        return {}
+    ahead = list(itertools.islice((start for start in starts if start >= changes_from), 8))
+    duration = int(meeting.get("duration") or 0)
+    changed: dict[datetime, tuple[str, datetime, int]] = {}
+    for index in changes.get("deleted", ()):
+        if index < len(ahead):
+            changed[ahead[index]] = ("deleted", ahead[index], duration)
+    for index, minutes in changes.get("moved", ()):
+        if index < len(ahead):
+            changed[ahead[index]] = ("available", ahead[index] + timedelta(minutes=minutes), duration)
+    for index, length in changes.get("resized", ()):
+        if index < len(ahead):
+            changed[ahead[index]] = ("available", ahead[index], length)
+    return changed
 
 
 # ----------------------------------------------------------------------------------------------- page tokens
@@ -483,7 +512,8 @@ class _ZoomApi:
         if isinstance(page, Response):
             return page
         now = _utc_z(self.sandbox.now())
-        items = [_subset(_as_served(record, now), USER_LIST_FIELDS) for record in self.users.records(page.keys)]
+        items = [_without_status_sometimes(_subset(_as_served(record, now), USER_LIST_FIELDS))
+                 for record in self.users.records(page.keys)]
         return _json(page.envelope() | {"users": items})
 
     def get_user(self, request: Request, _body: Any) -> Response:
@@ -577,7 +607,7 @@ class _ZoomApi:
         return keys
 
     def _list_hosted(self, request: Request, store: JsonlStore, kind: str, fields: tuple[str, ...],
-                     listings: tuple[str, ...]) -> Response:
+                     listings: tuple[str, ...], *, by_number: bool = False) -> Response:
         user_id = request.path_params["user_id"]
         found = self._find_user(user_id)
         if found is None:
@@ -586,8 +616,11 @@ class _ZoomApi:
         if listing not in listings:
             return _validation_failed("type", "Invalid field.")
         host_id = str(found[1].get("id", ""))
+        if self.sandbox.broken(f"refuse_{kind}_of", host_id):
+            return _error(400, 300, "Invalid field.")
         keys = [] if not host_id or listing == "live" else self._listed(store, host_id, listing)
-        page = self._page(request, f"{kind}:{host_id}:{listing}", keys)
+        page = (self._numbered_page(request, f"{kind}:{host_id}:{listing}", keys) if by_number
+                else self._page(request, f"{kind}:{host_id}:{listing}", keys))
         if isinstance(page, Response):
             return page
         items = []
@@ -596,6 +629,8 @@ class _ZoomApi:
             if isinstance(item.get("agenda"), str):
                 item["agenda"] = item["agenda"][:LIST_AGENDA_CHARS]
             items.append(item)
+        if self.sandbox.broken(f"malformed_{kind}_of", host_id):
+            return _json(page.envelope() | {kind: {"unexpected": "an object where the spec has an array"}})
         return _json(page.envelope() | {kind: items})
 
     def list_meetings(self, request: Request, _body: Any) -> Response:
@@ -603,7 +638,10 @@ class _ZoomApi:
                                  ("scheduled", "live", "upcoming", "upcoming_meetings", "previous_meetings"))
 
     def list_webinars(self, request: Request, _body: Any) -> Response:
-        return self._list_hosted(request, self.webinars, "webinars", WEBINAR_LIST_FIELDS, ("scheduled", "upcoming"))
+        # The operation declares page_size and page_number only (its response still carries a next_page_token,
+        # which this listing does not read back): a client that follows the token gets page 1 again.
+        return self._list_hosted(request, self.webinars, "webinars", WEBINAR_LIST_FIELDS, ("scheduled", "upcoming"),
+                                 by_number=True)
 
     def _get_scheduled(self, request: Request, store: JsonlStore, identifier: str, noun: str) -> Response:
         if not identifier.isdigit():
@@ -614,7 +652,8 @@ class _ZoomApi:
         body = public(record)
         if body.get("type") in (8, 9):
             previous = request.query_params.get("show_previous_occurrences", "").lower() == "true"
-            occurrences = _occurrences(body, self.sandbox.now(), previous=previous)
+            occurrences = _occurrences(record, self.sandbox.now(), previous=previous,
+                                       changes_from=self.sandbox.now_fixed)
             if occurrences is not None:
                 settings = body.pop("settings", None)
                 body["occurrences"] = occurrences
@@ -657,9 +696,29 @@ class _ZoomApi:
         end = offset + size
         if self.sandbox.broken("repeat_page_token"):
             following = self.page_tokens.issue(scope, size if len(keys) > size else 0)
+        elif self.sandbox.broken("endless_page_token"):
+            following = self.page_tokens.issue(scope, end)  # past the end too: empty pages, a new token each time
         else:
             following = self.page_tokens.issue(scope, end) if end < len(keys) else ""
         return _Page(keys[offset:end], size=size, total=len(keys), number=offset // size + 1, token=following)
+
+
+    def _numbered_page(self, request: Request, scope: str, keys: list[str]) -> _Page | Response:
+        """A listing paged by `page_number` (1-based; past the end: an empty page)."""
+        size_text = request.query_params.get("page_size", "")
+        number_text = request.query_params.get("page_number", "") or "1"
+        try:
+            size = int(size_text) if size_text else PAGE_SIZE_DEFAULT
+            number = int(number_text)
+        except ValueError:
+            return _validation_failed("page_size" if not size_text.lstrip("-").isdigit() else "page_number",
+                                      "Invalid field.")
+        size = PAGE_SIZE_DEFAULT if size <= 0 else min(size, PAGE_SIZE_MAX)
+        number = max(1, number)
+        offset = (number - 1) * size
+        end = offset + size
+        following = self.page_tokens.issue(scope, end) if end < len(keys) else ""
+        return _Page(keys[offset:end], size=size, total=len(keys), number=number, token=following)
 
 
 @dataclass(frozen=True, slots=True)
@@ -688,6 +747,14 @@ def _as_served(user: Record, now: str) -> Record:
     if user.get("status") == "pending":
         user["created_at"] = now
     return user
+
+
+def _without_status_sometimes(item: Record) -> Record:
+    """A listed user without `status` (not required by the list schema), for one user in twenty: clients must take
+    the status of the listing they asked for."""
+    if int(hashlib.sha256(_user_key(item).encode()).hexdigest()[:4], 16) % 20 == 0:
+        item.pop("status", None)
+    return item
 
 
 def _subset(record: Record, fields: tuple[str, ...]) -> Record:

@@ -165,6 +165,7 @@ class MeetingWriter:
                                 as_of=context.now)
             body["_host"] = host.account_id
             body["_kind"] = str(kind)
+            self._zoom_variants(body, kind, meeting_id)
             self._write("zoom/meetings.jsonl", body)
             self._count(Platform.ZOOM, kind, traits)
         if rng.random() < 0.01:  # a webinar add-on holder
@@ -179,6 +180,33 @@ class MeetingWriter:
             body["_kind"] = "webinar"
             self._write("zoom/webinars.jsonl", body)
             self.truth.flags[Platform.ZOOM]["webinar"] += 1
+
+    def _zoom_variants(self, body: dict[str, object], kind: MeetingKind, meeting_id: int) -> None:
+        """What real Zoom bodies vary in, from a generator of their own (no other draw moves):
+
+        - a meeting scheduled from a calendar carries no `settings.meeting_invitees` (zoom.md 4.5);
+        - a fixed-time series may have a deleted occurrence, a moved one and a resized one, as `_occurrence_changes`
+          (indexes among the occurrences from the ministry's as-of date) that the sandbox applies to
+          `occurrences[]`.
+        """
+        rng = self._factory.rng("zoom-variants", meeting_id)
+        flags = self.truth.flags[Platform.ZOOM]
+        settings = body["settings"]
+        assert isinstance(settings, dict)
+        if kind is not MeetingKind.PERSONAL_ROOM and rng.random() < 0.25:
+            del settings["meeting_invitees"]
+            flags["invitees_unknown"] += 1
+        if body["type"] != 8 or kind is MeetingKind.EXPIRED_SERIES or rng.random() >= 0.12:
+            return
+        changes: dict[str, object] = {"deleted": [rng.choice((0, 1, 2))]}
+        if rng.random() < 0.6:
+            changes["moved"] = [[3, pick(rng, (60, -30, 24 * 60))]]
+        if rng.random() < 0.4:
+            changes["resized"] = [[4, pick(rng, (15, 90, 120))]]
+        body["_occurrence_changes"] = changes
+        flags["occurrence_deleted"] += 1
+        flags["occurrence_moved"] += "moved" in changes
+        flags["occurrence_resized"] += "resized" in changes
 
     # ------------------------------------------------------------------------------------------ Teams
 

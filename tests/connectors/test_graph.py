@@ -229,3 +229,30 @@ def test_graph_config_bounds() -> None:
         with pytest.raises(ValueError):
             GraphConfig(tenant_id="t", client_id="c", client_secret="s", **bad)
     assert "s3cret" not in repr(GraphConfig(tenant_id="t", client_id="c", client_secret="s3cret"))
+
+
+@pytest.mark.parametrize(("bug", "reason"), [("refuse_meetings_of:{host}", "LISTING_REFUSED"),
+                                             ("malformed_meetings_of:{host}", "LISTING_MALFORMED"),
+                                             ("endless_page_token", "LISTING_UNBOUNDED")])
+def test_a_mailbox_whose_listing_fails_is_quarantined_and_the_others_go_on(sandbox_factory: Any,
+                                                                          contract_ministry: Any, bug: str,
+                                                                          reason: str) -> None:
+    ministry = contract_ministry[0]
+    busy = {e["_mailbox"] for e in lines(ministry / "teams" / "events.jsonl")}
+    hosts = [host for host in meeting_hosts(ministry) if host.external_id in busy][:3]
+    failing = hosts[1]
+    reference = drain(_meetings(sandbox_factory()).iter_meetings(hosts))
+    server = sandbox_factory(broken=frozenset({bug.format(host=failing.external_id)}))
+    drained = drain(_meetings(server, event_page_size=5).iter_meetings(hosts))
+    failures = {(q.record_key, q.reason.value) for q in drained.items if isinstance(q, Quarantined)
+                and q.record_key.startswith("teams:host:")}
+    incomplete = [host for page in drained.pages for host in page.incomplete]
+    if bug.startswith("endless"):
+        assert failures == {(f"teams:host:{h.external_id}:meetings", reason) for h in hosts}
+        assert incomplete == [h.external_id for h in hosts]
+        return
+    assert failures == {(f"teams:host:{failing.external_id}:meetings", reason)}
+    assert incomplete == [failing.external_id]
+    kept = [m.external_id for m in drained.items if isinstance(m, Meeting)]
+    assert kept == [m.external_id for m in reference.items if isinstance(m, Meeting)
+                    and m.host_account_id != failing.external_id] and kept

@@ -329,3 +329,30 @@ def test_logs_carry_message_ids_not_addresses(sink: SmtpSink, caplog: pytest.Log
     corpus = "\n".join(messages).lower()
     assert not any(address.lower() in corpus for address in (*ATTENDEES, ORGANISER, MAILBOX))
     assert not re.search(r"[\w.-]+@[\w-]+\.[\w.]+", corpus.replace(sent.message_id.lower(), ""))
+
+
+def test_exclusions_and_exceptions_travel_as_exdate_and_overrides(sink: SmtpSink) -> None:
+    from dataclasses import replace
+
+    from core.records import OccurrenceChange
+
+    start = datetime(2026, 1, 5, 9, tzinfo=UTC)  # Monday 10:00 in Paris
+    week = timedelta(days=7)
+    source = replace(meeting(start=start), exclusions=(start + week, start + 4 * week),
+                     exceptions=(OccurrenceChange(start + 2 * week, start + 2 * week + timedelta(days=1)),
+                                 OccurrenceChange(start + 3 * week, start + 3 * week, 90)))
+    update = update_of(source)
+    sender(sink).send(update, stamp=STAMP)
+    _part, calendar = calendar_part(only(sink).message)
+    events = list(calendar.walk("VEVENT"))
+    assert len(events) == 3 and {str(event["UID"]) for event in events} == {update.uid}
+    series, *overrides = events
+    paris = ZoneInfo("Europe/Paris")
+    excluded = [moment.dt for moment in series["EXDATE"].dts]
+    assert excluded == [datetime(2026, 1, 12, 10, tzinfo=paris), datetime(2026, 2, 2, 10, tzinfo=paris)]
+    assert series["EXDATE"].params["TZID"] == "Europe/Paris"
+    assert [(o["RECURRENCE-ID"].dt, o["DTSTART"].dt, o["DTEND"].dt - o["DTSTART"].dt) for o in overrides] == [
+        (datetime(2026, 1, 19, 10, tzinfo=paris), datetime(2026, 1, 20, 10, tzinfo=paris), timedelta(minutes=45)),
+        (datetime(2026, 1, 26, 10, tzinfo=paris), datetime(2026, 1, 26, 10, tzinfo=paris), timedelta(minutes=90))]
+    assert all(str(o["LOCATION"]) == VISIO and int(o["SEQUENCE"]) == update.sequence for o in overrides)
+    assert "RRULE" not in overrides[0] and "RRULE" in series

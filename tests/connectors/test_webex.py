@@ -15,6 +15,7 @@ import httpx
 import orjson
 import pytest
 
+import connectors.webex as wx
 from connectors.errors import (
     ConnectorAuthError,
     NotFound,
@@ -223,12 +224,13 @@ def test_only_the_hosts_own_series_are_kept() -> None:
         _series(B, hostEmail=other, hostUserId="SOMEONE-ELSE"),               # the host is only invited
         _series(C, hostEmail="", hostDisplayName=None),                        # headless, hostUserId = this host
         _series(D, hostEmail="", hostUserId="SOMEONE-ELSE"),                   # headless, someone else's
-        _series(A),                                                            # listed twice: kept once
+        _series(A),                                                            # listed twice: kept once, reported
     ])
     (page,) = drain(_source(WebexMeetingSource, fake).iter_meetings([HOST])).pages
     assert [getattr(item, "external_id", getattr(item, "record_key", None)) for item in page.items] == [
-        A, f"webex:meeting:{C}"]
+        A, f"webex:meeting:{C}", f"webex:meeting:{A}#duplicate"]
     assert isinstance(page.items[1], Quarantined) and page.items[1].reason is ReasonCode.MEETING_WITHOUT_HOST
+    assert isinstance(page.items[2], Quarantined) and page.items[2].reason is ReasonCode.DUPLICATE_SOURCE_ID
     assert page.skipped == 2 and page.next_cursor is None
     assert sum(r.url.path == "/v1/meetingInvitees" for r in fake.requests) == 1
 
@@ -457,3 +459,51 @@ def test_accounts_fetch_the_catalogue_once_and_follow_next_links_verbatim() -> N
     assert all(isinstance(item, SourceAccount) and item.licensed for page in pages for item in page.items)
     assert [str(r.url) for r in requests] == [f"{API}licenses?orgId=ORG", f"{API}people?max=2",
                                               f"{API}people?max=2&cursor=2"]
+
+
+@pytest.mark.parametrize(("answer", "reason"), [
+    ("refused", ReasonCode.LISTING_REFUSED),
+    ("malformed", ReasonCode.LISTING_MALFORMED),
+    ("endless", ReasonCode.LISTING_UNBOUNDED),
+    ("repeated", ReasonCode.LISTING_CURSOR_REPEATED),
+])
+def test_a_host_whose_listing_fails_is_quarantined_and_the_others_go_on(answer: str, reason: ReasonCode) -> None:
+    failing = HostRef("FAILING", "failing@culture.example.gouv.fr")
+    fake = FakeWebex([_series(A)])
+    pages_served = [0]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        mine = request.url.path == "/v1/meetings" and (
+            request.url.params.get("hostEmail") == failing.email or "cursor" in request.url.params)
+        if not mine:
+            return fake(request)
+        pages_served[0] += 1
+        if answer == "refused":
+            return _json({"message": "Invalid hostEmail.", "trackingId": "x"}, 400)
+        if answer == "malformed":
+            return _json({"items": {"unexpected": True}})
+        cursor = "same" if answer == "repeated" else str(pages_served[0])
+        following = f"{API}meetings?cursor={cursor}"
+        return httpx.Response(200, json={"items": []}, headers={"Link": f'<{following}>; rel="next"'})
+
+    pages = drain(_source(WebexMeetingSource, handler).iter_meetings([failing, HOST])).pages
+    items = [item for page in pages for item in page.items]
+    assert [page.incomplete for page in pages if page.incomplete] == [("FAILING",)]
+    assert [(q.record_key, q.reason) for q in items if isinstance(q, Quarantined)] == [
+        ("webex:host:FAILING:meetings", reason)]
+    assert [item.external_id for item in items if isinstance(item, Meeting)] == [A]
+    assert pages_served[0] <= wx.MAX_HOST_MEETING_PAGES + 1
+
+
+def test_a_series_whose_invitees_cannot_be_listed_is_quarantined_not_migrated_without_them() -> None:
+    fake = FakeWebex([_series(A), _series(B)])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/meetingInvitees" and request.url.params.get("meetingId") == A:
+            return _json({"message": "bad request"}, 400)
+        return fake(request)
+
+    (page,) = drain(_source(WebexMeetingSource, handler).iter_meetings([HOST])).pages
+    assert [(getattr(i, "record_key", None), getattr(i, "reason", None)) for i in page.items
+            if isinstance(i, Quarantined)] == [(f"webex:meeting:{A}", ReasonCode.LISTING_REFUSED)]
+    assert [i.external_id for i in page.items if isinstance(i, Meeting)] == [B]

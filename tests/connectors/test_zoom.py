@@ -203,8 +203,9 @@ def test_one_meeting_of_each_kind_maps_to_its_record(contract_ministry: Any) -> 
         assert meeting.passcode is bool(body.get("password"))
         assert meeting.waiting_room is settings["waiting_room"]
         assert meeting.alternative_hosts == tuple(h for h in settings["alternative_hosts"].split(";") if h)
-        invitees = tuple(i["email"] for i in settings["meeting_invitees"])
+        invitees = tuple(i["email"] for i in settings.get("meeting_invitees", ()))
         assert meeting.invitees == invitees
+        assert meeting.invitees_known is ("meeting_invitees" in settings)
         assert meeting.external_invitees == sum(1 for e in invitees if e.rpartition("@")[2].lower() not in INTERNAL)
         assert meeting.dial_in is (settings["audio"] in ("both", "telephony")
                                    and bool(settings.get("global_dial_in_numbers")))

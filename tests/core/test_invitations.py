@@ -232,3 +232,28 @@ def test_payload_round_trips(case: tuple[object, ...]) -> None:
 def test_a_payload_that_does_not_fit_is_refused() -> None:
     with pytest.raises(ValueError, match="not an invitation payload"):
         invitation_from_payload({"uid": "x"})
+
+
+def test_a_series_keeps_its_deleted_and_moved_occurrences_in_its_zone() -> None:
+    from core.records import OccurrenceChange
+
+    start = datetime(2026, 12, 7, 9, tzinfo=UTC)  # 10:00 in Paris
+    week = timedelta(days=7)
+    source = replace(meeting(kind=MeetingKind.WEEKLY, start=start, rrule="FREQ=WEEKLY;INTERVAL=1;BYDAY=MO;COUNT=10"),
+                     exclusions=(start + week,),
+                     exceptions=(OccurrenceChange(start + 2 * week, start + 2 * week + timedelta(hours=2)),
+                                 OccurrenceChange(start + 3 * week, start + 3 * week, 15)))
+    update = build_invitation_update(source, visio_url=VISIO, previous_sequence=0, idempotency_key="k")
+    assert isinstance(update, InvitationUpdate)
+    paris = ZoneInfo("Europe/Paris")
+    assert [moment.replace(tzinfo=None) for moment in update.exclusions] == [datetime(2026, 12, 14, 10)]
+    assert all(moment.tzinfo == paris for moment in update.exclusions)
+    assert [(c.original.replace(tzinfo=None), c.start.replace(tzinfo=None), c.duration_minutes)
+            for c in update.exceptions] == [(datetime(2026, 12, 21, 10), datetime(2026, 12, 21, 12), None),
+                                            (datetime(2026, 12, 28, 10), datetime(2026, 12, 28, 10), 15)]
+    assert invitation_from_payload(invitation_payload(update)) == update
+    rollback = build_rollback_update(update, idempotency_key="r")
+    assert (rollback.exclusions, rollback.exceptions) == (update.exclusions, update.exceptions)
+    one_off = replace(source, kind=MeetingKind.ONE_OFF, recurrence=None)
+    single = build_invitation_update(one_off, visio_url=VISIO, previous_sequence=0, idempotency_key="k")
+    assert isinstance(single, InvitationUpdate) and single.exclusions == () and single.exceptions == ()

@@ -266,6 +266,30 @@ def test_a_wave_end_to_end(pipeline: Pipeline) -> None:
         (room_url,) = pipeline.rows("select url from room where action_key = ?", room_key)[0]
         assert str(event["LOCATION"]) == room_url
 
+    # A Zoom series keeps its deleted and moved occurrences: in the stored meeting, the plan and the ICS update.
+    changed = 0
+    for key, _h, platform, meeting_id, payload, _r, _s in invitations:
+        exclusions, exceptions = (json.loads(value) for value in pipeline.rows(
+            "select exclusions, exceptions from meeting where platform = ? and external_id = ?",
+            platform, meeting_id)[0])
+        planned_payload = json.loads(payload)
+        assert len(planned_payload["exclusions"]) == len(exclusions)
+        assert len(planned_payload["exceptions"]) == len(exceptions)
+        if not exclusions and not exceptions:
+            continue
+        changed += 1
+        (message_id,) = pipeline.rows("select message_id from notification where action_key = ?", key)[0]
+        part = next(p for p in by_id[message_id].message.walk() if p.get_content_type() == "text/calendar")
+        series, *overrides = Calendar.from_ical(part.get_content()).walk("VEVENT")
+        excluded = [moment.dt for moment in series["EXDATE"].dts] if "EXDATE" in series else []
+        assert sorted(moment.astimezone(UTC) for moment in excluded) == sorted(
+            datetime.fromisoformat(moment) for moment in exclusions)
+        assert sorted(o["RECURRENCE-ID"].dt.astimezone(UTC) for o in overrides) == sorted(
+            datetime.fromisoformat(change["original"]) for change in exceptions)
+        assert all(str(o["UID"]) == str(series["UID"]) and str(o["LOCATION"]) == str(series["LOCATION"])
+                   for o in overrides)
+    assert changed > 0  # the generated ministry has series with changed occurrences in this wave
+
     # Flagged meetings are reported, not silently migrated.
     skipped = pipeline.actions("create_room", "skipped")
     assert skipped and all(reason for *_, reason, _ in skipped)
@@ -447,6 +471,51 @@ def test_a_run_killed_at_any_point_resumes_to_the_same_end_state(pipeline: Pipel
         assert max(messages.values()) == 1
     _cutover(pipeline, batch_size=25)
     assert _end_state(pipeline) == state
+
+
+def _visio_users(pipeline: Pipeline) -> dict[str, tuple[str | None, list[str]]]:
+    return {email: (user_id, json.loads(rooms)) for email, user_id, rooms in pipeline.rows(
+        "select email, user_id, rooms_before from visio_user")}
+
+
+def test_reconciliation_only_adds_what_it_learned(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run killed after creating the rooms of some hosts of its batch and none of the others'. The next run adopts
+    the rooms, and each host's record stays what it was: the Meet user id kept (also for a host whose listing
+    shows no room), and bascule's own rooms never counted among the rooms the host had before."""
+    import threading
+
+    from flows import cutover as cutover_module
+
+    assert _hosts_log_in_first(pipeline) > 0
+    real_apply = cutover_module._apply_host
+    lock, groups = threading.Lock(), [0]
+
+    def apply_every_other_host(steps: Any) -> None:
+        with lock:
+            groups[0] += 1
+            chosen = groups[0] % 2 == 1
+        if not chosen:
+            raise Killed("killed")           # the other hosts' writes go on in their threads, nothing is recorded
+        real_apply(steps)
+
+    monkeypatch.setattr(cutover_module, "_apply_host", apply_every_other_host)
+    with pytest.raises(Killed, match="killed"):
+        _cutover(pipeline, batch_size=25)
+    monkeypatch.setattr(cutover_module, "_apply_host", real_apply)
+    known = _visio_users(pipeline)
+    meet = state_of(pipeline.server.sandbox)
+    owners = {user_id for room in pipeline.rooms() for user_id, role in room.accesses.items() if role == "owner"}
+    with_rooms = {email for email, (user_id, _rooms) in known.items() if user_id in owners}
+    assert with_rooms and set(known) - with_rooms                   # both kinds of host in the killed batch
+    assert all(user_id is not None and rooms == [] for user_id, rooms in known.values())
+
+    _cutover(pipeline, batch_size=25)
+    assert pipeline.rows("select count(*) from room where adopted = 1")[0][0] > 0
+    after = _visio_users(pipeline)
+    assert {email: after[email] for email in known} == known
+    recorded = {meet_id for (meet_id,) in pipeline.rows("select meet_id from room")}
+    assert not recorded & {room for _user_id, rooms in after.values() for room in rooms}
+    assert all(meet.user(user_id) is not None for user_id, _rooms in after.values() if user_id)
 
 
 def _hosts_log_in_first(pipeline: Pipeline) -> int:

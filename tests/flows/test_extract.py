@@ -153,3 +153,39 @@ def test_killed_extraction_resumes_to_the_same_database(tmp_path: Path, ministry
     summary = json.loads(stdout.strip().splitlines()[-1])
     assert any(summary[p]["meetings"]["resumed"] or summary[p]["users"]["resumed"] for p in summary)
     assert _database(killed) == _database(reference)
+
+
+def test_a_host_whose_listing_fails_is_quarantined_and_the_next_pass_picks_it_up(
+        tmp_path: Path, ministry: tuple[Path, dict[str, Any]], sandbox: Served, environment: Path) -> None:
+    """One Zoom host's listing refused, another's never ending: both quarantined with their reason, their meetings
+    kept as they were, every other host's meetings extracted; once the listings work again, a pass resolves it."""
+    import httpx
+
+    from flows.extract import extract
+
+    tenant = str(_tenant(tmp_path, ministry, sandbox))
+    extract(tenant, platforms=["zoom"], now=NOW, force=True)
+    before = _database(environment)
+    with sqlite3.connect(environment) as connection:
+        busy = [host for (host,) in connection.execute(
+            "select host_account_id from meeting where platform = 'zoom' and removed_at is null "
+            "group by host_account_id having count(*) >= 2 order by host_account_id limit 2")]
+    refused, malformed = busy
+    bugs = [f"refuse_meetings_of:{refused}", f"malformed_meetings_of:{malformed}"]
+    httpx.post(sandbox.url + "/_sandbox/broken", json={"add": bugs}).raise_for_status()
+    try:
+        failing = extract(tenant, platforms=["zoom"], now=NOW, force=True)
+    finally:
+        httpx.post(sandbox.url + "/_sandbox/broken", json={"remove": bugs}).raise_for_status()
+    during = _database(environment)
+    meetings = failing["zoom"]["meetings"]
+    assert failing["zoom"]["error"] is None and meetings["incomplete_hosts"] == 2 and meetings["removed"] == 0
+    assert meetings["quarantined"]["LISTING_REFUSED"] == 1 and meetings["quarantined"]["LISTING_MALFORMED"] == 1
+    assert during["meetings"] == before["meetings"]  # nothing of the two hosts was lost, nothing else changed
+    assert set(during["quarantine"]) - set(before["quarantine"]) == {
+        ("zoom:meetings", f"zoom:host:{refused}:meetings", "LISTING_REFUSED"),
+        ("zoom:meetings", f"zoom:host:{malformed}:meetings", "LISTING_MALFORMED")}
+
+    again = extract(tenant, platforms=["zoom"], now=NOW, force=True)
+    assert again["zoom"]["meetings"]["incomplete_hosts"] == 0
+    assert _database(environment) == before  # the two hosts listed again; their quarantine entries resolved

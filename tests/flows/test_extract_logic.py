@@ -87,6 +87,7 @@ class FakeMeetings:
     fail_at_page: int | None = None
     platform: Platform = Platform.TEAMS
     seen_hosts: list[str] = field(default_factory=list)
+    failing_hosts: frozenset[str] = frozenset()   # their listing fails (as a connector reports it)
 
     def iter_meetings(self, hosts: Sequence[HostRef], cursor: str | None = None) -> Iterator[Page[Any]]:
         remaining = [h for h in hosts if cursor is None or h.external_id > cursor]
@@ -96,8 +97,10 @@ class FakeMeetings:
                 raise Interrupted
             batch = remaining[index:index + self.hosts_per_page]
             self.seen_hosts.extend(h.external_id for h in batch)
-            items = [m for h in batch for m in self.by_host.get(h.external_id, [])]
-            yield Page(tuple(items), batch[-1].external_id)
+            failed = [h.external_id for h in batch if h.external_id in self.failing_hosts]
+            items = [m for h in batch if h.external_id not in failed for m in self.by_host.get(h.external_id, [])]
+            items += [Quarantined(ReasonCode.LISTING_UNBOUNDED, f"teams:host:{host}:meetings") for host in failed]
+            yield Page(tuple(items), batch[-1].external_id, incomplete=tuple(failed))
 
 
 def _account(number: int, *, licensed: bool = True, email: str | None = None) -> SourceAccount:
@@ -246,3 +249,35 @@ def test_an_exhausted_daily_quota_defers_the_platform_and_keeps_its_position(tmp
     resumed = _run(url, _sources(source, FakeMeetings(meetings)))
     assert resumed["users"]["resumed"] is True and resumed["deferred_until"] is None
     assert source.calls[-1] == "6"
+
+
+def test_a_host_whose_listing_fails_is_quarantined_and_keeps_its_meetings_until_it_lists_again(
+        tmp_path: Path) -> None:
+    accounts, meetings = _world()
+    url = _db(tmp_path)
+    _run(url, _sources(FakeAccounts(list(accounts)), FakeMeetings(meetings)))
+    before = _state(url)["meetings"]
+    assert any(host == "u005" for _id, host, _live in before)
+
+    failing = FakeMeetings(meetings, failing_hosts=frozenset({"u005"}))
+    summary = _run(url, _sources(FakeAccounts(list(accounts)), failing))
+    state = _state(url)
+    assert summary["meetings"]["removed"] == 0 and summary["meetings"]["incomplete_hosts"] == 1
+    assert state["meetings"] == before  # u005's meetings kept as they were, none marked removed
+    assert ("teams:meetings", "teams:host:u005:meetings", "LISTING_UNBOUNDED", 1) in state["quarantine"]
+    assert summary["meetings"]["quarantined"]["LISTING_UNBOUNDED"] == 1
+
+    _run(url, _sources(FakeAccounts(list(accounts)), FakeMeetings(meetings)))  # the next pass lists it again
+    quarantine = _state(url)["quarantine"]
+    assert ("teams:meetings", "teams:host:u005:meetings", "LISTING_UNBOUNDED", 0) in quarantine  # resolved
+
+
+def test_an_id_listed_twice_is_reported_not_collapsed(tmp_path: Path) -> None:
+    accounts, meetings = _world()
+    twice = [*accounts[:4], replace(_account(2), email="other2@culture.gouv.fr"), *accounts[4:]]
+    url = _db(tmp_path)
+    summary = _run(url, _sources(FakeAccounts(twice), FakeMeetings(meetings)))
+    assert summary["users"]["quarantined"]["DUPLICATE_SOURCE_ID"] == 1
+    state = _state(url)
+    assert ("teams:users", "teams:user:u002#duplicate", "DUPLICATE_SOURCE_ID", 1) in state["quarantine"]
+    assert {row[0]: row[1] for row in state["accounts"]}["u002"] == "agent2@culture.gouv.fr"  # the first one kept
