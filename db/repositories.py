@@ -34,6 +34,7 @@ from core.identity import (
     Override,
     OverrideAction,
     email_changed_from,
+    former_key,
     lookup_of,
 )
 from db import models
@@ -73,7 +74,8 @@ class DirectoryRepository:
     def upsert(self, entries: Sequence[DirectoryEntry], *, now: datetime, pass_id: str) -> UpsertResult:
         rows = [self._row(entry) for entry in entries]
         return upsert_synced(self._session, table_of(models.DirectoryEntry), rows,
-                             key=["tenant_id", "anchor"], now=now, pass_id=pass_id)
+                             key=["tenant_id", "anchor"], now=now, pass_id=pass_id,
+                             record_key=lambda row: f"directory:{row['anchor']}")
 
     def mark_removed(self, *, pass_id: str, now: datetime) -> int:
         """Mark entries not seen in the completed pass `pass_id` as removed; returns how many."""
@@ -223,11 +225,24 @@ class SourceAccountRepository:
         self._tenant_id = tenant_id
         self._platform = platform
 
-    def upsert(self, accounts: Sequence[SourceAccount], *, now: datetime, pass_id: str) -> UpsertResult:
+    def upsert(self, accounts: Sequence[SourceAccount], *, now: datetime, pass_id: str,
+               delta: bool = False) -> UpsertResult:
+        """Store a page of accounts (a delta page may repeat an account: its last state wins; a full listing may
+        not: the repeat is reported); returns the counts and the quarantine entries the page raised."""
         rows = [self._row(account) for account in accounts]
         result = upsert_synced(self._session, table_of(models.SourceAccount), rows,
-                               key=["tenant_id", "platform", "external_id"], now=now, pass_id=pass_id)
-        self._assignments(accounts, now=now)
+                               key=["tenant_id", "platform", "external_id"], now=now, pass_id=pass_id,
+                               record_key=lambda row: f"{self._platform.value}:user:{row['external_id']}",
+                               duplicates="last_wins" if delta else "report")
+        stored: dict[str, SourceAccount] = {}
+        for account in accounts:
+            if (self._tenant_id, self._platform.value, account.external_id) in result.refused:
+                continue
+            if delta:
+                stored[account.external_id] = account
+            else:
+                stored.setdefault(account.external_id, account)
+        self._assignments(list(stored.values()), now=now)
         return result
 
     def _assignments(self, accounts: Sequence[SourceAccount], *, now: datetime) -> None:
@@ -339,7 +354,8 @@ class LicenceRepository:
                  "consumed_units": sku.consumed_units, "site_url": sku.site_url,
                  "annual_unit_cost": sku.annual_unit_cost, "content_hash": content_hash(sku)} for sku in skus]
         result = upsert_synced(self._session, table_of(models.LicenceSku), rows,
-                               key=["tenant_id", "platform", "sku_key"], now=now, pass_id=pass_id)
+                               key=["tenant_id", "platform", "sku_key"], now=now, pass_id=pass_id,
+                               record_key=lambda row: f"{self._platform.value}:sku:{row['sku_key']}")
         mark_unseen(self._session, table_of(models.LicenceSku), pass_id=pass_id, now=now, tenant_id=self._tenant_id,
                     platform=self._platform.value)
         return result
@@ -356,7 +372,20 @@ class MeetingRepository:
     def upsert(self, meetings: Sequence[Meeting], *, now: datetime, pass_id: str) -> UpsertResult:
         rows = [self._row(meeting) for meeting in meetings]
         return upsert_synced(self._session, table_of(models.Meeting), rows,
-                             key=["tenant_id", "platform", "external_id"], now=now, pass_id=pass_id)
+                             key=["tenant_id", "platform", "external_id"], now=now, pass_id=pass_id,
+                             record_key=lambda row: f"{self._platform.value}:meeting:{row['external_id']}")
+
+    def carry_over(self, host_ids: Sequence[str], *, pass_id: str) -> int:
+        """Hosts whose listing failed in this pass: their current meetings count as seen (kept as they were)."""
+        if not host_ids:
+            return 0
+        table = table_of(models.Meeting)
+        result = self._session.execute(
+            update(table)
+            .where(table.c.tenant_id == self._tenant_id, table.c.platform == self._platform.value,
+                   table.c.host_account_id.in_(list(host_ids)), table.c.removed_at.is_(None))
+            .values(last_seen_pass=pass_id))
+        return int(getattr(result, "rowcount", 0) or 0)
 
     def mark_removed(self, *, pass_id: str, now: datetime) -> int:
         """After a complete listing of every host: meetings it did not contain are marked removed."""
@@ -422,11 +451,30 @@ class IdentityRepository:
                      key=["tenant_id", "kind", "value", "anchor"], update=["raw", "last_seen_pass"])
 
     def delete_stale_keys(self, *, pass_id: str) -> int:
-        """Keys are derived data: those a complete pass did not produce are gone."""
-        table = table_of(models.IdentityKey)
+        """Keys are derived data: those a complete pass did not produce are gone — except former e-mails, which are
+        history (kept while their entry is current)."""
+        table, entry = table_of(models.IdentityKey), table_of(models.DirectoryEntry)
+        current = select(entry.c.anchor).where(entry.c.tenant_id == self._tenant_id, entry.c.removed_at.is_(None))
+        kept = (table.c.kind == KeyKind.FORMER.value) & table.c.anchor.in_(current)
         result = self._session.execute(
-            delete(table).where(table.c.tenant_id == self._tenant_id, table.c.last_seen_pass != pass_id))
+            delete(table).where(table.c.tenant_id == self._tenant_id, table.c.last_seen_pass != pass_id, ~kept))
         return int(getattr(result, "rowcount", 0) or 0)
+
+    def former_keys_from_history(self) -> list[IdentityKey]:
+        """Former e-mails of current entries as the e-mail-changed history records them ("was <address>", open or
+        resolved conflicts): restores what an older pass, or a lost key, did not keep."""
+        conflict, entry = table_of(models.IdentityConflict), table_of(models.DirectoryEntry)
+        query = (select(conflict.c.subject, conflict.c.detail)
+                 .join(entry, (entry.c.tenant_id == conflict.c.tenant_id) & (entry.c.anchor == conflict.c.subject))
+                 .where(conflict.c.tenant_id == self._tenant_id,
+                        conflict.c.kind == ConflictKind.EMAIL_CHANGED.value, entry.c.removed_at.is_(None))
+                 .order_by(conflict.c.subject, conflict.c.id))
+        keys = []
+        for anchor, detail in self._session.execute(query).all():
+            previous = email_changed_from(detail)
+            if previous and (key := former_key(anchor, previous)) is not None:
+                keys.append(key)
+        return keys
 
     def holders(self, pairs: Sequence[tuple[Lookup, str]]) -> dict[tuple[Lookup, str], list[IdentityKey]]:
         """Every key holding each looked-up value (one query per batch of accounts)."""
@@ -478,6 +526,28 @@ class IdentityRepository:
         columns = [name for name in stamped[0] if name not in ("tenant_id", "anchor", "created_at")] if stamped else []
         written = upsert_plain(self._session, table, stamped, key=["tenant_id", "anchor"], update=columns)
         return UpsertResult(inserted=written)
+
+    def excluded_reasons(self, anchors: Sequence[str]) -> dict[str, ConflictKind]:
+        """Why each of these persons is not one a wave moves (rooms, shared mailboxes, administrators); the others
+        are absent."""
+        table = table_of(models.Person)
+        wanted = sorted(set(anchors))
+        found: dict[str, ConflictKind] = {}
+        for start in range(0, len(wanted), 900):
+            query = select(table.c.anchor, table.c.excluded_reason).where(
+                table.c.tenant_id == self._tenant_id, table.c.anchor.in_(wanted[start:start + 900]),
+                table.c.excluded_reason.is_not(None))
+            found.update((anchor, ConflictKind(reason)) for anchor, reason in self._session.execute(query).all())
+        return found
+
+    def excluded_counts(self) -> dict[str, int]:
+        """Current persons never selected in a wave, by reason."""
+        table = table_of(models.Person)
+        query = (select(table.c.excluded_reason, func.count())
+                 .where(table.c.tenant_id == self._tenant_id, table.c.removed_at.is_(None),
+                        table.c.excluded_reason.is_not(None))
+                 .group_by(table.c.excluded_reason).order_by(table.c.excluded_reason))
+        return {reason: int(count) for reason, count in self._session.execute(query).all()}
 
     def remove_persons_without_entry(self, *, now: datetime) -> int:
         """A person whose directory entry is gone (removed) is marked removed too."""

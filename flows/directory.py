@@ -84,6 +84,7 @@ def store_directory_page(database_url: str, tenant_id: str, items: list[Director
     quarantined = [item for item in items if isinstance(item, Quarantined)]
     with transaction(database_url) as session:
         result = DirectoryRepository(session, tenant_id).upsert(entries, now=now, pass_id=pass_id)
+        quarantined += result.quarantined  # values changed to fit, records refused, anchors given twice
         QuarantineRepository(session, tenant_id).upsert(quarantined, stage=STAGE, source=SOURCE, now=now,
                                                         pass_id=pass_id)
         CheckpointRepository(session, tenant_id).save(SOURCE, STREAM, pass_id=pass_id, cursor=next_cursor,

@@ -15,11 +15,23 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from core.emails import normalise_domain
+from core.identity import routing_table
+
 _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
 class TenantFileError(ValueError):
-    """The tenant file is missing, unreadable or invalid (message fits on one line)."""
+    """The tenant file is missing, unreadable or invalid (message fits on one line).
+
+    `code` says which, for reports and tests: TENANT_FILE_MISSING, TENANT_FILE_UNREADABLE, TENANT_NOT_TOML,
+    INVALID:<pydantic error type> (e.g. INVALID:extra_forbidden, INVALID:missing, INVALID:value_error), and for a file
+    the tenant names NAMED_FILE_MISSING, NAMED_FILE_NOT_A_FILE or NAMED_FILE_UNREADABLE.
+    """
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class _Strict(BaseModel):
@@ -32,13 +44,28 @@ def _env_name(value: str | None) -> str | None:
     return value
 
 
+def _mail_domains(domains: list[str]) -> list[str]:
+    """Kept as the file spells them (for display); compared by their normal form (core.emails.normalise_domain)."""
+    for domain in domains:
+        if normalise_domain(domain) is None:
+            raise ValueError(f"{domain!r} is not a mail domain (e.g. culture.gouv.fr, défense.gouv.fr)")
+    return domains
+
+
 class IdentitySettings(_Strict):
-    """How persons are recognised, and which identity provider serves which domain."""
+    """How persons are recognised, and which identity provider serves which domain (any spelling of a domain:
+    accents, capitals or punycode are one domain)."""
 
     idp_by_domain: dict[str, str] = Field(default_factory=dict)
     non_person_patterns: list[str] = Field(default_factory=list)
     privileged_patterns: list[str] = Field(default_factory=list)
     population_policy: list[str] = Field(default_factory=lambda: ["prestataire", "stagiaire", "partenaire"])
+
+    @field_validator("idp_by_domain")
+    @classmethod
+    def _domains_route_once(cls, idp_by_domain: dict[str, str]) -> dict[str, str]:
+        routing_table(idp_by_domain)  # refuses a key that is no domain, or one domain routed to two providers
+        return idp_by_domain
 
     @field_validator("non_person_patterns", "privileged_patterns")
     @classmethod
@@ -222,26 +249,30 @@ class TenantConfig(_Strict):
     cost_model: CostModel = CostModel()
     contracts: list[ContractLine] = Field(default_factory=list)
 
+    _check_domains = field_validator("domains", "alias_domains")(_mail_domains)
+
     @classmethod
     def load(cls, path: Path) -> TenantConfig:
         """Read and validate a tenant file; relative paths in it are relative to the file."""
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
-            raise TenantFileError(f"tenant file not found: {path}") from None
+            raise TenantFileError(f"tenant file not found: {path}", code="TENANT_FILE_MISSING") from None
         except OSError as exc:
-            raise TenantFileError(f"tenant file unreadable: {path}: {exc.strerror}") from None
+            raise TenantFileError(f"tenant file unreadable: {path}: {exc.strerror}",
+                                  code="TENANT_FILE_UNREADABLE") from None
         try:
             document = tomllib.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise TenantFileError(f"tenant file {path} is not valid TOML: {exc}") from None
+            raise TenantFileError(f"tenant file {path} is not valid TOML: {exc}", code="TENANT_NOT_TOML") from None
         try:
             config = cls.model_validate(document)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "(top level)"
             more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-            raise TenantFileError(f"tenant file {path}: {where}: {first['msg']}{more}") from None
+            raise TenantFileError(f"tenant file {path}: {where}: {first['msg']}{more}",
+                                  code=f"INVALID:{first['type']}") from None
         if config.directory.ldif_path is not None and not config.directory.ldif_path.is_absolute():
             directory = config.directory.model_copy(
                 update={"ldif_path": (path.parent / config.directory.ldif_path).resolve()})
@@ -251,7 +282,28 @@ class TenantConfig(_Strict):
             sources = config.sources.model_copy(
                 update={"teams": teams.model_copy(update={"ca_file": (path.parent / teams.ca_file).resolve()})})
             config = config.model_copy(update={"sources": sources})
+        config.check_files(path)
         return config
+
+    def check_files(self, path: Path) -> None:
+        """Every file the tenant names exists and can be read; else one line naming the setting and the file."""
+        named = {"directory.ldif_path": self.directory.ldif_path if self.directory.kind == "ldif" else None,
+                 "sources.teams.ca_file": self.sources.teams.ca_file if self.sources.teams else None}
+        for setting, file in named.items():
+            if file is None:
+                continue
+            if not file.exists():
+                raise TenantFileError(f"tenant file {path}: {setting}: {file} does not exist",
+                                      code="NAMED_FILE_MISSING")
+            if not file.is_file():
+                raise TenantFileError(f"tenant file {path}: {setting}: {file} is not a file",
+                                      code="NAMED_FILE_NOT_A_FILE")
+            try:
+                with file.open("rb") as handle:
+                    handle.read(1)
+            except OSError as exc:
+                raise TenantFileError(f"tenant file {path}: {setting}: {file} cannot be read ({exc.strerror})",
+                                      code="NAMED_FILE_UNREADABLE") from None
 
     @staticmethod
     def file_hash(path: Path) -> str:

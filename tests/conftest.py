@@ -137,11 +137,16 @@ def slapd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[slapd.Sla
 # ----------------------------------------------------------------------------------------------- tenant
 
 def write_tenant(directory: Path, manifest: dict[str, Any], *, ldif_path: Path) -> Path:
-    """A tenant file for a generated ministry, as the demo writes it."""
+    """A tenant file for a generated ministry, as the demo writes it (with a certificate of its own for the
+    sandbox's Entra endpoint: a tenant file naming a file that does not exist is refused)."""
     from flows.demo import render_sandbox_tenant
+    from sandbox.tls import self_signed_certificate
 
+    (directory / "tls").mkdir(parents=True, exist_ok=True)
+    certificate, _key = self_signed_certificate(directory / "tls")
     tenant = directory / "tenant.toml"
-    tenant.write_text(render_sandbox_tenant(manifest, ldif_path=str(ldif_path)), encoding="utf-8")
+    tenant.write_text(render_sandbox_tenant(manifest, ldif_path=str(ldif_path), ca_file=str(certificate)),
+                      encoding="utf-8")
     return tenant
 
 

@@ -42,7 +42,7 @@ def test_upserting_the_same_batch_twice_changes_nothing(migrated_url: str) -> No
     with sessions() as session:
         before = _snapshot(session)
     with sessions.begin() as session:
-        second = DirectoryRepository(session, "t1").upsert(batch, now=NOW + timedelta(hours=1), pass_id="p1")
+        second = DirectoryRepository(session, "t1").upsert(batch, now=NOW + timedelta(hours=1), pass_id="p2")
     assert (second.inserted, second.updated, second.unchanged) == (0, 0, 2500)
     with sessions() as session:
         assert _snapshot(session) == before

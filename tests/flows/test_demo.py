@@ -56,6 +56,13 @@ def test_example_tenant_matches_the_sandbox_ministry(tmp_path: Path) -> None:
     rendered = render_sandbox_tenant(manifest, ldif_path="../.bascule/sandbox/directory.ldif",
                                      ca_file="../.bascule/sandbox/tls/cert.pem")
     assert shipped.endswith(rendered)
-    config = TenantConfig.load(REPO / "tenants" / "example.toml")
+    # Where the README's commands put the files the example names (a tenant naming a missing file is refused).
+    checkout = tmp_path / "checkout"
+    (checkout / "tenants").mkdir(parents=True)
+    (checkout / "tenants" / "example.toml").write_text(shipped, encoding="utf-8")
+    (checkout / ".bascule" / "sandbox" / "tls").mkdir(parents=True)
+    (checkout / ".bascule" / "sandbox" / "directory.ldif").write_text("version: 1\n", encoding="utf-8")
+    (checkout / ".bascule" / "sandbox" / "tls" / "cert.pem").write_text("", encoding="utf-8")
+    config = TenantConfig.load(checkout / "tenants" / "example.toml")
     assert config.sources.zoom is not None and config.sources.zoom.account_id == manifest["tenant"]["zoom_account_id"]
-    assert config.directory.ldif_path == (REPO / ".bascule" / "sandbox" / "directory.ldif").resolve()
+    assert config.directory.ldif_path == (checkout / ".bascule" / "sandbox" / "directory.ldif").resolve()

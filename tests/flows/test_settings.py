@@ -45,15 +45,21 @@ def test_missing_secret_names_where_it_was_looked_for(monkeypatch: pytest.Monkey
         read_secret("BASCULE_NOWHERE_SECRET")
 
 
-def _tenant(tmp_path: Path, text: str) -> Path:
+def _tenant(tmp_path: Path, text: str, *, files: bool = True) -> Path:
+    """The tenant file in tmp_path, naming x.ldif and cert.pem beside it (created unless `files` is False)."""
     path = tmp_path / "tenant.toml"
-    path.write_text(text, encoding="utf-8")
+    path.write_text(text.replace("../.bascule/sandbox/directory.ldif", "x.ldif")
+                    .replace("../.bascule/sandbox/tls/cert.pem", "cert.pem"), encoding="utf-8")
+    if files:
+        (tmp_path / "x.ldif").write_text("version: 1\n", encoding="utf-8")
+        (tmp_path / "cert.pem").write_text("-----BEGIN CERTIFICATE-----\n", encoding="utf-8")
     return path
 
 
 def test_example_tenant_loads_with_paths_relative_to_the_file(tmp_path: Path) -> None:
-    config = TenantConfig.load(_tenant(tmp_path, EXAMPLE.replace("../.bascule/sandbox/directory.ldif", "x.ldif")))
+    config = TenantConfig.load(_tenant(tmp_path, EXAMPLE))
     assert config.directory.ldif_path == (tmp_path / "x.ldif").resolve()
+    assert config.sources.teams is not None and config.sources.teams.ca_file == (tmp_path / "cert.pem").resolve()
     assert config.cost_model.default_annual_unit_cost == 10
     assert {contract.platform for contract in config.contracts} == {"zoom", "teams", "webex"}
 
@@ -71,3 +77,19 @@ def test_invalid_tenant_files_say_where_and_why(tmp_path: Path, change: tuple[st
     assert old in EXAMPLE
     with pytest.raises(TenantFileError, match=message):
         TenantConfig.load(_tenant(tmp_path, EXAMPLE.replace(old, new, 1)))
+
+
+@pytest.mark.parametrize(("missing", "setting"), [("x.ldif", "directory.ldif_path"),
+                                                  ("cert.pem", "sources.teams.ca_file")])
+def test_a_file_the_tenant_names_must_exist_and_the_error_names_it(tmp_path: Path, missing: str,
+                                                                   setting: str) -> None:
+    path = _tenant(tmp_path, EXAMPLE)
+    (tmp_path / missing).unlink()
+    with pytest.raises(TenantFileError) as raised:
+        TenantConfig.load(path)
+    message = str(raised.value)
+    assert "\n" not in message and setting in message and str((tmp_path / missing).resolve()) in message
+    assert message.endswith("does not exist")
+    (tmp_path / missing).mkdir()
+    with pytest.raises(TenantFileError, match=f"{setting}: .* is not a file"):
+        TenantConfig.load(path)
