@@ -98,7 +98,7 @@ from connectors.errors import (
     RateLimited,
     TransientConnectorError,
 )
-from connectors.paging import ListingBound, ListingFailed
+from connectors.paging import ListingBound, ListingFailed, failed_listing
 from connectors.retry import RetryPolicy, RetryStats, acall_with_retries, parse_retry_after
 from connectors.throttle import Throttle
 from connectors.wire import parse_record, record_key
@@ -469,7 +469,7 @@ class GraphMeetingSource(_GraphConnector):
                         if next_link:
                             bounds[host_id].check(str(next_link))
                     except ListingFailed as refused:
-                        failed[host_id] = _host_failure(host_id, refused.reason, refused)
+                        failed[host_id] = failed_listing(SYSTEM, f"host:{host_id}:meetings", refused)
                         del pending[host_id]
                         continue
                     found[host_id].extend(values)
@@ -489,7 +489,7 @@ class GraphMeetingSource(_GraphConnector):
                 if isinstance(error, ConnectorAuthError):
                     raise error
                 if not isinstance(error, TransientConnectorError):
-                    failed[host_id] = _host_failure(host_id, ReasonCode.LISTING_REFUSED, error)
+                    failed[host_id] = failed_listing(SYSTEM, f"host:{host_id}:meetings", error)
                     del pending[host_id]
                     continue
                 failures[host_id] = failures.get(host_id, 0) + 1
@@ -624,11 +624,6 @@ class GraphCalendar(_GraphConnector):
         body = await self._call(what, send, key=self._mailbox_key(mailbox))
         log.debug("graph event %s of mailbox %s updated", event_id, mailbox)
         return _calendar_event(body, mailbox=mailbox, what=what)
-
-
-def _host_failure(host_id: str, reason: ReasonCode, error: BaseException) -> Quarantined:
-    log.warning("graph host %s: events listing failed (%s): quarantined, the pass goes on", host_id, reason)
-    return Quarantined(reason, f"teams:host:{host_id}:meetings", detail=str(error).removeprefix(f"{SYSTEM}: "))
 
 
 # ----------------------------------------------------------------------------------------------- mapping

@@ -12,12 +12,15 @@ quarantines that host's listing with it and goes on with the others.
 
 from __future__ import annotations
 
+import logging
 import math
 
-from connectors.errors import PermanentConnectorError
-from core import ReasonCode
+from connectors.errors import ConnectorError, PermanentConnectorError
+from core import Quarantined, ReasonCode
 
-__all__ = ["ListingBound", "ListingFailed"]
+__all__ = ["ListingBound", "ListingFailed", "failed_listing"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PAGES = 20_000
 DEFAULT_MAX_ITEMS = 2_000_000
@@ -110,6 +113,15 @@ class ListingBound:
         said = [f"{name} {value}" for name, value in (("total", self._total), ("page_count", self._page_count),
                                                       ("page_size", self._page_size)) if value is not None]
         return "announced " + ", ".join(said) if said else "nothing announced: hard cap"
+
+
+def failed_listing(system: str, scope: str, error: ConnectorError, *, what: str = "meetings"
+                   ) -> Quarantined:
+    """One scope's listing that failed for good (a host's meetings, a series' invitees), as its quarantine entry:
+    the ListingFailed's own reason, or LISTING_REFUSED for a refusal (a 4xx). Logged with ids only."""
+    reason = error.reason if isinstance(error, ListingFailed) else ReasonCode.LISTING_REFUSED
+    log.warning("%s %s: %s listing failed (%s): quarantined, the pass goes on", system, scope, what, reason)
+    return Quarantined(reason, f"{system}:{scope}", detail=str(error).removeprefix(f"{error.system}: "))
 
 
 def _with_margin(pages: int) -> int:

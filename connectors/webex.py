@@ -59,7 +59,7 @@ from connectors.errors import (
     RateLimited,
     TransientConnectorError,
 )
-from connectors.paging import ListingBound, ListingFailed
+from connectors.paging import ListingBound, ListingFailed, failed_listing
 from connectors.retry import RetryPolicy, RetryStats, call_with_retries, parse_retry_after
 from connectors.roles import HostRef
 from connectors.throttle import Throttle
@@ -408,10 +408,7 @@ class WebexMeetingSource(_WebexBase):
                 except ConnectorAuthError:
                     raise
                 except PermanentConnectorError as error:
-                    reason = error.reason if isinstance(error, ListingFailed) else ReasonCode.LISTING_REFUSED
-                    logger.warning("webex host %s: meetings listing failed (%s): quarantined, the pass goes on",
-                                   host.external_id, reason)
-                    found = [Quarantined(reason, f"webex:host:{host.external_id}:meetings", _bare(error))]
+                    found = [failed_listing(SYSTEM, f"host:{host.external_id}:meetings", error)]
                     passed_over = 0
                     incomplete.append(host.external_id)
                 items.extend(found)
@@ -490,9 +487,7 @@ class WebexMeetingSource(_WebexBase):
             except ConnectorAuthError:
                 raise
             except PermanentConnectorError as error:
-                reason = error.reason if isinstance(error, ListingFailed) else ReasonCode.LISTING_REFUSED
-                return Quarantined(reason, f"webex:meeting:{series_id}",
-                                   f"its invitees could not be listed: {_bare(error)}")
+                return failed_listing(SYSTEM, f"meeting:{series_id}", error, what="invitees")
         return map_meeting(item, host=host, invitees=invitees, now=self._clock(), fallback_zone=zone,
                            internal_domains=self.config.internal_domains)
 
@@ -599,9 +594,6 @@ def _strings(value: object, name: str) -> list[str]:
         raise TypeError(f"{name} is not a list of strings")
     return value
 
-
-def _bare(error: BaseException) -> str:
-    return str(error).removeprefix(f"{SYSTEM}: ")
 
 
 def _text(value: object) -> str | None:

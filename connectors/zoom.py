@@ -44,7 +44,7 @@ from connectors.errors import (
     TransientConnectorError,
     UnexpectedResponse,
 )
-from connectors.paging import ListingBound, ListingFailed
+from connectors.paging import ListingBound, ListingFailed, failed_listing
 from connectors.retry import RetryPolicy, RetryStats, call_with_retries, parse_retry_after
 from connectors.throttle import Throttle
 from connectors.wire import parse_record, record_key
@@ -611,11 +611,7 @@ class ZoomMeetingSource(_ZoomConnector):
         except ConnectorAuthError:
             raise
         except PermanentConnectorError as error:
-            reason = error.reason if isinstance(error, ListingFailed) else ReasonCode.LISTING_REFUSED
-            log.warning("zoom host %s: meetings listing failed (%s): quarantined, the pass goes on",
-                        host.external_id, reason)
-            return _HostWork([], failure=Quarantined(reason, f"zoom:host:{host.external_id}:meetings",
-                                                     detail=_bare(error)))
+            return _HostWork([], failure=failed_listing(SYSTEM, f"host:{host.external_id}:meetings", error))
         return _HostWork([fetchers.submit(self._fetch, host, item) for item in listed if isinstance(item, _Listed)],
                          found=[item for item in listed if isinstance(item, Quarantined)])
 

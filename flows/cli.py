@@ -124,6 +124,7 @@ def sandbox_serve(
              "\"User account is disabled.\" (a logged-in user is created when no directory entry has the address).")]
     = None,
     meet_no_base_url: Annotated[bool, typer.Option(
+        "--meet-no-base-url",
         help="Visio without APPLICATION_BASE_URL: room bodies have no `url` and a 201 no Location.")] = False,
     meet_version: Annotated[str, typer.Option(
         help="The Meet version Visio behaves as: v1.27.0 (the release: the token endpoint refuses form bodies) or "

@@ -47,12 +47,7 @@ def zoom_meeting(meeting_id: int, **changes: Any) -> dict[str, Any]:
         "recurrence": {"type": 2, "repeat_interval": 1, "weekly_days": "2", "end_times": 20},
         "settings": {"waiting_room": True, "approval_type": 2, "audio": "voip",
                      "meeting_invitees": [{"email": "paul.durand@culture.gouv.fr"}]}}
-    for name, value in changes.items():
-        if value is _DROP:
-            meeting.pop(name, None)
-        else:
-            meeting[name] = value
-    return meeting
+    return _changed(meeting, changes)
 
 
 def graph_user(user_id: str, **changes: Any) -> dict[str, Any]:
@@ -78,12 +73,7 @@ def graph_event(event_id: str, **changes: Any) -> dict[str, Any]:
         "organizer": {"emailAddress": {"address": "host-1@culture.gouv.fr"}},
         "attendees": [{"emailAddress": {"address": "paul.durand@culture.gouv.fr"}}],
         "onlineMeeting": {"joinUrl": "https://teams.microsoft.com/l/meetup-join/19%3ameeting_x%40thread.v2/0"}}
-    for name, value in changes.items():
-        if value is _DROP:
-            event.pop(name, None)
-        else:
-            event[name] = value
-    return event
+    return _changed(event, changes)
 
 
 def webex_person(person_id: str, **changes: Any) -> dict[str, Any]:
@@ -100,12 +90,7 @@ def webex_meeting(series_id: str, **changes: Any) -> dict[str, Any]:
         "recurrence": "FREQ=WEEKLY;INTERVAL=1;BYDAY=MO", "hostEmail": "host-1@culture.gouv.fr",
         "webLink": "https://culture-gouv.webex.com/culture-gouv/j.php?MTID=m0123456789abcdef",
         "scheduledType": "meeting", "state": "active"}
-    for name, value in changes.items():
-        if value is _DROP:
-            meeting.pop(name, None)
-        else:
-            meeting[name] = value
-    return meeting
+    return _changed(meeting, changes)
 
 
 class _Drop:
@@ -113,6 +98,16 @@ class _Drop:
 
 
 _DROP = _Drop()
+
+
+def _changed(record: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """`record` with fields replaced, added, or removed (`_DROP`)."""
+    for name, value in changes.items():
+        if value is _DROP:
+            record.pop(name, None)
+        else:
+            record[name] = value
+    return record
 ZOOM, TEAMS, WEBEX = Platform.ZOOM, Platform.TEAMS, Platform.WEBEX
 
 CASES: tuple[PayloadCase, ...] = (
