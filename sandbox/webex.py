@@ -809,7 +809,12 @@ class WebexApi:
         current = _flag(params.get("current"), "current", False)
         record, kind, suffix = self._find_meeting(request.path_params["meeting_id"], self._caller(request))
         if kind is None:
-            return _json(self._series_item(record, zone, now, current=current), media=MEETINGS_JSON)
+            # The Get schema of a series declares neither: the spec keeps hasRegistration for occurrences and
+            # meetingSeriesId for occurrences and instances (list items carry both).
+            series = self._series_item(record, zone, now, current=current)
+            series.pop("hasRegistration", None)
+            series.pop("meetingSeriesId", None)
+            return _json(series, media=MEETINGS_JSON)
         try:
             if kind == "meeting":
                 start = datetime.fromtimestamp(int(str(suffix)), UTC)

@@ -176,6 +176,7 @@ class MeetingWriter:
             body = zoom_meeting(rng, meeting_id=webinar_id, host_id=host.account_id, host_email=host.email,
                                 schedule=schedule, traits=traits, join_host=join_host, pmi=None, as_of=context.now)
             body["type"] = 5
+            _as_webinar(body)
             body["_host"] = host.account_id
             body["_kind"] = "webinar"
             self._write("zoom/webinars.jsonl", body)
@@ -341,6 +342,24 @@ class MeetingWriter:
                             ("registration", traits.registration), ("webinar", traits.webinar)):
             if value:
                 flags[name] += 1
+
+
+# Fields of a meeting's Get body that the webinar Get schema does not declare (the generator builds a webinar from
+# a meeting body, then takes them out).
+_NOT_WEBINAR = ("assistant_id", "encrypted_password", "h323_password", "pre_schedule", "status")
+_NOT_WEBINAR_SETTINGS = ("alternative_hosts_email_notification", "email_notification", "encryption_type",
+                         "global_dial_in_numbers", "jbh_time", "join_before_host", "meeting_invitees",
+                         "mute_upon_entry", "participant_video", "private_meeting", "use_pmi", "waiting_room",
+                         "watermark")
+
+
+def _as_webinar(body: dict[str, object]) -> None:
+    for name in _NOT_WEBINAR:
+        body.pop(name, None)
+    settings = body.get("settings")
+    if isinstance(settings, dict):
+        for name in _NOT_WEBINAR_SETTINGS:
+            settings.pop(name, None)
 
 
 # ---------------------------------------------------------------------------------------------- transport
