@@ -496,11 +496,13 @@ def _compile(text: str, timezone: str, start: datetime) -> dateutil_rrule.rrule:
     zone = _zone(timezone)
     if zone is None:
         raise ValueError(f"unknown time zone {timezone!r}")
-    return _compiled(text, start.astimezone(zone).replace(microsecond=0))
+    return _compiled(text, timezone, start.astimezone(zone).replace(microsecond=0))
 
 
 @lru_cache(maxsize=8192)
-def _compiled(text: str, dtstart: datetime) -> dateutil_rrule.rrule:
+def _compiled(text: str, timezone: str, dtstart: datetime) -> dateutil_rrule.rrule:
+    # `timezone` is part of the key: two aware starts at one instant in two zones are equal keys, and a series
+    # would be expanded in the other's zone (wrong after a change of time).
     parsed = dateutil_rrule.rrulestr(text, dtstart=dtstart, cache=False)
     if not isinstance(parsed, dateutil_rrule.rrule):
         raise ValueError("one RRULE expected")

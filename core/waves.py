@@ -10,7 +10,9 @@ room. Every action has a deterministic key: planning again, or applying again, i
 
 The access level is decided here, once (the External API cannot change it): a waiting room or a passcode means the
 organiser screened who came in → `restricted`; otherwise `trusted`; external guests always → `trusted` (they wait
-in the lobby of either, and a restricted room admits nobody without a role directly); never `public`.
+in the lobby of either, and a restricted room admits nobody without a role directly); never `public`. A personal
+room merged from several meetings is trusted if any has guests, else restricted if any was screened, whatever the
+order of the meetings.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from core.records import ActionKind, ActionState, JsonValue, Meeting, MeetingKin
 from core.visio import MAX_PARTICIPANTS, AccessLevel
 
 __all__ = ["BLOCKING_FLAGS", "Flag", "Host", "SkipReason", "TransitionRefused", "WaveAction", "WaveSelection",
-           "WaveState", "access_level_for", "check_transition", "flags_for", "plan_host", "room_key"]
+           "WaveState", "access_level_for", "check_transition", "flags_for", "merged_access_level", "plan_host",
+           "room_key"]
 
 
 class WaveState(StrEnum):
@@ -170,6 +173,15 @@ def access_level_for(meeting: Meeting) -> AccessLevel:
     return AccessLevel.TRUSTED
 
 
+def merged_access_level(meetings: Sequence[Meeting]) -> AccessLevel:
+    """The level of the one room several meetings move to (a host's personal rooms), whatever their order: a guest
+    of any keeps it trusted (guests must not be locked out), else one screened meeting screens it, else trusted."""
+    if any(meeting.external_invitees > 0 for meeting in meetings):
+        return AccessLevel.TRUSTED
+    restricted = any(access_level_for(meeting) is AccessLevel.RESTRICTED for meeting in meetings)
+    return AccessLevel.RESTRICTED if restricted else AccessLevel.TRUSTED
+
+
 def flags_for(meeting: Meeting, host: Host) -> tuple[Flag, ...]:
     """Every flag of one meeting, blocking ones first."""
     found: list[Flag] = []
@@ -235,7 +247,7 @@ def plan_host(wave: str, host: Host, meetings: Iterable[Meeting], *, now: dateti
             actions.append(follow)
     if personal:
         first = personal[0]
-        level = AccessLevel.TRUSTED if any(m.external_invitees for m in personal) else access_level_for(first)
+        level = merged_access_level(personal)
         flags = tuple(dict.fromkeys(flag for meeting in personal for flag in flags_for(meeting, host)))
         actions.append(WaveAction(ActionKind.CREATE_ROOM, room_key(wave, first, host), first.platform,
                                   first.external_id, host.anchor, flags=flags,
@@ -256,6 +268,12 @@ def _follow_up(wave: str, meeting: Meeting, room: str, host: Host, flags: tuple[
                           meeting.external_id, host.anchor, depends_on=room, flags=flags,
                           payload={"mailbox": meeting.host_account_id, "event_id": meeting.external_id,
                                    "join_url": meeting.join_url})
+    # The series' own exceptions travel with it: deleted occurrences stay deleted, moved ones stay where they are.
     return WaveAction(ActionKind.SEND_INVITATION, f"{wave}:invite:{meeting.platform}:{meeting.external_id}",
                       meeting.platform, meeting.external_id, host.anchor, depends_on=room, flags=flags,
-                      payload={"invitees": len(meeting.invitees)})
+                      payload={"invitees": len(meeting.invitees), "invitees_known": meeting.invitees_known,
+                               "exclusions": [moment.isoformat() for moment in meeting.exclusions],
+                               "exceptions": [{"original": change.original.isoformat(),
+                                               "start": change.start.isoformat(),
+                                               "duration_minutes": change.duration_minutes}
+                                              for change in meeting.exceptions]})
