@@ -241,10 +241,10 @@ def test_overrides_round_trip(mapped: tuple[str, Path, dict[str, Any]]) -> None:
     outcome = apply_overrides(url, TENANT, _csv(decisions), author="equipe-migration")
     assert [row.line for row in outcome.applied] == [2, 3]
     assert [str(row) for row in outcome.refused] == [
-        "row 4: unknown account teams:no-such-account (not in the extracted accounts)",
+        "row 4: unknown account teams:no-such-account (not in the extracted accounts) [UNKNOWN_ACCOUNT]",
         f"row 5: unknown account {privileged['platform']}:{privileged['account_external_id']}-x "
-        "(not in the extracted accounts)",
-        "row 6: unknown person no-such-person (no current directory entry)",
+        "(not in the extracted accounts) [UNKNOWN_ACCOUNT]",
+        "row 6: unknown person no-such-person (no current directory entry) [UNKNOWN_PERSON]",
     ]
     audited = _query(url, "select actor, action, target_id from audit_event order by id")
     assert audited == [("equipe-migration", "identity.override", unmatched["subject"]),
