@@ -1,0 +1,34 @@
+"""`bascule directory`: the ministry directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flows.cli.common import TenantOption, as_job, settings
+
+app = typer.Typer(help="The ministry directory.", no_args_is_help=True)
+
+
+@app.command("load")
+def directory_load(tenant: TenantOption,
+                   ldif: Annotated[Path | None, typer.Option(help="LDIF export (default: the tenant's).")] = None,
+                   page_size: Annotated[int, typer.Option(min=1, max=5000, help="Records per page.")] = 1000,
+                   ) -> None:
+    """Load the directory export into the state database (resumable; re-running changes nothing)."""
+    as_job(lambda: _directory_load(tenant, ldif, page_size))
+
+
+def _directory_load(tenant: Path, ldif: Path | None, page_size: int) -> None:
+    from flows.runtime import configure_prefect
+    from flows.tenant import TenantConfig
+
+    TenantConfig.load(tenant)  # one clear line before Prefect starts if the file is wrong
+    configure_prefect(settings())
+    from flows.directory import load_directory
+
+    summary = load_directory(tenant_file=str(tenant), ldif_path=str(ldif) if ldif else None, page_size=page_size)
+    print(json.dumps(summary, sort_keys=True))
