@@ -2,7 +2,8 @@
 
     ConnectorError(system)
     ├── TransientConnectorError        retry later: timeouts, 5xx, dropped connections
-    │   └── RateLimited(retry_after)   429 / throttled; wait `retry_after` seconds
+    │   ├── RateLimited(retry_after)   429 / throttled; wait `retry_after` seconds
+    │   └── Unreachable(origin)        no connection at all (refused, unknown host): retried briefly, then told
     └── PermanentConnectorError        retrying will not help
         ├── ConnectorAuthError         bad credentials, expired consent, missing scope
         ├── NotFound                   the object does not exist (any more)
@@ -40,6 +41,27 @@ class RateLimited(TransientConnectorError):
     def __init__(self, system: str, message: str, *, retry_after: float | None) -> None:
         super().__init__(system, message)
         self.retry_after = retry_after
+
+
+class Unreachable(TransientConnectorError):
+    """No connection could be opened to `origin` (scheme://host:port): refused, unknown host, no route.
+
+    Retried a few times within seconds (a service restarting), not for minutes: a wrong URL or a stopped service
+    is told at once, naming where bascule tried to connect.
+    """
+
+    def __init__(self, system: str, origin: str, cause: str) -> None:
+        super().__init__(system, f"cannot connect to {origin} ({cause})")
+        self.origin = origin
+
+
+def origin_of(url: str) -> str:
+    """scheme://host[:port] of a URL: where a connection goes, without path, query or credentials."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
 
 
 class PermanentConnectorError(ConnectorError):

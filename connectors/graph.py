@@ -97,6 +97,8 @@ from connectors.errors import (
     PermanentConnectorError,
     RateLimited,
     TransientConnectorError,
+    Unreachable,
+    origin_of,
 )
 from connectors.paging import ListingBound, ListingFailed, failed_listing
 from connectors.retry import RetryPolicy, RetryStats, acall_with_retries, parse_retry_after
@@ -952,6 +954,13 @@ def _status_error(status: int, code: str, what: str, retry_after: str | None) ->
     return PermanentConnectorError(SYSTEM, message)
 
 
+def _origin_of_request(error: httpx.RequestError) -> str:
+    try:
+        return origin_of(str(error.request.url))
+    except RuntimeError:  # httpx raises when the error carries no request
+        return "Graph"
+
+
 def _mapped(error: Exception, what: str) -> ConnectorError | None:
     """The connector error for an SDK, identity or transport failure; None for anything else (a bug here)."""
     if isinstance(error, ConnectorError):
@@ -965,7 +974,11 @@ def _mapped(error: Exception, what: str) -> ConnectorError | None:
         return _status_error(int(error.response_status_code or 0), code, what, retry_after)
     if isinstance(error, ClientAuthenticationError):
         return ConnectorAuthError(SYSTEM, f"{what}: the token endpoint refused the client credentials")
-    if isinstance(error, ServiceRequestError | ServiceResponseError):
+    if isinstance(error, ServiceRequestError):
+        return Unreachable(SYSTEM, "the token endpoint", type(error).__name__)
+    if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout):
+        return Unreachable(SYSTEM, _origin_of_request(error), type(error).__name__)
+    if isinstance(error, ServiceResponseError):
         return TransientConnectorError(SYSTEM, f"{what}: the token endpoint is unreachable ({type(error).__name__})")
     if isinstance(error, httpx.TimeoutException):
         return TransientConnectorError(SYSTEM, f"{what}: timed out ({type(error).__name__})")

@@ -21,11 +21,10 @@ from tenacity import (
     RetryCallState,
     Retrying,
     retry_if_exception,
-    stop_after_attempt,
     wait_random_exponential,
 )
 
-from connectors.errors import RateLimited, TransientConnectorError
+from connectors.errors import RateLimited, TransientConnectorError, Unreachable
 
 T = TypeVar("T")
 
@@ -37,6 +36,8 @@ class RetryPolicy:
     attempts: int = 6
     base_delay: float = 0.5
     max_delay: float = 60.0
+    connect_attempts: int = 3     # an Unreachable service: attempts in all (back-off capped at connect_max_delay)
+    connect_max_delay: float = 2.0
 
 
 @dataclass
@@ -94,8 +95,19 @@ def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, RateLimited) and error.retry_after is not None:
             return min(error.retry_after, policy.max_delay)
+        if isinstance(error, Unreachable):
+            return min(float(backoff(state)), policy.connect_max_delay)
         return float(backoff(state))
     return wait
+
+
+def _stop(policy: RetryPolicy) -> Callable[[RetryCallState], bool]:
+    """At most `attempts`; a service that cannot be connected to at all, at most `connect_attempts`."""
+    def stop(state: RetryCallState) -> bool:
+        error = state.outcome.exception() if state.outcome else None
+        limit = policy.connect_attempts if isinstance(error, Unreachable) else policy.attempts
+        return state.attempt_number >= limit
+    return stop
 
 
 def _before_sleep(stats: RetryStats | None) -> Callable[[RetryCallState], None]:
@@ -111,7 +123,7 @@ def _before_sleep(stats: RetryStats | None) -> Callable[[RetryCallState], None]:
 def call_with_retries(action: Callable[[], T], policy: RetryPolicy, *, stats: RetryStats | None = None,
                       sleep: Callable[[float], None] = time.sleep) -> T:
     """Run `action`, retrying transient errors under `policy`; the last error propagates."""
-    for attempt in Retrying(stop=stop_after_attempt(policy.attempts), wait=_wait(policy),
+    for attempt in Retrying(stop=_stop(policy), wait=_wait(policy),
                             retry=retry_if_exception(_retryable(policy)), before_sleep=_before_sleep(stats),
                             sleep=sleep, reraise=True):
         with attempt:
@@ -122,7 +134,7 @@ def call_with_retries(action: Callable[[], T], policy: RetryPolicy, *, stats: Re
 async def acall_with_retries(action: Callable[[], Awaitable[T]], policy: RetryPolicy, *,
                              stats: RetryStats | None = None) -> T:
     """call_with_retries for coroutines (msgraph-sdk is asynchronous)."""
-    async for attempt in AsyncRetrying(stop=stop_after_attempt(policy.attempts), wait=_wait(policy),
+    async for attempt in AsyncRetrying(stop=_stop(policy), wait=_wait(policy),
                                        retry=retry_if_exception(_retryable(policy)),
                                        before_sleep=_before_sleep(stats), reraise=True):
         with attempt:

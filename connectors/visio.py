@@ -57,7 +57,14 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from connectors.errors import PermanentConnectorError, RateLimited, TransientConnectorError, UnexpectedResponse
+from connectors.errors import (
+    PermanentConnectorError,
+    RateLimited,
+    TransientConnectorError,
+    UnexpectedResponse,
+    Unreachable,
+    origin_of,
+)
 from connectors.paging import ListingBound
 from connectors.retry import RetryPolicy, RetryStats, call_with_retries, parse_retry_after
 from connectors.throttle import Throttle
@@ -312,7 +319,9 @@ class VisioRoomTarget:
             self._throttle.acquire(self._throttle_key)
             try:
                 response = self._http.request(method, url, content=content, headers=headers)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                raise Unreachable(SYSTEM, origin_of(url), type(exc).__name__) from exc
+            except httpx.PoolTimeout as exc:
                 raise TransientConnectorError(SYSTEM, f"{where}: {type(exc).__name__}") from exc
             except httpx.TransportError as exc:
                 if creating:

@@ -58,6 +58,8 @@ from connectors.errors import (
     PermanentConnectorError,
     RateLimited,
     TransientConnectorError,
+    Unreachable,
+    origin_of,
 )
 from connectors.paging import ListingBound, ListingFailed, failed_listing
 from connectors.retry import RetryPolicy, RetryStats, call_with_retries, parse_retry_after
@@ -153,6 +155,8 @@ class WebexClient:
             self._throttle.acquire(f"{SYSTEM}:{self.config.org_id}")
             try:
                 response = self._http.get(url, params=params, headers=headers)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                raise Unreachable(SYSTEM, origin_of(self.config.api_url), type(exc).__name__) from exc
             except httpx.TimeoutException as exc:
                 raise TransientConnectorError(SYSTEM, f"GET {_path(url)}: timed out") from exc
             except httpx.TransportError as exc:

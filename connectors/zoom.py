@@ -43,6 +43,8 @@ from connectors.errors import (
     RateLimited,
     TransientConnectorError,
     UnexpectedResponse,
+    Unreachable,
+    origin_of,
 )
 from connectors.paging import ListingBound, ListingFailed, failed_listing
 from connectors.retry import RetryPolicy, RetryStats, call_with_retries, parse_retry_after
@@ -172,6 +174,8 @@ class _ZoomSession:
                     component._timeout = config.timeout_seconds
             else:
                 self._client.refresh_token()
+        except requests.ConnectionError as error:
+            raise Unreachable(SYSTEM, origin_of(config.oauth_url), type(error).__name__) from error
         except (requests.RequestException, ValueError) as error:
             raise TransientConnectorError(SYSTEM, f"token request failed ({type(error).__name__})") from error
         self.tokens_fetched += 1
@@ -236,10 +240,11 @@ class _ZoomSession:
 
         return call_with_retries(attempt, self._retry, stats=self._stats)
 
-    @staticmethod
-    def _send(send: Callable[[Any], requests.Response], client: Any, what: str) -> requests.Response:
+    def _send(self, send: Callable[[Any], requests.Response], client: Any, what: str) -> requests.Response:
         try:
             return send(client)
+        except requests.ConnectionError as error:
+            raise Unreachable(SYSTEM, origin_of(self.config.api_url), type(error).__name__) from error
         except requests.RequestException as error:
             raise TransientConnectorError(SYSTEM, f"{what}: {type(error).__name__}") from error
 

@@ -13,6 +13,10 @@ class SchemaDriftError(RuntimeError):
     """The models and the migrations disagree."""
 
 
+class SchemaNotReady(RuntimeError):
+    """The database does not exist, or is not at the schema this version of bascule needs."""
+
+
 def alembic_config(url: str) -> Config:
     """An Alembic configuration for `url` using the migrations shipped in the package."""
     config = Config()
@@ -50,3 +54,37 @@ def current(url: str) -> str | None:
             return MigrationContext.configure(connection).get_current_revision()
     finally:
         engine.dispose()
+
+
+def head() -> str:
+    """The revision the shipped migrations end at."""
+    from alembic.script import ScriptDirectory
+
+    found = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert found is not None, "the package ships migrations"
+    return found
+
+
+def require_current(url: str) -> None:
+    """Refuse to work on a database that is missing or not at `head()`; never create one by looking at it.
+
+    A SQLite file that does not exist is reported, not created (connecting would create an empty one); any other
+    database is asked for its revision.
+    """
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    where = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        from pathlib import Path
+
+        if not Path(parsed.database).exists():
+            raise SchemaNotReady(f"no database at {parsed.database}: run `bascule db upgrade` to create it "
+                                 "(or set BASCULE_DATABASE_URL / BASCULE_DATA_DIR to where it is)")
+    found = current(url)
+    wanted = head()
+    if found is None:
+        raise SchemaNotReady(f"the database {where} has no bascule schema: run `bascule db upgrade`")
+    if found != wanted:
+        raise SchemaNotReady(f"the database {where} is at schema revision {found}, this bascule needs {wanted}: "
+                             "run `bascule db upgrade`")

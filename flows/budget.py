@@ -4,13 +4,22 @@ Limits are per (tenant, platform): one slot is one worker fetching from that acc
 around each page fetch (an acquisition costs 15-60 ms, so never around a single call); within a slot the
 connector paces its calls with a LocalThrottle at the account's rate divided by the number of slots.
 Off in the embedded mode (one process, nothing to share); on with BASCULE_SHARED_LIMITS=1 against a server.
+
+The same limits keep one run of a stage per tenant (per wave for wave stages) at a time, while other ministries'
+runs of that deployment go on side by side (`one_per_tenant`): a deployment-wide concurrency limit of 1 would
+queue every ministry behind one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import inspect
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from flows.runtime import checkpoint, tenant_id_of
+from flows.settings import Settings
 
 T = TypeVar("T")
 
@@ -41,10 +50,39 @@ def slot(name: str | None, *, timeout_seconds: float = 3600) -> Iterator[None]:
 
 
 def within_slots(pages: Iterator[T], name: str | None) -> Iterator[T]:
-    """Fetch each page of `pages` while holding a slot of `name`; the caller stores it outside the slot."""
+    """Fetch each page of `pages` while holding a slot of `name`; the caller stores it outside the slot.
+
+    A page boundary is where a stop asked for by the operator takes effect (flows.runtime.checkpoint)."""
     while True:
+        checkpoint()
         with slot(name):
             page = next(pages, None)
         if page is None:
             return
         yield page
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def one_per_tenant(stage: str) -> Callable[[F], F]:
+    """Under a flow decorator: with shared limits on, hold the limit `bascule-TENANT-STAGE[-WAVE]` (one slot) for
+    the whole run, so that a tenant runs one `stage` at a time and other tenants are not held up."""
+    def decorate(function: F) -> F:
+        signature = inspect.signature(function)
+
+        @functools.wraps(function)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            settings = Settings()
+            if not settings.shared_limits:
+                return function(*args, **kwargs)
+            arguments = signature.bind_partial(*args, **kwargs).arguments
+            parts = ["bascule", tenant_id_of(str(arguments.get("tenant_file", "tenant"))), stage]
+            if arguments.get("wave"):
+                parts.append(str(arguments["wave"]))
+            name = "-".join(parts)
+            ensure_limits([name], slots=1)
+            with slot(name, timeout_seconds=24 * 3600):
+                return function(*args, **kwargs)
+        return run  # type: ignore[return-value]
+    return decorate

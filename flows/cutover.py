@@ -34,11 +34,10 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
-from uuid import UUID
+from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.orm import Session
 
@@ -64,8 +63,9 @@ from db.waves import (
     WaveRepository,
     WaveRow,
 )
-from flows.budget import ensure_limits, limit_name, slot
-from flows.runtime import transaction
+from flows.budget import ensure_limits, limit_name, one_per_tenant, slot
+from flows.progress import Progress
+from flows.runtime import StopRequested, cancelled, checkpoint, run_name, transaction
 from flows.settings import Settings
 from flows.tenant import TenantConfig
 from flows.waves import WaveError, audit_state, load_wave, plan_summary
@@ -538,6 +538,7 @@ def _drain(context: _Context, kinds: Sequence[ActionKind], *, batch: int, progre
     """Claim and apply batches until nothing of these kinds is ready; returns actions attempted."""
     attempted = 0
     while True:
+        checkpoint()  # the operator's Ctrl-C takes effect between batches; claims of a batch are never stranded
         with transaction(context.database_url) as session:
             claimed = PlanRepository(session, context.tenant_id).claim(
                 context.wave_id, kinds=kinds, states=[ActionState.PENDING], limit=batch, run_id=context.run_id,
@@ -622,10 +623,10 @@ def _instant(text: str | None) -> datetime:
 
 
 def _progress(key: str, total: int) -> Callable[[int], None]:
-    artifact = cast(UUID, create_progress_artifact(progress=0.0, key=key, description="Actions applied"))
+    bar = Progress(key, "Actions applied", label="cutover")
 
     def update(done: int) -> None:
-        update_progress_artifact(artifact, progress=min(100.0, 100.0 * done / max(1, total)))
+        bar.set(100.0 * done / max(1, total))
 
     return update
 
@@ -634,7 +635,8 @@ def _key(name: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")
 
 
-@flow(name="cutover", log_prints=False)
+@flow(name="cutover", flow_run_name=run_name("cutover"), log_prints=False)
+@one_per_tenant("cutover")
 def cutover(tenant_file: str, wave: str, apply: bool = False, retry_held: bool = True, retry_failed: bool = False,
             batch_size: int = BATCH,
             now: str | None = None, force: bool = False, targets: TargetsFactory | None = None) -> dict[str, Any]:
@@ -685,9 +687,12 @@ def cutover(tenant_file: str, wave: str, apply: bool = False, retry_held: bool =
         if reconciled["stale"]:
             logger.info("tenant %s wave %s: %d actions of a killed run reconciled (%d rooms adopted)", tenant.id,
                         wave, reconciled["stale"], reconciled["adopted"])
-        done = _drain(context, [ActionKind.CREATE_ROOM], batch=batch_size, progress=progress)
-        _drain(context, [ActionKind.REWRITE_EVENT, ActionKind.SEND_INVITATION], batch=batch_size,
-               progress=lambda n: progress(done + n))
+        try:
+            done = _drain(context, [ActionKind.CREATE_ROOM], batch=batch_size, progress=progress)
+            _drain(context, [ActionKind.REWRITE_EVENT, ActionKind.SEND_INVITATION], batch=batch_size,
+                   progress=lambda n: progress(done + n))
+        except StopRequested as stop:  # what was applied stays applied; the next run goes on from there
+            return cancelled(stop)  # type: ignore[no-any-return]
     progress(total)
     summary = outcome_summary(database_url, tenant.id, found.id)
     with transaction(database_url) as session:
@@ -797,7 +802,7 @@ def _towards(tenant_file: str, wave: str, target: WaveState,
     return settings, tenant, found, at
 
 
-@flow(name="verify-wave", log_prints=False)
+@flow(name="verify-wave", flow_run_name=run_name("verify-wave"), log_prints=False)
 def verify_wave(tenant_file: str, wave: str, now: str | None = None,
                 targets: TargetsFactory | None = None) -> dict[str, Any]:
     """Every room exists and is owned by the right user, every link is mapped, every event shows the new link."""
@@ -836,7 +841,8 @@ def verify_wave(tenant_file: str, wave: str, now: str | None = None,
     return report
 
 
-@flow(name="rollback-wave", log_prints=False)
+@flow(name="rollback-wave", flow_run_name=run_name("rollback-wave"), log_prints=False)
+@one_per_tenant("rollback-wave")
 def rollback_wave(tenant_file: str, wave: str, now: str | None = None, batch_size: int = BATCH,
                   targets: TargetsFactory | None = None) -> dict[str, Any]:
     """Inside the guard window: events restored exactly, old links mailed back, links reverted, rooms reported."""

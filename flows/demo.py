@@ -174,8 +174,45 @@ def prepare_demo(data_dir: Path, options: DemoOptions) -> tuple[Path, dict[str, 
     return tenant_file, manifest
 
 
+# What a previous demo left in its directory and a new one replaces (the TLS certificate is kept and reused).
+PREVIOUS_RUN = ("bascule.db", "bascule.db-wal", "bascule.db-shm", "ministry", "mail", "tenant.toml", "demo.env")
+
+
+def clear_previous_run(data_dir: Path) -> bool:
+    """Remove what an earlier demo wrote in `data_dir`; True when there was something to remove."""
+    import shutil
+
+    found = False
+    for name in PREVIOUS_RUN:
+        path = data_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+            found = True
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+            found = True
+    return found
+
+
+def demo_environment(database_url: str) -> dict[str, str]:
+    """The variables commands need to continue on the demo's data: its database and the sandbox's published
+    credentials (synthetic, the same for every copy of bascule; a real tenant's come from its own environment)."""
+    from sandbox.meet import SANDBOX_CLIENT_SECRET
+    from sandbox.server import Credentials
+
+    credentials = Credentials()
+    return {"BASCULE_DATABASE_URL": database_url, "BASCULE_PACING": "false",
+            "BASCULE_ZOOM_CLIENT_SECRET": credentials.zoom_client_secret,
+            "BASCULE_GRAPH_CLIENT_SECRET": credentials.graph_client_secret,
+            "BASCULE_WEBEX_ACCESS_TOKEN": credentials.webex_access_token,
+            "BASCULE_VISIO_CLIENT_SECRET": SANDBOX_CLIENT_SECRET}
+
+
 def run_demo(data_dir: Path, database_url: str, options: DemoOptions) -> dict[str, Any]:
-    """Every available stage on a fresh synthetic ministry, its systems served by the sandbox in this process."""
+    """Every available stage on a fresh synthetic ministry, its systems served by the sandbox in this process.
+
+    Ends with the tenant file pointing at `bascule sandbox serve`'s default ports and DATA_DIR/demo.env holding
+    what the next commands need, so that a person can go on with the demo's data."""
     import os
 
     from db.migrate import upgrade
@@ -183,24 +220,21 @@ def run_demo(data_dir: Path, database_url: str, options: DemoOptions) -> dict[st
     from flows.extract import extract
     from flows.identities import map_identities
     from flows.onboard import onboard
-    from sandbox.meet import SANDBOX_CLIENT_SECRET
-    from sandbox.server import Credentials, SandboxConfig, SandboxServer
+    from sandbox.server import SandboxConfig, SandboxServer
     from sandbox.smtp import SmtpSink
 
     data_dir.mkdir(parents=True, exist_ok=True)
     tenant_file, manifest = prepare_demo(data_dir, options)
     upgrade(database_url)
-    credentials = Credentials()
-    # The sandbox's own published credentials; a real tenant's come from its environment or Prefect blocks.
+    environment = demo_environment(database_url)
     # The demo's sandbox enforces no limits: pacing calls to Zoom's Business rates would only make it wait.
-    os.environ.setdefault("BASCULE_PACING", "false")
-    for name, value in (("BASCULE_ZOOM_CLIENT_SECRET", credentials.zoom_client_secret),
-                        ("BASCULE_GRAPH_CLIENT_SECRET", credentials.graph_client_secret),
-                        ("BASCULE_WEBEX_ACCESS_TOKEN", credentials.webex_access_token),
-                        ("BASCULE_VISIO_CLIENT_SECRET", SANDBOX_CLIENT_SECRET)):
-        os.environ.setdefault(name, value)
-    config = SandboxConfig(data_dir=data_dir / "ministry", tls_dir=data_dir / "tls", rate_limits=False)
-    with SandboxServer(config) as server, SmtpSink() as sink:
+    for name, value in environment.items():
+        if name != "BASCULE_DATABASE_URL":
+            os.environ.setdefault(name, value)
+    ministry = data_dir / "ministry"
+    tls_dir = ministry / "tls"  # where `bascule sandbox serve --data DATA_DIR/ministry` looks for its certificate
+    config = SandboxConfig(data_dir=ministry, tls_dir=tls_dir, rate_limits=False)
+    with SandboxServer(config) as server, SmtpSink(spool=data_dir / "mail") as sink:
         tenant_file.write_text(render_sandbox_tenant(manifest, ldif_path="ministry/directory.ldif",
                                                      sandbox_url=server.url, tls_url=server.tls_url,
                                                      ca_file=str(server.ca_file), smtp_port=sink.port),
@@ -215,8 +249,17 @@ def run_demo(data_dir: Path, database_url: str, options: DemoOptions) -> dict[st
         identities = map_identities(str(tenant_file))
         wave = run_demo_wave(database_url, tenant_file, server)
         wave["mails_captured"] = len(sink.messages)
+    # From now on the tenant names what `bascule sandbox serve --data DATA_DIR/ministry` serves by default.
+    tenant_file.write_text(render_sandbox_tenant(manifest, ldif_path="ministry/directory.ldif",
+                                                 ca_file="ministry/tls/cert.pem"), encoding="utf-8")
+    env_file = data_dir / "demo.env"
+    env_file.write_text("# `set -a; . THIS_FILE; set +a` before continuing on the demo's data with bascule commands\n"
+                        + "".join(f"{name}={value}\n" for name, value in environment.items()), encoding="utf-8")
+    env_file.chmod(0o600)
     return {
         "tenant": directory["tenant"],
+        "where": {"data_dir": str(data_dir), "database": database_url, "tenant_file": str(tenant_file),
+                  "environment": str(env_file), "ministry": str(ministry), "mail_spool": str(data_dir / "mail")},
         "generate": {"agents": options.agents, "seed": options.seed, "flavour": str(options.flavour),
                      "directory_records": manifest["directory"]["records"],
                      "zoom_users": manifest["platforms"].get("zoom", {}).get("total", 0),
@@ -344,6 +387,37 @@ def render_summary(summary: dict[str, Any]) -> str:
             "                       flagged: " + (", ".join(f"{flag} {n}" for flag, n in
                                                           wave["meetings_flagged_by_kind"].items()) or "none")
             + "; verify: " + ("verified" if wave["verified"] else
-                              f"{wave['verify_problems']} problems, not applied {wave['not_applied']}"),
+                              f"{wave['verify_problems']} problems; not applied: " + _counts(wave["not_applied"])),
         ]
+    where = summary.get("where")
+    if where:
+        lines += _continue_lines(summary["tenant"], where, wave)
     return "\n".join(lines)
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in sorted(counts.items())) or "none"
+
+
+def _continue_lines(tenant_id: str, where: dict[str, str], wave: dict[str, Any] | None) -> list[str]:
+    """Where the demo left its data and how to go on with it."""
+    tenant = where["tenant_file"]
+    return [
+        "",
+        "Where the demo left its data",
+        f"  database             {where['database']}",
+        f"  tenant file          {tenant} (tenant {tenant_id}; points at `bascule sandbox serve`'s default ports)",
+        f"  environment          {where['environment']} (the database and the sandbox's published credentials)",
+        f"  synthetic ministry   {where['ministry']}",
+        f"  mail spool           {where['mail_spool']} (every invitation the wave mailed, as .eml)",
+        "",
+        "Continue on it (a second `bascule demo` starts afresh and says so)",
+        f"  set -a; . {where['environment']}; set +a",
+        f"  bascule sandbox serve --data {where['ministry']} &     # Zoom, Graph, Webex, Visio, SMTP on loopback",
+        f"  bascule directory departments --tenant {tenant}",
+        f"  bascule wave plan --tenant {tenant} --wave vague-2 --department NAME",
+        f"  bascule wave freeze|cutover --apply|verify --tenant {tenant} --wave vague-2",
+        f"  bascule links lookup OLD-LINK --tenant {tenant}",
+        "  bascule sandbox login EMAIL        # a held host logs in to Visio once (the sandbox's ProConnect login)",
+        *([f"  (wave {wave['name']} is done: {wave['state']})"] if wave else []),
+    ]

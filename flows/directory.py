@@ -12,11 +12,9 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast
-from uuid import UUID
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from connectors.directory_mapping import DirectoryMapping, DisabledRule
@@ -25,7 +23,9 @@ from connectors.ldif_file import LdifDirectory, count_ldif_records
 from core import DirectoryEntry, Quarantined
 from db.repositories import CheckpointRepository, DirectoryRepository, QuarantineRepository, TenantRepository
 from db.upsert import UpsertResult
-from flows.runtime import transaction
+from flows.budget import one_per_tenant
+from flows.progress import Progress
+from flows.runtime import StopRequested, cancelled, checkpoint, run_name, transaction
 from flows.secrets import read_secret
 from flows.settings import Settings
 from flows.tenant import DirectorySettings, TenantConfig
@@ -106,13 +106,8 @@ def close_directory_pass(database_url: str, tenant_id: str, *, pass_id: str,
         return removed, quarantine.open_counts(source=SOURCE), DirectoryRepository(session, tenant_id).count()
 
 
-def _run_name() -> str:
-    from prefect.runtime import flow_run
-
-    return f"load-directory-{Path(str(flow_run.parameters.get('tenant_file', 'tenant'))).stem}"
-
-
-@flow(name="load-directory", flow_run_name=_run_name, log_prints=False)
+@flow(name="load-directory", flow_run_name=run_name("load-directory"), log_prints=False)
+@one_per_tenant("load-directory")
 def load_directory(tenant_file: str, ldif_path: str | None = None, page_size: int = 1000) -> dict[str, object]:
     """Load the tenant's directory export into the state database (resumes a killed run where it stopped)."""
     logger = get_run_logger()
@@ -138,25 +133,28 @@ def load_directory(tenant_file: str, ldif_path: str | None = None, page_size: in
     reader = directory_reader(tenant.directory, export, page_size=page_size)
     # An LDIF export can be counted up front; an LDAP server only says when it is done.
     total = max(1, count_ldif_records(export)) if isinstance(reader, LdifDirectory) and export else 0
-    progress = cast(UUID, create_progress_artifact(progress=0.0, key=f"load-directory-{tenant.id}",
-                                                   description=f"Directory of {tenant.id}: records read"))
+    progress = Progress(f"load-directory-{tenant.id}", f"Directory of {tenant.id}: records read",
+                        label="directory")
     records_read = int(cursor) if cursor else 0
-    for page in reader.iter_pages(cursor):
-        done += len(page.items)
-        result, quarantined = store_directory_page(database_url, tenant.id, list(page.items), pass_id=pass_id,
-                                                   next_cursor=page.next_cursor, items_done=done)
-        summary.pages += 1
-        summary.inserted += result.inserted
-        summary.updated += result.updated
-        summary.unchanged += result.unchanged
-        summary.skipped_out_of_scope += page.skipped
-        records_read = int(page.next_cursor) if page.next_cursor else max(total, records_read)
-        if total:
-            update_progress_artifact(progress, progress=min(100.0, 100.0 * records_read / total))
-        logger.info("tenant %s: page %d stored (%d people, %d quarantined)", tenant.id, summary.pages,
-                    result.total, quarantined)
-
-    update_progress_artifact(progress, progress=100.0)
+    try:
+        for page in reader.iter_pages(cursor):
+            checkpoint()
+            done += len(page.items)
+            result, quarantined = store_directory_page(database_url, tenant.id, list(page.items), pass_id=pass_id,
+                                                       next_cursor=page.next_cursor, items_done=done)
+            summary.pages += 1
+            summary.inserted += result.inserted
+            summary.updated += result.updated
+            summary.unchanged += result.unchanged
+            summary.skipped_out_of_scope += page.skipped
+            records_read = int(page.next_cursor) if page.next_cursor else max(total, records_read)
+            if total:
+                progress.set(100.0 * records_read / total)
+            logger.info("tenant %s: page %d stored (%d people, %d quarantined)", tenant.id, summary.pages,
+                        result.total, quarantined)
+    except StopRequested as stop:  # the operator's Ctrl-C: what was stored stays, the next run resumes
+        return cancelled(stop)  # type: ignore[no-any-return]
+    progress.done()
     summary.removed, summary.quarantined, summary.entries_now = close_directory_pass(
         database_url, tenant.id, pass_id=pass_id, items_done=done)
     create_table_artifact(

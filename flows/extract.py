@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import contextvars
 import json
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
-from uuid import UUID
+from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
@@ -39,8 +37,9 @@ from db.repositories import (
     SourceAccountRepository,
     TenantRepository,
 )
-from flows.budget import ensure_limits, limit_name, slot, within_slots
-from flows.runtime import transaction
+from flows.budget import ensure_limits, limit_name, one_per_tenant, slot, within_slots
+from flows.progress import Progress
+from flows.runtime import StopRequested, cancelled, run_name, transaction
 from flows.settings import Settings
 from flows.tenant import TenantConfig
 
@@ -214,20 +213,6 @@ def _start_pass(database_url: str, tenant_id: str, platform: Platform,
         return pass_id, saved, 0, False
 
 
-class _Progress:
-    """A progress artifact per platform: users, licences, then meetings by hosts done."""
-
-    def __init__(self, tenant_id: str, platform: Platform) -> None:
-        self._lock = threading.Lock()
-        self._id = cast(UUID, create_progress_artifact(
-            progress=0.0, key=f"extract-{tenant_id}-{platform}",
-            description=f"Extraction of {platform} for {tenant_id}: users (0-25 %), licences, meetings by host"))
-
-    def set(self, value: float) -> None:
-        with self._lock:
-            update_progress_artifact(self._id, progress=max(0.0, min(100.0, value)))
-
-
 def extract_platform(database_url: str, tenant_id: str, source: SourceSet, cost_model: CostModel, *,
                      budget: str | None = None) -> PlatformSummary:
     """Users, then licences, then meetings of one platform (runs in a thread of its own).
@@ -254,7 +239,8 @@ def _extract_platform(database_url: str, tenant_id: str, source: SourceSet, cost
                       budget: str | None, summary: PlatformSummary) -> None:
     logger = get_run_logger()
     platform = source.platform
-    progress = _Progress(tenant_id, platform)
+    progress = Progress(f"extract-{tenant_id}-{platform}", f"Extraction of {platform} for {tenant_id}: users "
+                        "(0-25 %), licences, meetings by host", label=f"extract {platform}")
 
     # Users: a full listing, or a delta pass from the delta link the last complete pass left.
     pass_id, saved, done, resumed = _start_pass(database_url, tenant_id, platform, "users")
@@ -317,7 +303,7 @@ def _extract_platform(database_url: str, tenant_id: str, source: SourceSet, cost
             hosts_done = _count_hosts(database_url, tenant_id, platform, up_to=position)
             progress.set(30.0 + 70.0 * hosts_done / max(1, summary.hosts))
     meetings.removed = close_meetings_pass(database_url, tenant_id, platform, pass_id=pass_id, items_done=done)
-    progress.set(100.0)
+    progress.done()
     logger.info("tenant %s %s: meetings pass %s done (%d hosts, %d pages, %d new, %d changed, %d removed)",
                 tenant_id, platform, pass_id[:8], summary.hosts, meetings.pages, meetings.inserted, meetings.updated,
                 meetings.removed)
@@ -370,16 +356,11 @@ def _reschedule(results: dict[str, PlatformSummary], *, tenant_file: str) -> Non
     get_run_logger().info("extraction of %s rescheduled for %s", ", ".join(sorted(deferred)), when.isoformat())
 
 
-def _run_name() -> str:
-    from prefect.runtime import flow_run
-
-    return f"extract-{Path(str(flow_run.parameters.get('tenant_file', 'tenant'))).stem}"
-
-
 SourceBuilder = Callable[[TenantConfig, Settings, datetime | None], list[SourceSet]]
 
 
-@flow(name="extract", flow_run_name=_run_name, log_prints=False)
+@flow(name="extract", flow_run_name=run_name("extract"), log_prints=False)
+@one_per_tenant("extract")
 def extract(tenant_file: str, platforms: list[str] | None = None, now: str | None = None,
             force: bool = False) -> dict[str, Any]:
     """Extract users, licences and meetings of the tenant's sources (resumes a killed run where it stopped).
@@ -411,9 +392,13 @@ def extract(tenant_file: str, platforms: list[str] | None = None, now: str | Non
                                                 tenant.id, source, model, budget=budgets[source.platform])
                    for source in sources}
         errors = []
+        stopped: StopRequested | None = None
         for platform, future in futures.items():
             try:
                 results[str(platform)] = future.result()
+            except StopRequested as exc:  # the operator's Ctrl-C: the run ends Cancelled, resumable
+                stopped = exc
+                results[str(platform)] = PlatformSummary(platform=str(platform), error=str(exc))
             except Exception as exc:  # one platform failing must not hide what the others did
                 logger.error("tenant %s %s: extraction failed: %s", tenant.id, platform, type(exc).__name__)
                 results[str(platform)] = PlatformSummary(platform=str(platform), error=f"{type(exc).__name__}: {exc}")
@@ -434,4 +419,6 @@ def extract(tenant_file: str, platforms: list[str] | None = None, now: str | Non
                           description=f"Extraction of {tenant.id}: counts per source, stream and quarantine reason")
     if errors:
         raise errors[0]
+    if stopped is not None:
+        return cancelled(stopped)  # type: ignore[no-any-return]
     return {name: asdict(summary) for name, summary in results.items()}

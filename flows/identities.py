@@ -66,7 +66,8 @@ from db.repositories import (
     SourceAccountRepository,
     TenantRepository,
 )
-from flows.runtime import transaction
+from flows.budget import one_per_tenant
+from flows.runtime import checkpoint, run_name, stoppable, transaction
 from flows.settings import Settings
 from flows.tenant import TenantConfig
 
@@ -252,12 +253,6 @@ def close_pass(database_url: str, tenant_id: str, *, pass_id: str, siret: str, d
 
 # ------------------------------------------------------------------------------------------------- flow
 
-def _run_name() -> str:
-    from prefect.runtime import flow_run
-
-    return f"map-identities-{Path(str(flow_run.parameters.get('tenant_file', 'tenant'))).stem}"
-
-
 def _start(database_url: str, tenant: TenantConfig, tenant_file: str) -> tuple[str, str, str | None, int, bool]:
     """The pass to run: the one a killed run left (phase, last key done), or a new one."""
     now = datetime.now(UTC)
@@ -276,7 +271,9 @@ def _start(database_url: str, tenant: TenantConfig, tenant_file: str) -> tuple[s
         return pass_id, "keys", None, 0, False
 
 
-@flow(name="map-identities", flow_run_name=_run_name, log_prints=False)
+@flow(name="map-identities", flow_run_name=run_name("map-identities"), log_prints=False)
+@one_per_tenant("map-identities")
+@stoppable
 def map_identities(tenant_file: str, batch_size: int = BATCH, force: bool = False) -> dict[str, Any]:
     """Map the tenant's directory and extracted accounts to persons, matches and conflicts (resumable)."""
     logger = get_run_logger()
@@ -295,6 +292,7 @@ def map_identities(tenant_file: str, batch_size: int = BATCH, force: bool = Fals
 
     if start <= PHASES.index("keys"):
         while True:
+            checkpoint()
             after, count = index_keys(database_url, tenant.id, pass_id=pass_id, after=after, limit=batch_size,
                                       done=done)
             done += count
@@ -305,6 +303,7 @@ def map_identities(tenant_file: str, batch_size: int = BATCH, force: bool = Fals
         if after is None:  # keys complete: drop the stale ones, find the shared values (idempotent)
             summary.keys_dropped = close_keys(database_url, tenant.id, pass_id=pass_id, done=done)
         while True:
+            checkpoint()
             after, count = map_persons(database_url, tenant.id, policy, pass_id=pass_id, after=after,
                                        limit=batch_size, done=done)
             done += count
@@ -317,6 +316,7 @@ def map_identities(tenant_file: str, batch_size: int = BATCH, force: bool = Fals
             continue
         counts: Counter[str] = Counter()
         while True:
+            checkpoint()
             after, batch = map_accounts(database_url, tenant.id, platform, policy, pass_id=pass_id,
                                         after=after, limit=batch_size, done=done)
             counts.update(batch)

@@ -28,6 +28,10 @@ def run_in_job_group(argv: list[str]) -> int:
     child = subprocess.Popen([sys.executable, "-m", "flows.cli", *argv], env=env, start_new_session=True)  # noqa: S603
 
     def forward(signum: int, _frame: object) -> None:
+        if signum == signal.SIGINT:  # to the command alone: it stops at a boundary, its Prefect server stays up
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signum)
+            return
         _signal_group(child.pid, signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -60,7 +60,7 @@ from core.readiness import (
 from core.visio import DomainCheck
 from db import models
 from db.repositories import TenantRepository
-from flows.runtime import transaction
+from flows.runtime import run_name, transaction
 from flows.secrets import MissingSecretError, read_secret
 from flows.settings import Settings
 from flows.tenant import TenantConfig, VisioSettings
@@ -405,13 +405,7 @@ def _cell(text: str) -> str:
 
 # ----------------------------------------------------------------------------------------------- flow
 
-def _run_name() -> str:
-    from prefect.runtime import flow_run
-
-    return f"onboard-{Path(str(flow_run.parameters.get('tenant_file', 'tenant'))).stem}"
-
-
-@flow(name="onboard", flow_run_name=_run_name, log_prints=False)
+@flow(name="onboard", flow_run_name=run_name("onboard"), log_prints=False)
 def onboard(tenant_file: str, now: str | None = None) -> dict[str, Any]:
     """Register the tenant and produce its readiness report (stored on the tenant row, published, returned)."""
     logger = get_run_logger()

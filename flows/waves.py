@@ -32,7 +32,8 @@ from core.identity import CONFLICT_MEANING
 from core.waves import BLOCKING_FLAGS, Host, WaveSelection, WaveState, check_transition, plan_host
 from db.repositories import AuditRepository
 from db.waves import HostRepository, PlanRepository, WaveRepository, WaveRow
-from flows.runtime import transaction
+from flows.budget import one_per_tenant
+from flows.runtime import run_name, transaction
 from flows.settings import Settings
 from flows.tenant import TenantConfig
 
@@ -219,13 +220,8 @@ def _plan_markdown(summary: PlanSummary) -> str:
 
 # ----------------------------------------------------------------------------------------------- flows
 
-def _run_name() -> str:
-    from prefect.runtime import flow_run
-
-    return f"plan-wave-{flow_run.parameters.get('wave', 'wave')}"
-
-
-@flow(name="plan-wave", flow_run_name=_run_name, log_prints=False)
+@flow(name="plan-wave", flow_run_name=run_name("plan-wave"), log_prints=False)
+@one_per_tenant("plan-wave")
 def plan_wave(tenant_file: str, wave: str, departments: list[str] | None = None,
               selection_csv: str | None = None, emails: list[str] | None = None, unfreeze: bool = False,
               now: str | None = None, force: bool = False) -> dict[str, Any]:
@@ -288,7 +284,8 @@ def plan_wave(tenant_file: str, wave: str, departments: list[str] | None = None,
     return summary.__dict__
 
 
-@flow(name="freeze-wave", log_prints=False)
+@flow(name="freeze-wave", flow_run_name=run_name("freeze-wave"), log_prints=False)
+@one_per_tenant("freeze-wave")
 def freeze_wave(tenant_file: str, wave: str, now: str | None = None) -> dict[str, Any]:
     """planned → frozen: the plan the cutover will apply."""
     settings = Settings()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
@@ -141,3 +142,29 @@ def _meet_applications(specs: list[str]) -> Any:
             domains = tuple(domain.strip().lower() for domain in parts[0].split(",") if domain.strip())
         applications[client_id] = MeetApplication(client_id, secret, active=active, domains=domains)
     return tuple(applications.values())
+
+
+@app.command("login")
+def sandbox_login(
+    emails: Annotated[list[str], typer.Argument(help="Agents' e-mail addresses.")],
+    url: Annotated[str, typer.Option(help="Where `bascule sandbox serve` answers.")] = "http://127.0.0.1:8700",
+) -> None:
+    """An agent logs in to the sandbox's Visio once, through its ProConnect stand-in (a held host then gets their
+    room at the next `wave cutover --apply`)."""
+    import httpx
+
+    refused = 0
+    for email in emails:
+        try:
+            response = httpx.post(f"{url.rstrip('/')}/_sandbox/meet/login", json={"email": email}, timeout=10)
+        except httpx.HTTPError as exc:
+            fail(f"no sandbox answers at {url} ({type(exc).__name__}): start `bascule sandbox serve` first")
+        body = response.json() if "json" in response.headers.get("content-type", "") else {}
+        if response.status_code == 200:
+            print(f"{email}: logged in to Visio" + (" (new user)" if body.get("created") else ""))
+        else:
+            refused += 1
+            print(f"{email}: login refused: {body.get('refused') or body.get('error') or response.status_code}",
+                  file=sys.stderr)
+    if refused:
+        raise typer.Exit(1)

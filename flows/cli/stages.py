@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from flows.cli.common import TenantOption, as_job, settings
+from flows.cli.common import TenantOption, as_job, fail, settings
 
 
 def onboard(
@@ -65,24 +66,46 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON object of counts per stage.")] = False,
 ) -> None:
     """Generate a ministry and run every available stage on it, with SQLite and Prefect without a server."""
-    as_job(lambda: _demo(agents, seed, flavour, as_json))
+    as_job(lambda: _demo(agents, seed, flavour, as_json), database=False)
 
 
 def _demo(agents: int, seed: int, flavour: str, as_json: bool) -> None:
-    from flows.demo import DemoOptions, render_summary
-    from flows.runtime import configure_prefect
+    from flows.demo import DemoOptions, clear_previous_run, render_summary, run_demo
     from sandbox.generator.directory import Flavour
 
     options = settings()
     data_dir = (options.data_dir / "demo").resolve()
+    own_database = f"sqlite:///{data_dir / 'bascule.db'}"
+    database = os.environ.get("BASCULE_DATABASE_URL") or own_database
+    if database != own_database:
+        _refuse_a_used_database(database)
+    if clear_previous_run(data_dir):
+        print(f"bascule demo: starting afresh in {data_dir} (the previous demo's database, ministry and mail "
+              "were removed)", file=sys.stderr)
     data_dir.mkdir(parents=True, exist_ok=True)
-    # The demo keeps its own SQLite file unless a database was chosen; flows read it from the environment.
-    os.environ.setdefault("BASCULE_DATABASE_URL", f"sqlite:///{data_dir / 'bascule.db'}")
-    configure_prefect(options)
-    from flows.demo import run_demo
-
-    summary = run_demo(data_dir, os.environ["BASCULE_DATABASE_URL"],
-                       DemoOptions(agents=agents, seed=seed, flavour=Flavour(flavour)))
-    print(render_summary(summary))
+    # Flows read the database from the environment.
+    os.environ["BASCULE_DATABASE_URL"] = database
+    summary = run_demo(data_dir, database, DemoOptions(agents=agents, seed=seed, flavour=Flavour(flavour)))
     if as_json:
+        print(render_summary(summary), file=sys.stderr)
         print(json.dumps(summary, sort_keys=True, ensure_ascii=False))
+    else:
+        print(render_summary(summary))
+
+
+def _refuse_a_used_database(database: str) -> None:
+    """On a database the user chose, the demo runs only where no demo ran before (it never deletes their data)."""
+    from sqlalchemy import inspect, text
+
+    from db.engine import make_engine
+
+    engine = make_engine(database)
+    try:
+        with engine.connect() as connection:
+            used = inspect(connection).has_table("tenant") and connection.execute(
+                text("select count(*) from tenant where id = 'min-culture-exemple'")).scalar_one() > 0
+    finally:
+        engine.dispose()
+    if used:
+        fail("the database BASCULE_DATABASE_URL names already holds the demo's tenant (min-culture-exemple): unset "
+             "BASCULE_DATABASE_URL (the demo then uses its own SQLite file) or give it an empty database")
