@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from flows.runtime import checkpoint, tenant_id_of
+from flows.runtime import checkpoint, resolved_hints, tenant_id_of
 from flows.settings import Settings
 
 T = TypeVar("T")
@@ -52,14 +52,20 @@ def slot(name: str | None, *, timeout_seconds: float = 3600) -> Iterator[None]:
 def within_slots(pages: Iterator[T], name: str | None) -> Iterator[T]:
     """Fetch each page of `pages` while holding a slot of `name`; the caller stores it outside the slot.
 
-    A page boundary is where a stop asked for by the operator takes effect (flows.runtime.checkpoint)."""
-    while True:
-        checkpoint()
-        with slot(name):
-            page = next(pages, None)
-        if page is None:
-            return
-        yield page
+    A page boundary is where a stop asked for by the operator takes effect (flows.runtime.checkpoint): the source's
+    listing is then closed here, in its own thread, so that its sessions and prefetching threads end cleanly."""
+    try:
+        while True:
+            checkpoint()
+            with slot(name):
+                page = next(pages, None)
+            if page is None:
+                return
+            yield page
+    finally:
+        close = getattr(pages, "close", None)
+        if close is not None:
+            close()
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -84,5 +90,5 @@ def one_per_tenant(stage: str) -> Callable[[F], F]:
             ensure_limits([name], slots=1)
             with slot(name, timeout_seconds=24 * 3600):
                 return function(*args, **kwargs)
-        return run  # type: ignore[return-value]
+        return resolved_hints(run, function)  # type: ignore[return-value]
     return decorate

@@ -414,6 +414,7 @@ def _continue_lines(tenant_id: str, where: dict[str, str], wave: dict[str, Any] 
         "Continue on it (a second `bascule demo` starts afresh and says so)",
         f"  set -a; . {where['environment']}; set +a",
         f"  bascule sandbox serve --data {where['ministry']} &     # Zoom, Graph, Webex, Visio, SMTP on loopback",
+        f"  bascule onboard --tenant {tenant}     # the tenant file now names the served ports: check it again",
         f"  bascule directory departments --tenant {tenant}",
         f"  bascule wave plan --tenant {tenant} --wave vague-2 --department NAME",
         f"  bascule wave freeze|cutover --apply|verify --tenant {tenant} --wave vague-2",

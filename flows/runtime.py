@@ -77,6 +77,18 @@ def tenant_id_of(tenant_file: str) -> str:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def resolved_hints(wrapper: Callable[..., Any], function: Callable[..., Any]) -> Callable[..., Any]:
+    """A wrapper under @flow with its function's annotations resolved where the function lives: Prefect validates
+    parameters against the annotations, which `from __future__ import annotations` leaves as names that would
+    otherwise be looked up in the wrapper's module."""
+    import inspect
+    import typing
+
+    wrapper.__annotations__ = typing.get_type_hints(function)
+    wrapper.__signature__ = inspect.signature(function, eval_str=True)  # type: ignore[attr-defined]
+    return wrapper
+
+
 def stoppable(function: F) -> F:
     """Under a flow decorator: a StopRequested raised anywhere in the run ends it Cancelled (see checkpoint)."""
     import functools
@@ -87,7 +99,7 @@ def stoppable(function: F) -> F:
             return function(*args, **kwargs)
         except StopRequested as stop:
             return cancelled(stop)
-    return run  # type: ignore[return-value]
+    return resolved_hints(run, function)  # type: ignore[return-value]
 
 
 class DataDirError(RuntimeError):

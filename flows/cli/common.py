@@ -93,9 +93,18 @@ def _interrupted(_signum: int, _frame: object) -> None:
 
 
 def _stopped(log_file: Path) -> NoReturn:
+    """Stopped on the operator's request: say so and leave at once. The run's Cancelled state is recorded; the
+    logs are flushed; the temporary Prefect server is ended by the parent with the rest of the process group
+    (its own orderly stop takes seconds nobody needs to wait for)."""
+    import logging
+    import os
+
     print(f"bascule: stopped on request; what was done is kept: run the same command again to resume "
           f"(log: {log_file})", file=sys.stderr)
-    raise typer.Exit(130)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
 
 
 def _log_failure(log_file: Path, exc: BaseException) -> None:

@@ -123,36 +123,83 @@ def _meeting_pages_stored(database: Path) -> int:
         return 0
 
 
-@pytest.mark.slow
-def test_killed_extraction_resumes_to_the_same_database(tmp_path: Path, ministry: tuple[Path, dict[str, Any]],
-                                                       sandbox: Served) -> None:
-    tenant = _tenant(tmp_path, ministry, sandbox)
-    base_env = {**os.environ, **SECRETS, "BASCULE_DATA_DIR": str(tmp_path / "data"),
-                "PREFECT_HOME": str(tmp_path / "prefect"), "BASCULE_JOB_CHILD": "1"}
-    reference, killed = tmp_path / "reference.db", tmp_path / "killed.db"
-    for database in (reference, killed):
-        upgrade(f"sqlite:///{database}")
+def _environment(tmp_path: Path, database: Path, *, job_child: bool = True) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key != "BASCULE_JOB_CHILD"}
+    env.update(SECRETS, BASCULE_DATA_DIR=str(tmp_path / "data"), PREFECT_HOME=str(tmp_path / "prefect"),
+               BASCULE_DATABASE_URL=f"sqlite:///{database}")
+    if job_child:  # the work process itself, without the parent that owns the process group
+        env["BASCULE_JOB_CHILD"] = "1"
+    upgrade(f"sqlite:///{database}")
+    return env
 
-    done = _cli(["extract", "--tenant", str(tenant), "--now", NOW, "--force"], {**base_env,
-                "BASCULE_DATABASE_URL": f"sqlite:///{reference}"}, tmp_path)
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, ministry: tuple[Path, dict[str, Any]],
+              sandbox: Served) -> dict[str, Any]:
+    """The database an uninterrupted `bascule extract` leaves (what an interrupted one must end at)."""
+    tmp_path = tmp_path_factory.mktemp("reference")
+    tenant = _tenant(tmp_path, ministry, sandbox)
+    database = tmp_path / "reference.db"
+    done = _cli(["extract", "--tenant", str(tenant), "--now", NOW, "--force"], _environment(tmp_path, database),
+                tmp_path)
     _out, err = done.communicate(timeout=600)
     assert done.returncode == 0, err[-3000:]
+    return _database(database)
 
-    env = {**base_env, "BASCULE_DATABASE_URL": f"sqlite:///{killed}"}
-    job = _cli(["extract", "--tenant", str(tenant), "--now", NOW, "--force"], env, tmp_path, start_new_session=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and job.poll() is None and _meeting_pages_stored(killed) < 30:
-        time.sleep(0.05)
-    assert job.poll() is None, "the extraction ended before it could be killed"
-    os.killpg(job.pid, signal.SIGKILL)
-    job.wait()
 
-    rerun = _cli(["extract", "--tenant", str(tenant), "--now", NOW, "--force"], env, tmp_path)
+def _resumes_to(reference: dict[str, Any], tenant: Path, env: dict[str, str], database: Path, cwd: Path) -> None:
+    rerun = _cli(["extract", "--tenant", str(tenant), "--now", NOW, "--force"], env, cwd)
     stdout, stderr = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, stderr[-3000:]
     summary = json.loads(stdout.strip().splitlines()[-1])
     assert any(summary[p]["meetings"]["resumed"] or summary[p]["users"]["resumed"] for p in summary)
-    assert _database(killed) == _database(reference)
+    assert _database(database) == reference
+
+
+def _mid_run(job: subprocess.Popen[str], database: Path) -> None:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and job.poll() is None and _meeting_pages_stored(database) < 30:
+        time.sleep(0.05)
+    assert job.poll() is None, "the extraction ended before it could be interrupted"
+
+
+@pytest.mark.slow
+def test_killed_extraction_resumes_to_the_same_database(tmp_path: Path, ministry: tuple[Path, dict[str, Any]],
+                                                       sandbox: Served, reference: dict[str, Any]) -> None:
+    tenant = _tenant(tmp_path, ministry, sandbox)
+    killed = tmp_path / "killed.db"
+    env = _environment(tmp_path, killed)
+    job = _cli(["extract", "--tenant", str(tenant), "--now", NOW, "--force"], env, tmp_path, start_new_session=True)
+    _mid_run(job, killed)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    _resumes_to(reference, tenant, env, killed, tmp_path)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_extraction_cancelled_and_the_rerun_completes(
+        tmp_path: Path, ministry: tuple[Path, dict[str, Any]], sandbox: Served, reference: dict[str, Any]) -> None:
+    """SIGINT to the command's process group, as a terminal sends Ctrl-C: the command stops at the next page within
+    10 s, says so on stderr without a traceback, exits 130, its flow run ends Cancelled; the re-run completes."""
+    tenant = _tenant(tmp_path, ministry, sandbox)
+    interrupted = tmp_path / "interrupted.db"
+    env = _environment(tmp_path, interrupted, job_child=False)
+    job = _cli(["extract", "--tenant", str(tenant), "--now", NOW, "--force"], env, tmp_path, start_new_session=True)
+    _mid_run(job, interrupted)
+    os.killpg(job.pid, signal.SIGINT)
+    try:
+        _out, err = job.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        job.terminate()  # the command passes it on to its own process group (the work and its Prefect server)
+        job.communicate(timeout=60)
+        pytest.fail("the extraction did not stop within 10 s of Ctrl-C")
+    assert job.returncode == 130, err[-3000:]
+    assert "stopping after the current page" in err and "run the same command again to resume" in err
+    assert "Traceback" not in err and "bascule: error" not in err
+    with sqlite3.connect(tmp_path / "prefect" / "prefect.db") as prefect_database:
+        states = prefect_database.execute("select name, state_type from flow_run").fetchall()
+    assert states == [("extract/min-culture-exemple", "CANCELLED")], states
+    _resumes_to(reference, tenant, env, interrupted, tmp_path)
 
 
 def test_a_host_whose_listing_fails_is_quarantined_and_the_next_pass_picks_it_up(

@@ -4,11 +4,8 @@ holds a request (an injected timeout) to see the stop does not hang."""
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sandbox.meet import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
-from tests.conftest import REPO
+from tests.support.served import served_sandbox
 
 DOMAIN = "culture.example.gouv.fr"
 ALIAS = "culture.example.fr"
@@ -30,43 +27,16 @@ SWITCHED_OFF = ("bascule-sandbox-visio-application-000005", "o" * 128)
 DISABLED_USER = f"desactive.agent@{DOMAIN}"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def served(contract_ministry: tuple[Path, dict[str, Any]]) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """The command running with every Meet seeding option; its URL and process (stopped by SIGTERM afterwards)."""
-    port = _free_port()
-    command = [sys.executable, "-m", "flows.cli", "sandbox", "serve", "--data", str(contract_ministry[0]),
-               "--port", str(port), "--tls-port", str(_free_port()), "--smtp-port", str(_free_port()),
-               "--no-rate-limits",
-               "--meet-application", f"{ALIAS_ONLY[0]}:{ALIAS_ONLY[1]}:{ALIAS.upper()}",
+    options = ["--meet-application", f"{ALIAS_ONLY[0]}:{ALIAS_ONLY[1]}:{ALIAS.upper()}",
                "--meet-application", f"{ANY_DOMAIN[0]}:{ANY_DOMAIN[1]}:*",
                "--meet-application", f"{SWITCHED_OFF[0]}:{SWITCHED_OFF[1]}:inactive",
                "--meet-inactive-user", DISABLED_USER, "--meet-no-base-url", "--meet-version", "main"]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/_sandbox/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                output = process.stderr.read().decode(errors="replace") if process.stderr else ""
-                pytest.fail(f"the sandbox did not start: {output[-2000:]}")
-            time.sleep(0.1)
-        yield url, process
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+    with served_sandbox(contract_ministry[0], rate_limits=False, extra=options) as server:
+        assert server.process is not None
+        yield server.url, server.process
 
 
 def _seed(url: str, email: str) -> None:
