@@ -83,7 +83,7 @@ class ConflictKind(StrEnum):
 
 
 class ReasonCode(StrEnum):
-    """Why an input record was quarantined instead of loaded."""
+    """Why an input record was quarantined instead of loaded (or an answer of Visio refused, VISIO_ID_REUSED)."""
 
     LDIF_MALFORMED = "LDIF_MALFORMED"
     LDIF_BAD_BASE64 = "LDIF_BAD_BASE64"
@@ -107,6 +107,7 @@ class ReasonCode(StrEnum):
     LISTING_CURSOR_REPEATED = "LISTING_CURSOR_REPEATED"  # the server handed back a page cursor it gave before
     LISTING_UNBOUNDED = "LISTING_UNBOUNDED"              # more pages or items than the listing announced
     LISTING_MALFORMED = "LISTING_MALFORMED"              # a page that is not the documented envelope
+    VISIO_ID_REUSED = "VISIO_ID_REUSED"  # Visio gave a room an id or slug bascule recorded for another series
 
 
 class ActionKind(StrEnum):

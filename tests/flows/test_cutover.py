@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,8 +50,18 @@ class Pipeline:
     departments: list[str]
 
     def rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """SQLite only: the state database read directly (its JSON functions included)."""
         with sqlite3.connect(self.db) as connection:
             return connection.execute(sql, params).fetchall()
+
+    def query(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+        """On either dialect (portable SQL, named parameters)."""
+        from sqlalchemy import text
+
+        from flows.runtime import transaction
+
+        with transaction(self.url) as session:
+            return [tuple(row) for row in session.execute(text(sql), params).all()]
 
     def actions(self, kind: str, state: str | None = None) -> list[tuple[Any, ...]]:
         sql = ("select idempotency_key, host_anchor, platform, meeting_external_id, payload, reason, state "
@@ -117,12 +128,33 @@ def planned(tmp_path_factory: pytest.TempPathFactory,
 def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, contract_ministry: tuple[Path, dict[str, Any]],
              planned: tuple[Path, list[str]]) -> Iterator[Pipeline]:
     """The frozen wave's state database copied, served by a sandbox that nothing has written to yet."""
-    out, manifest = contract_ministry
-    template, departments = planned
     db = tmp_path / "state.db"
-    with sqlite3.connect(template) as source, sqlite3.connect(db) as target:
+    with sqlite3.connect(planned[0]) as source, sqlite3.connect(db) as target:
         source.backup(target)
-    url = f"sqlite:///{db}"
+    yield from _pipeline(tmp_path, monkeypatch, contract_ministry, planned, db, f"sqlite:///{db}")
+
+
+@pytest.fixture
+def pipeline_on_both(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                     contract_ministry: tuple[Path, dict[str, Any]],
+                     planned: tuple[Path, list[str]]) -> Iterator[Pipeline]:
+    """The same, on SQLite and on PostgreSQL (the frozen wave's rows copied into a fresh database)."""
+    from tests.support.copy_state import copy_state
+
+    if database_url.startswith("sqlite"):
+        db = Path(database_url.removeprefix("sqlite:///"))
+        with sqlite3.connect(planned[0]) as source, sqlite3.connect(db) as target:
+            source.backup(target)
+    else:
+        db = tmp_path / "not-sqlite.db"
+        copy_state(f"sqlite:///{planned[0]}", database_url)
+    yield from _pipeline(tmp_path, monkeypatch, contract_ministry, planned, db, database_url)
+
+
+def _pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, contract_ministry: tuple[Path, dict[str, Any]],
+              planned: tuple[Path, list[str]], db: Path, url: str) -> Iterator[Pipeline]:
+    out, manifest = contract_ministry
+    departments = planned[1]
     monkeypatch.setenv("BASCULE_DATABASE_URL", url)
     monkeypatch.setenv("BASCULE_PACING", "false")
     for name, value in SECRETS.items():
@@ -405,6 +437,68 @@ def test_refusals_fail_their_actions_and_the_wave_goes_on(pipeline: Pipeline) ->
                          "and json_extract(payload, '$.owner_email') like ?", f"%@{secondary}")[0][0] == on_secondary
     assert retried["rooms_created"] > summary["rooms_created"]
     assert len(pipeline.rooms()) == retried["rooms_created"]
+
+
+def _record_room_of_another_series(pipeline: Pipeline, meet_id: str, slug: str) -> str:
+    """A room bascule recorded for a series of another wave (before this sandbox started); its action key."""
+    from db.waves import CutoverRepository
+    from flows.runtime import transaction
+
+    key = f"vague-0:room:zoom:{slug}"
+    with transaction(pipeline.url) as session:
+        CutoverRepository(session, "min-culture-exemple").add_room(
+            action_key=key, meet_id=meet_id, slug=slug, url=f"https://visio.example/{slug}", access_level="trusted",
+            owner_email="someone@culture.example.gouv.fr", owner_user_id=None, telephony=None, wave_id=None,
+            host_anchor=None, adopted=False, now=datetime.now(UTC))
+    return key
+
+
+def test_a_room_id_or_slug_visio_already_gave_fails_its_action_and_the_wave_goes_on(
+        pipeline_on_both: Pipeline) -> None:
+    """A Visio that hands out a room id (then a slug) bascule recorded for another series: that action fails with
+    VISIO_ID_REUSED, its claim released; the rest of the wave is applied; --retry-failed tries it again."""
+    from flows.cutover import render_outcome
+
+    pipeline = pipeline_on_both
+    sandbox = pipeline.server.sandbox
+    state_of(sandbox).configure(allow_user_creation=True, fallback_to_email=True, sub_immutable=False)
+    reused_id, reused_slug = str(uuid.uuid4()), "zzz-zzzz-zzz"
+    other = _record_room_of_another_series(pipeline, reused_id, reused_slug)
+    sandbox.set_bugs(add=[f"reuse_room_id:{reused_id}"])
+
+    def create_rooms(state: str, reason: str | None = None) -> list[tuple[Any, ...]]:
+        sql = "select idempotency_key, last_error from plan_action where kind = 'create_room' and state = :state"
+        if reason is not None:
+            return pipeline.query(sql + " and reason = :reason order by idempotency_key", state=state, reason=reason)
+        return pipeline.query(sql + " order by idempotency_key", state=state)
+
+    pending = len(create_rooms("pending"))
+    summary = _cutover(pipeline)
+    assert summary["state"] == "cut_over" and summary["uncertain"] == 0
+    assert pipeline.query("select count(*) from plan_action where state = 'claimed'") == [(0,)]
+    (failed_key, detail), = create_rooms("failed", "VISIO_ID_REUSED")
+    assert reused_id in detail and other in detail and "--retry-failed" in detail
+    assert summary["failed_by_reason"]["VISIO_ID_REUSED"] == 1
+    assert set(summary["failed_by_reason"]) <= {"VISIO_ID_REUSED", "DOMAIN_NOT_ALLOWED", "DUPLICATE_USERS"}
+    done = create_rooms("done")
+    assert len(done) == summary["rooms_created"] == pending - sum(summary["failed_by_reason"].values())
+    # The known room still belongs to its series; nothing of the failed action was recorded.
+    assert pipeline.query("select action_key from room where meet_id = :id", id=reused_id) == [(other,)]
+    assert pipeline.query("select count(*) from room where action_key = :key", key=failed_key) == [(0,)]
+    assert "VISIO_ID_REUSED 1" in render_outcome(summary) and "--retry-failed" in render_outcome(summary)
+
+    # Retried: this time Visio repeats a slug bascule recorded in this very wave; then it behaves.
+    (slug_of_done,), = pipeline.query("select slug from room where action_key = :key", key=done[0][0])
+    sandbox.set_bugs(add=[f"reuse_room_slug:{slug_of_done}"])
+    retried = _cutover(pipeline, retry_failed=True)
+    assert retried["failed_by_reason"]["VISIO_ID_REUSED"] == 1
+    assert [key for key, _ in create_rooms("failed", "VISIO_ID_REUSED")] == [failed_key]
+    assert slug_of_done in create_rooms("failed", "VISIO_ID_REUSED")[0][1]
+    assert pipeline.query("select count(*) from plan_action where state = 'claimed'") == [(0,)]
+    final = _cutover(pipeline, retry_failed=True)
+    assert "VISIO_ID_REUSED" not in final["failed_by_reason"]
+    assert pipeline.query("select count(*) from room where action_key = :key", key=failed_key) == [(1,)]
+    assert final["rooms_created"] == summary["rooms_created"] + 1
 
 
 # ----------------------------------------------------------------------------------------------- kill and resume
