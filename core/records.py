@@ -218,6 +218,9 @@ class Meeting:
     `exclusions` are occurrences deleted from the series (their original starts: EXDATE); `exceptions` are
     occurrences moved or resized. `invitees_known` is False when the platform did not say who is invited (Zoom's
     Get carries no attendee list for a meeting scheduled from a calendar): `invitees` is then empty, not "nobody".
+    `number_key` is the key of the meeting's number when its join link gives another one (Webex: the link carries an
+    MTID, the invitation and the SIP address show the meeting number, `webex:number:<n>`), so the helpdesk finds it
+    by either.
     """
 
     platform: Platform
@@ -244,6 +247,7 @@ class Meeting:
     exclusions: tuple[datetime, ...] = ()
     exceptions: tuple[OccurrenceChange, ...] = ()
     invitees_known: bool = True
+    number_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

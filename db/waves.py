@@ -239,7 +239,7 @@ def meeting_from_row(row: Any) -> Meeting:
         dial_in=bool(flags.get("dial_in")), registration=bool(flags.get("registration")),
         exclusions=tuple(datetime.fromisoformat(str(moment)) for moment in row["exclusions"] or ()),
         exceptions=tuple(occurrence_change_of(change) for change in row["exceptions"] or ()),
-        invitees_known=bool(flags.get("invitees_known", True)))
+        invitees_known=bool(flags.get("invitees_known", True)), number_key=row["number_key"])
 
 
 class PlanRepository:
