@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from icalendar import Calendar
@@ -706,3 +707,111 @@ def test_wave_states_are_checked_and_audited_and_links_looked_up(pipeline: Pipel
         "select before, after from audit_event where target_kind = 'wave' and target_id = ? order by id", WAVE)]
     assert audited[-1] == (audited[-2][1], "rolled_back")
     assert ("planned", "frozen") in audited and ("frozen", "cut_over") in audited
+
+
+# ----------------------------------------------------------------------------------------------- helpdesk
+
+def _links(pipeline: Pipeline, *args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    return CliRunner().invoke(app, ["links", *args, "--tenant", str(pipeline.tenant)])
+
+
+def _skipped(pipeline: Pipeline) -> dict[str, tuple[str, str]]:
+    """reason → (old URL, meeting id) of one meeting the plan skipped for that reason."""
+    found: dict[str, tuple[str, str]] = {}
+    for _key, _host, _platform, meeting_id, payload, reason, _state in pipeline.actions("create_room", "skipped"):
+        found.setdefault(reason, (json.loads(payload)["links"][0]["old_url"], meeting_id))
+    return found
+
+
+def test_helpdesk_lookups_tell_where_each_meeting_stands(pipeline: Pipeline) -> None:
+    """A meeting the plan skipped will not move, and says why; a planned one says so; a Webex meeting is found by
+    its number (grouped or not) and its SIP address; what the helpdesk pasted is never echoed back whole."""
+    from core.helpdesk import SKIP_MEANING
+
+    skipped = _skipped(pipeline)
+    assert len(skipped) >= 2, skipped  # one-offs and ended series in this wave of the contract ministry
+    for reason, (old_url, meeting_id) in skipped.items():
+        answer = _links(pipeline, "lookup", old_url, "--json")
+        assert answer.exit_code == 1, answer.output
+        found = json.loads(answer.stdout)
+        assert (found["status"], found["reason_code"], found["will_move"]) == ("will_not_move", reason, False)
+        shown = _links(pipeline, "lookup", old_url)
+        assert "will not move to Visio" in shown.stdout and "not moved yet" not in shown.stdout
+        assert meeting_id in shown.stdout and SKIP_MEANING[reason] in shown.stdout and "{" not in shown.stdout
+    (pending_url,) = pipeline.rows("select json_extract(payload, '$.links[0].old_url') from plan_action where "
+                                   "kind = 'create_room' and state = 'pending' order by idempotency_key limit 1")[0]
+    planned = _links(pipeline, "lookup", pending_url)
+    assert planned.exit_code == 1 and f"planned in wave {WAVE}, which is frozen" in planned.stdout
+
+    _hosts_log_in_first(pipeline)
+    _cutover(pipeline)
+    number_key, old_url, visio = pipeline.rows(
+        "select m.number_key, l.old_url, r.url from link l join room r on r.id = l.room_id join meeting m on "
+        "m.platform = l.platform and m.external_id = l.meeting_external_id where l.platform = 'webex' and "
+        "m.number_key is not null order by l.old_key limit 1")[0]
+    number = number_key.removeprefix("webex:number:")
+    site = urlsplit(old_url).hostname
+    for reference in (old_url, number, f"{number[:4]} {number[4:7]} {number[7:]}", f"{number}@{site}",
+                      f"sip:{number}@{site}", f"Numéro de réunion : {number[:4]} {number[4:7]} {number[7:]}"):
+        answer = _links(pipeline, "lookup", reference, "--json")
+        assert answer.exit_code == 0, (reference, answer.output)
+        assert json.loads(answer.stdout)["links"][0]["visio_url"] == visio, reference
+
+    rambling = "my meeting link does not work, " * 20
+    unknown = _links(pipeline, "lookup", rambling)
+    assert unknown.exit_code == 1 and rambling not in unknown.stdout and rambling[:60] in unknown.stdout
+    assert len(unknown.stdout.splitlines()) == 1 and "…" in unknown.stdout and "'" not in unknown.stdout
+    as_json = json.loads(_links(pipeline, "lookup", rambling, "--json").stdout)
+    assert len(as_json["reference"]) <= 81
+    huge = "https://zoom.us/j/84120036571?" + "x" * 100_000
+    refused = _links(pipeline, "lookup", huge)
+    assert refused.exit_code == 2 and refused.stdout == ""
+    assert refused.stderr.count("\n") == 1 and "paste only the link" in refused.stderr and len(refused.stderr) < 200
+
+
+def test_links_resend_sends_the_cutover_update_again(pipeline: Pipeline) -> None:
+    """The calendar update the cutover mailed, again: same ICS (UID, SEQUENCE, DTSTAMP…), a new Message-ID, to
+    every recipient of the first one or to one address; audited; refused when there is nothing to resend."""
+    _hosts_log_in_first(pipeline)
+    _cutover(pipeline)
+    old_url, meeting_id, first_id = pipeline.rows(
+        "select l.old_url, l.meeting_external_id, n.message_id from notification n join plan_action a on "
+        "a.idempotency_key = n.action_key join link l on l.platform = a.platform and l.meeting_external_id = "
+        "a.meeting_external_id where a.platform = 'zoom' and n.state = 'sent' order by n.action_key limit 1")[0]
+    (first,) = pipeline.sink.with_message_id(first_id)
+    sent = len(pipeline.sink.messages)
+
+    done = _links(pipeline, "resend", old_url, "--author", "helpdesk-7")
+    assert done.exit_code == 0, done.output
+    again = pipeline.sink.messages[sent:]
+    assert len(again) == 1 and again[0].message_id != first_id and again[0].message_id in done.stdout
+    assert _ics_text(again[0]) == _ics_text(first) and again[0].rcpt_tos == first.rcpt_tos
+    assert f"zoom meeting {meeting_id}" in done.stdout and f"{len(first.rcpt_tos)} recipient(s)" in done.stdout
+    audited = pipeline.rows("select actor, target_id, before, after from audit_event where action = "
+                            "'invitation.resent' order by id")
+    assert [(actor, target) for actor, target, *_ in audited] == [("helpdesk-7", f"zoom:{meeting_id}")]
+    assert json.loads(audited[0][2])["message_id"] == first_id
+    assert json.loads(audited[0][3])["message_id"] == again[0].message_id
+
+    one = _links(pipeline, "resend", old_url, "--to", "Nouvelle.Collegue@culture.example.gouv.fr")
+    assert one.exit_code == 0, one.output
+    (to_one,) = pipeline.sink.messages[sent + 1:]
+    assert to_one.rcpt_tos == ("nouvelle.collegue@culture.example.gouv.fr",)
+    assert _ics_text(to_one) == _ics_text(first) and to_one.message_id not in (first_id, again[0].message_id)
+    assert len(pipeline.rows("select 1 from audit_event where action = 'invitation.resent'")) == 2
+
+    # Refusals: one line on stderr, exit code 2, nothing sent.
+    (teams_url,) = pipeline.rows("select old_url from link where platform = 'teams' and status = 'mapped' "
+                                 "order by old_key limit 1")[0]
+    skipped_url = next(iter(_skipped(pipeline).values()))[0]
+    for args, words in (([teams_url], "Exchange already told"), ([skipped_url], "will not move to Visio"),
+                        (["https://zoom.us/j/99999999999"], "no meeting of this tenant"),
+                        ([old_url, "--to", "not an address"], "not an e-mail address")):
+        refused = _links(pipeline, "resend", *args)
+        assert refused.exit_code == 2 and refused.stdout == "", (args, refused.output)
+        assert refused.stderr.count("\n") == 1 and words in refused.stderr, refused.stderr
+    assert len(pipeline.sink.messages) == sent + 2
