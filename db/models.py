@@ -437,6 +437,7 @@ class Room(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "meet_id"),
         UniqueConstraint("tenant_id", "action_key"),
+        Index(None, "tenant_id", "slug"),   # a slug Visio repeats is refused (VISIO_ID_REUSED)
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)

@@ -466,12 +466,12 @@ class CutoverRepository:
             models.Room.tenant_id == self._tenant_id, models.Room.action_key == action_key)).scalar_one_or_none()
 
     def room_known_elsewhere(self, *, meet_id: str, slug: str, action_key: str) -> str | None:
-        """The action key of another room bascule recorded with this Meet id or slug (ids compared in any case, as
-        Meet reads them); None when the id and the slug are new, or are this action's own."""
+        """The action key of another room bascule recorded with this Meet id or slug (an id as given or in lower
+        case, Meet's canonical form); None when the id and the slug are new, or are this action's own."""
         table = table_of(models.Room)
         query = (select(table.c.action_key).where(
             table.c.tenant_id == self._tenant_id, table.c.action_key != action_key,
-            or_(func.lower(table.c.meet_id) == meet_id.lower(), table.c.slug == slug))
+            or_(table.c.meet_id.in_(sorted({meet_id, meet_id.lower()})), table.c.slug == slug))
             .order_by(table.c.action_key).limit(1))
         found = self._session.execute(query).scalar_one_or_none()
         return str(found) if found is not None else None

@@ -16,7 +16,9 @@ neither listed before nor recorded are adopted — rooms are interchangeable but
 rewrite is compared with the event as it now stands; a prepared update is sent again, identical). Documented
 refusals fail their action with the reason (403 domain not allowed, 400 several users share the e-mail…), the rest
 of the wave goes on; a host unknown to a Visio instance that does not pre-create users is held until they log in
-once (held actions are tried again on every run). A refusal of the application itself stops the run.
+once (held actions are tried again on every run). A refusal of the application itself stops the run. A room whose
+id or slug bascule already recorded for another series (Meet's are random: a Visio that repeats one) is refused
+too, VISIO_ID_REUSED, and never recorded: two series' links would lead to one room.
 
 verify-wave reads back every room (exists, owned by the host's Visio user, right access level), every link, every
 rewritten event (shows the Visio link) and invitation. rollback-wave, inside the guard window, restores rewritten

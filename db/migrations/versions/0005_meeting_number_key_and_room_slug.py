@@ -1,4 +1,5 @@
-"""meeting number key (helpdesk lookups by Webex meeting number and SIP address)
+"""meeting number key (helpdesk lookups by Webex meeting number and SIP address), room slug index (a repeated
+slug is refused at cutover)
 
 Revision ID: 0005
 Revises: 0004
@@ -22,8 +23,14 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_meeting_tenant_id_number_key'), ['tenant_id', 'number_key'],
                               unique=False)
 
+    with op.batch_alter_table('room', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_room_tenant_id_slug'), ['tenant_id', 'slug'], unique=False)
+
 
 def downgrade() -> None:
+    with op.batch_alter_table('room', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_room_tenant_id_slug'))
+
     with op.batch_alter_table('meeting', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_meeting_tenant_id_number_key'))
         batch_op.drop_column('number_key')
