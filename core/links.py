@@ -137,7 +137,7 @@ def _parse_url(original: str, url: str, *, depth: int) -> JoinLink | UnknownLink
     if scheme in ("zoommtg", "zoomus"):
         return _zoom(original, host or "zoom.us", _segments(parts.path), query)
     if scheme not in ("http", "https"):
-        return UnknownLink(original, f"unsupported URL scheme {scheme[:20]!r}")
+        return UnknownLink(original, f"unsupported URL scheme “{scheme[:20]}”")
     if not host:
         return UnknownLink(original, "URL without a host")
     if host.endswith("safelinks.protection.outlook.com") and "url" in query:

@@ -32,8 +32,9 @@ def links_lookup(
     tenant: TenantOption,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """The Visio link, owner and status of an old meeting; for a meeting not moved, whether it will move and why
-    not (exit code 1 when it has no Visio link)."""
+    """The Visio link of an old meeting, or whether it will move and why not.
+
+    Exit code 1 when the meeting has no Visio link."""
     from flows.links import lookup_link, render_lookup
 
     config = load_tenant(tenant)
@@ -51,8 +52,9 @@ def links_resend(
                                                          "recipient of the first one).")] = None,
     author: Annotated[str | None, typer.Option(help="Who asked (audit); default: $USER.")] = None,
 ) -> None:
-    """Send a moved Zoom or Webex meeting's calendar update again: the one the cutover mailed (same UID and
-    SEQUENCE, a new Message-ID), audited."""
+    """Send a moved meeting's calendar update again (audited).
+
+    The update the cutover mailed for a Zoom or Webex series: same UID and SEQUENCE, a new Message-ID."""
     from connectors.errors import ConnectorError
     from flows.links import ResendRefused, render_resent, resend_invitation
     from flows.wiring import build_mail_sender
