@@ -66,6 +66,9 @@ class MeetingStatus:
         return self.fate in (MeetingFate.PLANNED, MeetingFate.HELD, MeetingFate.MOVED, MeetingFate.NOT_PLANNED)
 
 
+_WAVE_STAGE = {WaveState.PLANNED: "whose plan is not frozen yet", WaveState.FROZEN: "frozen, before its cutover",
+               WaveState.CUT_OVER: "being cut over", WaveState.VERIFIED: "cut over"}
+
 # The strongest evidence first: what was applied, then refused, held, to run, skipped.
 _ORDER = (ActionState.DONE, ActionState.FAILED, ActionState.HELD, ActionState.CLAIMED, ActionState.PENDING,
           ActionState.SKIPPED)
@@ -92,8 +95,8 @@ def meeting_status(plans: Sequence[PlannedRoom]) -> MeetingStatus:
         return MeetingStatus(MeetingFate.HELD, f"not moved yet: wave {wave} waits for its host to log in to Visio "
                              "once (ProConnect)", wave, plan.reason)
     if plan.state in (ActionState.PENDING, ActionState.CLAIMED):
-        when = "is being cut over" if plan.wave_state is WaveState.CUT_OVER else f"is {plan.wave_state}"
-        return MeetingStatus(MeetingFate.PLANNED, f"not moved yet: planned in wave {wave}, which {when}", wave)
+        when = _WAVE_STAGE.get(plan.wave_state, str(plan.wave_state))
+        return MeetingStatus(MeetingFate.PLANNED, f"not moved yet: planned in wave {wave}, {when}", wave)
     reason = plan.reason or "unknown"
     meaning = SKIP_MEANING.get(reason, reason)
     return MeetingStatus(MeetingFate.WILL_NOT_MOVE, f"will not move to Visio: {meaning} (wave {wave})", wave, reason)

@@ -22,7 +22,9 @@ def plan(wave: str, wave_state: WaveState, state: ActionState, reason: str | Non
     ([plan("v1", FROZEN, ActionState.SKIPPED, "over_150_invitees")], MeetingFate.WILL_NOT_MOVE, "v1", "150"),
     ([plan("v1", FROZEN, ActionState.SKIPPED, "host_in_conflict")], MeetingFate.WILL_NOT_MOVE, "v1", "conflict"),
     ([plan("v1", FROZEN, ActionState.SKIPPED, "one_off")], MeetingFate.WILL_NOT_MOVE, "v1", "one-off"),
-    ([plan("v1", FROZEN, ActionState.PENDING)], MeetingFate.PLANNED, "v1", "is frozen"),
+    ([plan("v1", FROZEN, ActionState.PENDING)], MeetingFate.PLANNED, "v1", "frozen, before its cutover"),
+    ([plan("v1", WaveState.PLANNED, ActionState.PENDING)], MeetingFate.PLANNED, "v1", "not frozen yet"),
+    ([plan("v1", CUT, ActionState.CLAIMED)], MeetingFate.PLANNED, "v1", "being cut over"),
     ([plan("v1", CUT, ActionState.HELD, "WAITING_FIRST_LOGIN")], MeetingFate.HELD, "v1", "log in to Visio"),
     ([plan("v1", CUT, ActionState.FAILED, "DOMAIN_NOT_ALLOWED")], MeetingFate.FAILED, "v1", "DOMAIN_NOT_ALLOWED"),
     # A later wave that plans it wins over an earlier skip; a rolled-back wave says nothing any more.

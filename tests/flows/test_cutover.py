@@ -745,7 +745,7 @@ def test_helpdesk_lookups_tell_where_each_meeting_stands(pipeline: Pipeline) -> 
     (pending_url,) = pipeline.rows("select json_extract(payload, '$.links[0].old_url') from plan_action where "
                                    "kind = 'create_room' and state = 'pending' order by idempotency_key limit 1")[0]
     planned = _links(pipeline, "lookup", pending_url)
-    assert planned.exit_code == 1 and f"planned in wave {WAVE}, which is frozen" in planned.stdout
+    assert planned.exit_code == 1 and f"planned in wave {WAVE}, frozen, before its cutover" in planned.stdout
 
     _hosts_log_in_first(pipeline)
     _cutover(pipeline)
