@@ -245,9 +245,15 @@ class SmtpInvitationSender:
         self._stats = stats
         self._clock = clock
 
-    def send(self, update: InvitationUpdate, *, stamp: datetime | None = None) -> SentInvitation:
-        """Send one update (its own SMTP session); pass the stored `stamp` to resend the same bytes."""
-        return self.send_batch([update], [stamp])[0]
+    def send(self, update: InvitationUpdate, *, stamp: datetime | None = None,
+             only: Sequence[str] | None = None) -> SentInvitation:
+        """Send one update (its own SMTP session); pass the stored `stamp` to resend the same bytes. `only`: the
+        envelope recipients, when the update goes to some of its attendees (the message is the same)."""
+        session = _Session(self.config)
+        try:
+            return self._send_with_retries(session, update, stamp or self._clock(), only)
+        finally:
+            session.close()
 
     def send_batch(self, updates: Sequence[InvitationUpdate],
                    stamps: Sequence[datetime | None] | None = None) -> list[SentInvitation]:
@@ -266,14 +272,16 @@ class SmtpInvitationSender:
         finally:
             session.close()
 
-    def _send_with_retries(self, session: _Session, update: InvitationUpdate, stamp: datetime) -> SentInvitation:
-        return call_with_retries(lambda: self._send_one(session, update, stamp), self._retry, stats=self._stats)
+    def _send_with_retries(self, session: _Session, update: InvitationUpdate, stamp: datetime,
+                           only: Sequence[str] | None = None) -> SentInvitation:
+        return call_with_retries(lambda: self._send_one(session, update, stamp, only), self._retry, stats=self._stats)
 
-    def _send_one(self, session: _Session, update: InvitationUpdate, stamp: datetime) -> SentInvitation:
+    def _send_one(self, session: _Session, update: InvitationUpdate, stamp: datetime,
+                  only: Sequence[str] | None) -> SentInvitation:
         self._throttle.acquire(f"smtp:{self.config.host}")
         message = build_message(update, config=self.config, stamp=stamp)
         message_id = str(message["Message-ID"])
-        recipients = _recipients(update)
+        recipients = list(only) if only is not None else _recipients(update)
         refused = session.send(message, recipients)
         log.info("calendar update %s sent (%s, sequence %d): %d recipient(s), %d refused", message_id,
                  update.purpose.value, update.sequence, len(recipients), len(refused))

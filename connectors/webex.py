@@ -80,7 +80,7 @@ from core import (
     SourceAccount,
     parse_email,
 )
-from core.links import JoinLink, parse_join_url
+from core.links import JoinLink, parse_join_url, parse_meeting_reference
 from core.readiness import AccessCheck
 from core.recurrence import Unparseable, classify_meeting, last_occurrence, recurrence_from_webex
 
@@ -555,6 +555,9 @@ def _map_meeting(item: Json, *, host: HostRef, invitees: Sequence[Json], now: da
     if not isinstance(link, JoinLink) and item.get("sipAddress"):
         link = parse_join_url(str(item["sipAddress"]))
     link_key = str(link) if isinstance(link, JoinLink) else key
+    # The invitation shows the meeting number and the SIP address carries it: the helpdesk is given either.
+    number = parse_meeting_reference(str(item.get("meetingNumber") or ""), platform=Platform.WEBEX)
+    number_key = number.key if isinstance(number, JoinLink) and number.key != link_key else None
     personal_room = item.get("scheduledType") == "personalRoomMeeting" or link_key.startswith("webex:room:")
     kind = classify_meeting(recurrence=recurrence, start=start, now=now, personal_room=personal_room,
                             ended=item.get("state") == "expired")
@@ -577,7 +580,7 @@ def _map_meeting(item: Json, *, host: HostRef, invitees: Sequence[Json], now: da
         passcode=bool(item.get("password")), alternative_hosts=co_hosts, invitees=tuple(addresses),
         external_invitees=sum(1 for address in addresses if not _internal(address, internal_domains)),
         webinar=item.get("scheduledType") == "webinar", dial_in=bool(call_in),
-        registration=bool(item.get("registration")) or item.get("hasRegistration") is True)
+        registration=bool(item.get("registration")) or item.get("hasRegistration") is True, number_key=number_key)
 
 
 # ------------------------------------------------------------------------------------------------ parsing

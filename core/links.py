@@ -21,7 +21,10 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from core.records import Platform
 
-__all__ = ["JoinLink", "UnknownLink", "parse_join_url", "parse_meeting_reference"]
+__all__ = ["MAX_REFERENCE", "JoinLink", "UnknownLink", "lookup_keys", "parse_join_url", "parse_meeting_reference"]
+
+# Longer than any join link (Safe Links wrappers included): what the helpdesk pasted is not one reference.
+MAX_REFERENCE = 4096
 
 _ZOOM_DOMAINS = ("zoom.us", "zoomgov.com")
 _ZOOM_SIP_DOMAINS = ("zoomcrc.com", "zoomgov.com", "zoom.us")
@@ -74,6 +77,8 @@ def parse_meeting_reference(text: str, *, platform: Platform | None = None) -> J
     meeting id — except when written the Webex way, `dddd ddd dddd`, which is a Webex meeting number. A hint never
     overrides what a URL or SIP address says.
     """
+    if len(text) > MAX_REFERENCE:
+        return UnknownLink(text[:80], f"longer than {MAX_REFERENCE} characters: not one link")
     stripped = unicodedata.normalize("NFKC", text).strip().strip("<>\"'")
     if not stripped:
         return UnknownLink(text, "empty reference")
@@ -93,6 +98,23 @@ def parse_meeting_reference(text: str, *, platform: Platform | None = None) -> J
     if not digits.isdigit() or not digits.isascii():
         return UnknownLink(text, "not a join URL, SIP address or meeting number")
     return _parse_number(text, digits, platform=platform, webex_grouping=bool(_WEBEX_GROUPING_RE.fullmatch(raw_number)))
+
+
+def lookup_keys(text: str) -> tuple[str, ...]:
+    """Every link key a pasted reference may be stored under, the likeliest first.
+
+    A URL or a SIP address names one meeting. A bare number is read as each platform would read it, the reading
+    without a hint first: 11 digits without the Webex grouping are a Zoom meeting id, then a Webex meeting number
+    (`26341234567`), then a Teams id. Nothing for what names no meeting, or for text longer than MAX_REFERENCE.
+    """
+    if len(text) > MAX_REFERENCE:
+        return ()
+    keys: list[str] = []
+    for platform in (None, Platform.ZOOM, Platform.WEBEX, Platform.TEAMS):
+        parsed = parse_meeting_reference(text, platform=platform)
+        if isinstance(parsed, JoinLink) and parsed.key not in keys:
+            keys.append(parsed.key)
+    return tuple(keys)
 
 
 # ------------------------------------------------------------------------------------------------ URLs
@@ -115,7 +137,7 @@ def _parse_url(original: str, url: str, *, depth: int) -> JoinLink | UnknownLink
     if scheme in ("zoommtg", "zoomus"):
         return _zoom(original, host or "zoom.us", _segments(parts.path), query)
     if scheme not in ("http", "https"):
-        return UnknownLink(original, f"unsupported URL scheme {scheme[:20]!r}")
+        return UnknownLink(original, f"unsupported URL scheme “{scheme[:20]}”")
     if not host:
         return UnknownLink(original, "URL without a host")
     if host.endswith("safelinks.protection.outlook.com") and "url" in query:

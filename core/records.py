@@ -83,7 +83,7 @@ class ConflictKind(StrEnum):
 
 
 class ReasonCode(StrEnum):
-    """Why an input record was quarantined instead of loaded."""
+    """Why an input record was quarantined instead of loaded (or an answer of Visio refused, VISIO_ID_REUSED)."""
 
     LDIF_MALFORMED = "LDIF_MALFORMED"
     LDIF_BAD_BASE64 = "LDIF_BAD_BASE64"
@@ -107,6 +107,7 @@ class ReasonCode(StrEnum):
     LISTING_CURSOR_REPEATED = "LISTING_CURSOR_REPEATED"  # the server handed back a page cursor it gave before
     LISTING_UNBOUNDED = "LISTING_UNBOUNDED"              # more pages or items than the listing announced
     LISTING_MALFORMED = "LISTING_MALFORMED"              # a page that is not the documented envelope
+    VISIO_ID_REUSED = "VISIO_ID_REUSED"  # Visio gave a room an id or slug bascule recorded for another series
 
 
 class ActionKind(StrEnum):
@@ -217,6 +218,9 @@ class Meeting:
     `exclusions` are occurrences deleted from the series (their original starts: EXDATE); `exceptions` are
     occurrences moved or resized. `invitees_known` is False when the platform did not say who is invited (Zoom's
     Get carries no attendee list for a meeting scheduled from a calendar): `invitees` is then empty, not "nobody".
+    `number_key` is the key of the meeting's number when its join link gives another one (Webex: the link carries an
+    MTID, the invitation and the SIP address show the meeting number, `webex:number:<n>`), so the helpdesk finds it
+    by either.
     """
 
     platform: Platform
@@ -243,6 +247,7 @@ class Meeting:
     exclusions: tuple[datetime, ...] = ()
     exceptions: tuple[OccurrenceChange, ...] = ()
     invitees_known: bool = True
+    number_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

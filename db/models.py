@@ -338,6 +338,7 @@ class Meeting(SyncedMixin, Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "platform", "external_id"),
         Index(None, "tenant_id", "link_key"),
+        Index(None, "tenant_id", "number_key"),
         Index(None, "tenant_id", "platform", "host_account_id"),
     )
 
@@ -359,6 +360,7 @@ class Meeting(SyncedMixin, Base):
     duration_minutes: Mapped[int | None] = mapped_column(Integer)
     join_url: Mapped[str] = mapped_column(Text)
     link_key: Mapped[str] = mapped_column(String(255))
+    number_key: Mapped[str | None] = mapped_column(String(255))   # the meeting number's key, when not link_key
     invitee_count: Mapped[int] = mapped_column(Integer)
     invitees: Mapped[JsonList]
     alternative_hosts: Mapped[JsonList]
@@ -435,6 +437,7 @@ class Room(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "meet_id"),
         UniqueConstraint("tenant_id", "action_key"),
+        Index(None, "tenant_id", "slug"),   # a slug Visio repeats is refused (VISIO_ID_REUSED)
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)

@@ -415,7 +415,8 @@ class MeetingRepository:
             "exceptions": [occurrence_change_json(change) for change in meeting.exceptions],
             "start_at": meeting.start,
             "ends_at": meeting.ends_at, "duration_minutes": meeting.duration_minutes, "join_url": meeting.join_url,
-            "link_key": meeting.link_key, "invitee_count": len(meeting.invitees), "invitees": list(meeting.invitees),
+            "link_key": meeting.link_key, "number_key": meeting.number_key,
+            "invitee_count": len(meeting.invitees), "invitees": list(meeting.invitees),
             "alternative_hosts": list(meeting.alternative_hosts), "flags": flags,
             "content_hash": content_hash(meeting),
         }

@@ -239,7 +239,7 @@ def meeting_from_row(row: Any) -> Meeting:
         dial_in=bool(flags.get("dial_in")), registration=bool(flags.get("registration")),
         exclusions=tuple(datetime.fromisoformat(str(moment)) for moment in row["exclusions"] or ()),
         exceptions=tuple(occurrence_change_of(change) for change in row["exceptions"] or ()),
-        invitees_known=bool(flags.get("invitees_known", True)))
+        invitees_known=bool(flags.get("invitees_known", True)), number_key=row["number_key"])
 
 
 class PlanRepository:
@@ -464,6 +464,17 @@ class CutoverRepository:
     def room_of(self, action_key: str) -> models.Room | None:
         return self._session.execute(select(models.Room).where(
             models.Room.tenant_id == self._tenant_id, models.Room.action_key == action_key)).scalar_one_or_none()
+
+    def room_known_elsewhere(self, *, meet_id: str, slug: str, action_key: str) -> str | None:
+        """The action key of another room bascule recorded with this Meet id or slug (an id as given or in lower
+        case, Meet's canonical form); None when the id and the slug are new, or are this action's own."""
+        table = table_of(models.Room)
+        query = (select(table.c.action_key).where(
+            table.c.tenant_id == self._tenant_id, table.c.action_key != action_key,
+            or_(table.c.meet_id.in_(sorted({meet_id, meet_id.lower()})), table.c.slug == slug))
+            .order_by(table.c.action_key).limit(1))
+        found = self._session.execute(query).scalar_one_or_none()
+        return str(found) if found is not None else None
 
     def add_room(self, *, action_key: str, meet_id: str, slug: str, url: str | None, access_level: str,
                  owner_email: str, owner_user_id: str | None, telephony: dict[str, Any] | None, wave_id: int,

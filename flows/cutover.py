@@ -16,7 +16,9 @@ neither listed before nor recorded are adopted — rooms are interchangeable but
 rewrite is compared with the event as it now stands; a prepared update is sent again, identical). Documented
 refusals fail their action with the reason (403 domain not allowed, 400 several users share the e-mail…), the rest
 of the wave goes on; a host unknown to a Visio instance that does not pre-create users is held until they log in
-once (held actions are tried again on every run). A refusal of the application itself stops the run.
+once (held actions are tried again on every run). A refusal of the application itself stops the run. A room whose
+id or slug bascule already recorded for another series (Meet's are random: a Visio that repeats one) is refused
+too, VISIO_ID_REUSED, and never recorded: two series' links would lead to one room.
 
 verify-wave reads back every room (exists, owned by the host's Visio user, right access level), every link, every
 rewritten event (shows the Visio link) and invitation. rollback-wave, inside the guard window, restores rewritten
@@ -39,10 +41,11 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from connectors.errors import ConnectorAuthError, ConnectorError, NotFound, TransientConnectorError
-from core import ActionKind, ActionState
+from core import ActionKind, ActionState, ReasonCode
 from core.calendar import BodyRefused, CalendarEvent, rewrite_event, shows_visio
 from core.invitations import (
     InvitationUpdate,
@@ -223,16 +226,34 @@ def _record_room(context: _Context, session: Session, action: ActionRow, room: V
     if isinstance(room, VisioRefusal):
         return _refused(action, room)
     repo = CutoverRepository(session, context.tenant_id)
+    # Meet's ids are uuid4 and its slugs random: an id or slug bascule already recorded for another series is not
+    # that series' room, and recording it would point two series' links at one room. The action is refused, the
+    # batch recorded (a savepoint keeps a concurrent run's insert from aborting the transaction).
+    known = repo.room_known_elsewhere(meet_id=room.id, slug=room.slug, action_key=action.key)
+    if known is not None:
+        return _id_reused(action, room, known)
     telephony = ({"pin_code": room.telephony.pin_code, "phone_number": room.telephony.phone_number,
                   "default_country": room.telephony.default_country} if room.telephony else None)
-    room_id = repo.add_room(action_key=action.key, meet_id=room.id, slug=room.slug, url=room.url,
-                            access_level=room.access_level.value, owner_email=room.owner_email,
-                            owner_user_id=room.owner_user_id, telephony=telephony, wave_id=context.wave_id,
-                            host_anchor=action.host_anchor, adopted=adopted, now=context.now())
-    repo.map_links(list(action.payload.get("links") or []), room_id=room_id, wave_id=context.wave_id,
-                   host_anchor=action.host_anchor, now=context.now())
+    try:
+        with session.begin_nested():
+            room_id = repo.add_room(action_key=action.key, meet_id=room.id, slug=room.slug, url=room.url,
+                                    access_level=room.access_level.value, owner_email=room.owner_email,
+                                    owner_user_id=room.owner_user_id, telephony=telephony, wave_id=context.wave_id,
+                                    host_anchor=action.host_anchor, adopted=adopted, now=context.now())
+            repo.map_links(list(action.payload.get("links") or []), room_id=room_id, wave_id=context.wave_id,
+                           host_anchor=action.host_anchor, now=context.now())
+    except IntegrityError:
+        return _id_reused(action, room, "another run")
     return _done(action, {"meet_id": room.id, "slug": room.slug, "url": room.url, "user_id": room.owner_user_id,
                           "adopted": adopted})
+
+
+def _id_reused(action: ActionRow, room: VisioRoom, known_for: str) -> ActionOutcome:
+    log.warning("action %s: Visio gave room %s (slug %s), already recorded for %s", action.key, room.id, room.slug,
+                known_for)
+    return _failed(action, ReasonCode.VISIO_ID_REUSED.value,
+                   f"Visio gave room id {room.id} (slug {room.slug}), already recorded for {known_for}: not recorded; "
+                   "once the Visio operators have looked, run the cutover with --retry-failed")
 
 
 # ---- rewrite_event and restore_event
@@ -593,6 +614,9 @@ def render_outcome(summary: dict[str, Any]) -> str:
         lines.append("  held: " + ", ".join(f"{k} {v}" for k, v in summary["held_by_reason"].items()))
     if summary["failed_by_reason"]:
         lines.append("  failed: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["failed_by_reason"].items())))
+        if ReasonCode.VISIO_ID_REUSED in summary["failed_by_reason"]:
+            lines.append(f"  {ReasonCode.VISIO_ID_REUSED}: Visio gave rooms ids or slugs bascule had recorded for "
+                         "other series (tell the Visio operators), then run again with --retry-failed")
     if summary["pending"]:
         lines.append(f"  still pending: {summary['pending']} (waiting for a room that failed or is held, or "
                      "transient errors: run again)")

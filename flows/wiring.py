@@ -148,16 +148,20 @@ def build_targets(tenant: TenantConfig, settings: Settings, stack: ExitStack) ->
                         graph_url=teams.graph_url, authority=teams.authority, ca_file=teams.ca_file),
             throttle=_pace(settings, graph_rates(teams.tenant_id, users=GRAPH_TENANT_USERS, share=share)),
             retry=RETRY, stats=RetryStats()))
-    mail = None
-    mail_domain = "bascule.invalid"
-    if tenant.mail is not None:
-        from connectors.mail import SmtpConfig, SmtpInvitationSender
-
-        relay = tenant.mail
-        password = read_secret(relay.password_env).get_secret_value() if relay.password_env else None
-        config = SmtpConfig(host=relay.host, port=relay.port, mailbox=relay.mailbox, mailbox_name=relay.mailbox_name,
-                            username=relay.username, password=password, starttls=relay.starttls)
-        mail = SmtpInvitationSender(config, throttle=NoThrottle(), retry=RETRY, stats=RetryStats())
-        mail_domain = relay.mailbox.rpartition("@")[2]
+    mail = build_mail_sender(tenant)
+    mail_domain = tenant.mail.mailbox.rpartition("@")[2] if tenant.mail is not None else "bascule.invalid"
     return Targets(visio=visio, calendar=calendar, mail=mail, mail_domain=mail_domain,
                    hosts_in_parallel=tenant.waves.hosts_in_parallel)
+
+
+def build_mail_sender(tenant: TenantConfig) -> Any:
+    """The sender of calendar updates through the ministry's relay (connectors.mail); None without [mail]."""
+    if tenant.mail is None:
+        return None
+    from connectors.mail import SmtpConfig, SmtpInvitationSender
+
+    relay = tenant.mail
+    password = read_secret(relay.password_env).get_secret_value() if relay.password_env else None
+    config = SmtpConfig(host=relay.host, port=relay.port, mailbox=relay.mailbox, mailbox_name=relay.mailbox_name,
+                        username=relay.username, password=password, starttls=relay.starttls)
+    return SmtpInvitationSender(config, throttle=NoThrottle(), retry=RETRY, stats=RetryStats())

@@ -29,8 +29,14 @@ Section 8 of the contract is the checklist, and the sandbox refuses what the str
 - Every answer of Meet's DRF views carries `Allow` (the view's methods, 401/403/404/415 included); Django's own
   pages (the unknown-path 404, APPEND_SLASH, the SuspiciousOperation 400) do not.
 - 401/403 bodies as observed or as the code raises them; no rate limit (none is documented).
+- Room ids, slugs, PINs and the ids of users created at runtime are random, as Meet's uuid4 ids and random slugs
+  are: a sandbox restarted on the same ministry never hands out an id or a slug it gave before (bascule keeps the
+  rooms it recorded; a repeated id would be another room under a known name). Directory users keep ids derived
+  from the seed, so that a restart finds the same users.
 - Deliberate bugs for the listing bound (`SandboxConfig.broken`): `repeat_page_token` (page 2 and later hand out
-  their own URL as `next`) and `endless_pages` (a `next` on every page, pages past the end repeat the last one).
+  their own URL as `next`) and `endless_pages` (a `next` on every page, pages past the end repeat the last one);
+  and for a Meet that repeats itself: `reuse_room_id:<uuid>` and `reuse_room_slug:<slug>` (the next room created
+  takes that id or slug, once).
 
 Sandbox-only routes, outside Meet's namespace and never faulted: `GET /_sandbox/meet/rooms` (every room with its
 owner's e-mail and user id), `GET|POST /_sandbox/meet/users` (inspect; seed a user, e.g. a duplicate e-mail),
@@ -387,7 +393,8 @@ class MeetState:
         self._pins: set[str] = set()
         self._races: dict[str, int] = {}
         self._clock_offset = timedelta(0)
-        self._random = random.Random(f"meet:{self.seed}")
+        # Not seeded: a restart on the same ministry must not repeat a room id or slug it handed out before.
+        self._random = random.SystemRandom()
 
     # ------------------------------------------------------------------------------------------ settings
 
@@ -592,14 +599,26 @@ class MeetState:
     def create_room(self, owner: MeetUser, *, client_id: str, access_level: str,
                     configuration: dict[str, Any]) -> MeetRoom:
         with self._lock:
-            slug = self._slug()
+            slug = self._reused("reuse_room_slug") or self._slug()
             pin = self._pin() if self._options.telephony else None
-            room = MeetRoom(id=str(uuid.UUID(int=self._random.getrandbits(128), version=4)), slug=slug,
+            reused = self._reused("reuse_room_id")
+            room_id = str(uuid.UUID(reused) if reused else uuid.UUID(int=self._random.getrandbits(128), version=4))
+            room = MeetRoom(id=room_id, slug=slug,
                             access_level=access_level, configuration=configuration, pin_code=pin,
                             accesses={owner.id: "owner"}, created_at=self.now(), client_id=client_id)
             self._rooms[room.id] = room
             self.sandbox.count("meet:rooms:created")
             return room
+
+    def _reused(self, bug: str) -> str | None:
+        """The value a `bug:<value>` deliberate bug hands out once (a Meet repeating an id or a slug), if on."""
+        for entry in sorted(self.sandbox.bugs_snapshot()):
+            name, _, value = entry.partition(":")
+            if name == bug and value:
+                self.sandbox.set_bugs(remove=[entry])
+                self._slugs.add(value)
+                return value
+        return None
 
     def _slug(self) -> str:
         letters = string.ascii_lowercase

@@ -89,7 +89,8 @@ class SandboxConfig:
     token_lifetime_seconds: int = 3599
     latency_seconds: float = 0.0
     # Deliberate bugs, to see contract suites and flows cope: "repeat_page_token", "endless_page_token" (a new
-    # cursor forever), "refuse_meetings_of:<host id>" (400 on that host's listing), "malformed_meetings_of:<host id>".
+    # cursor forever), "refuse_meetings_of:<host id>" (400 on that host's listing), "malformed_meetings_of:<host id>",
+    # "reuse_room_id:<uuid>" / "reuse_room_slug:<slug>" (Visio hands that id or slug to the next room, once).
     broken: frozenset[str] = frozenset()
     now: datetime | None = None        # the sandbox's "now"; default: the generated ministry's as-of date, 08:00 UTC
     meet: MeetOptions | None = None    # the Visio instance's settings (sandbox.meet); None: Meet's defaults
@@ -127,6 +128,11 @@ class Sandbox:
         """Whether a deliberate bug is on: `bug`, or `bug:subject` for one subject (e.g. one host's listing)."""
         with self._stats_lock:
             return bug in self.bugs or (subject is not None and f"{bug}:{subject}" in self.bugs)
+
+    def bugs_snapshot(self) -> frozenset[str]:
+        """The deliberate bugs on now."""
+        with self._stats_lock:
+            return frozenset(self.bugs)
 
     def set_bugs(self, *, add: Sequence[str] = (), remove: Sequence[str] = ()) -> frozenset[str]:
         """Turn deliberate bugs on or off while serving (POST /_sandbox/broken does it over HTTP)."""

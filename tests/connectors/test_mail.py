@@ -229,6 +229,18 @@ def test_a_resend_with_the_same_stamp_is_byte_identical(sink: SmtpSink) -> None:
     assert sink.messages[-1].data != one.data
 
 
+def test_an_update_can_go_to_some_recipients_only(sink: SmtpSink) -> None:
+    """A helpdesk resend to one address: the same message, only the envelope differs."""
+    update = update_of()
+    mail = sender(sink)
+    everyone = mail.send(update, stamp=STAMP)
+    one = mail.send(update, stamp=STAMP, only=[ATTENDEES[1]])
+    first, second = sink.messages
+    assert second.rcpt_tos == (ATTENDEES[1],) and first.rcpt_tos != second.rcpt_tos
+    assert first.data == second.data and one.message_id == everyone.message_id
+    assert (one.recipients, one.refused) == (1, ())
+
+
 def test_without_a_stamp_the_clock_gives_it(sink: SmtpSink) -> None:
     instants = iter([STAMP, STAMP + timedelta(minutes=1)])
     mail = sender(sink, clock=lambda: next(instants))

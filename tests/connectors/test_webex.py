@@ -292,6 +292,19 @@ def test_one_meeting_of_each_kind(changes: dict[str, Any], kind: MeetingKind) ->
     assert meeting.kind is kind
 
 
+@pytest.mark.parametrize(("changes", "link_key", "number_key"), [
+    ({}, f"webex:mtid:m{A}", "webex:number:23791846521"),
+    ({"meetingNumber": "2379 184 6521"}, f"webex:mtid:m{A}", "webex:number:23791846521"),
+    ({"webLink": None}, "webex:number:23791846521", None),       # the SIP address gave the key: nothing more to add
+    ({"meetingNumber": None}, f"webex:mtid:m{A}", None),
+])
+def test_the_meeting_number_is_a_second_key(changes: dict[str, Any], link_key: str, number_key: str | None) -> None:
+    """The invitation shows the meeting number and the SIP address carries it: the helpdesk is given either."""
+    meeting = _kind_of(**changes)
+    assert isinstance(meeting, Meeting)
+    assert (meeting.link_key, meeting.number_key) == (link_key, number_key)
+
+
 def test_a_series_maps_every_field() -> None:
     meeting = _kind_of(recurrence="FREQ=WEEKLY;INTERVAL=1;BYDAY=TU;UNTIL=20270629T235959Z",
                        unlockedMeetingJoinSecurity="allowJoinWithLobby", scheduledType="webinar",

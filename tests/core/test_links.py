@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.links import JoinLink, UnknownLink, parse_join_url, parse_meeting_reference
+from core.links import (
+    MAX_REFERENCE,
+    JoinLink,
+    UnknownLink,
+    lookup_keys,
+    parse_join_url,
+    parse_meeting_reference,
+)
 from core.records import Platform
 
 THREAD = "19:meeting_ZjA4NzFlYjEtMWQ1Ny00ZWE1LWE3YzgtMjQxODA3ZDNmN2Yw@thread.v2"
@@ -215,3 +222,26 @@ def test_parsing_never_crashes(text: str) -> None:
         assert isinstance(result, JoinLink | UnknownLink)
         if isinstance(result, JoinLink):
             assert result.key.startswith(f"{result.platform}:")
+
+
+@pytest.mark.parametrize(("text", "keys"), [
+    # A bare number is read by every platform that could have given it, the reading without a hint first.
+    ("26341234567", ("zoom:26341234567", "webex:number:26341234567", "teams:meet:26341234567")),
+    ("2634 123 4567", ("webex:number:26341234567", "zoom:26341234567", "teams:meet:26341234567")),
+    ("338 567 916 925", ("teams:meet:338567916925", "webex:number:338567916925")),
+    ("12345678", ("webex:number:12345678",)),
+    # A link or an address names one meeting, whatever the hint.
+    ("26341234567@culture-gouv.webex.com", ("webex:number:26341234567",)),
+    ("sip:26341234567@culture-gouv.webex.com", ("webex:number:26341234567",)),
+    ("https://zoom.us/j/84120036571?pwd=x", ("zoom:84120036571",)),
+    ("call me tomorrow", ()),
+    ("8" * (MAX_REFERENCE + 1), ()),
+])
+def test_lookup_keys(text: str, keys: tuple[str, ...]) -> None:
+    assert lookup_keys(text) == keys
+
+
+def test_a_huge_reference_is_refused_without_being_kept_whole() -> None:
+    huge = "https://zoom.us/j/84120036571 " + "x" * MAX_REFERENCE
+    found = parse_meeting_reference(huge)
+    assert isinstance(found, UnknownLink) and "longer than" in found.reason and len(found.text) <= 80

@@ -10,12 +10,14 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from icalendar import Calendar
@@ -49,8 +51,18 @@ class Pipeline:
     departments: list[str]
 
     def rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """SQLite only: the state database read directly (its JSON functions included)."""
         with sqlite3.connect(self.db) as connection:
             return connection.execute(sql, params).fetchall()
+
+    def query(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+        """On either dialect (portable SQL, named parameters)."""
+        from sqlalchemy import text
+
+        from flows.runtime import transaction
+
+        with transaction(self.url) as session:
+            return [tuple(row) for row in session.execute(text(sql), params).all()]
 
     def actions(self, kind: str, state: str | None = None) -> list[tuple[Any, ...]]:
         sql = ("select idempotency_key, host_anchor, platform, meeting_external_id, payload, reason, state "
@@ -117,12 +129,33 @@ def planned(tmp_path_factory: pytest.TempPathFactory,
 def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, contract_ministry: tuple[Path, dict[str, Any]],
              planned: tuple[Path, list[str]]) -> Iterator[Pipeline]:
     """The frozen wave's state database copied, served by a sandbox that nothing has written to yet."""
-    out, manifest = contract_ministry
-    template, departments = planned
     db = tmp_path / "state.db"
-    with sqlite3.connect(template) as source, sqlite3.connect(db) as target:
+    with sqlite3.connect(planned[0]) as source, sqlite3.connect(db) as target:
         source.backup(target)
-    url = f"sqlite:///{db}"
+    yield from _pipeline(tmp_path, monkeypatch, contract_ministry, planned, db, f"sqlite:///{db}")
+
+
+@pytest.fixture
+def pipeline_on_both(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                     contract_ministry: tuple[Path, dict[str, Any]],
+                     planned: tuple[Path, list[str]]) -> Iterator[Pipeline]:
+    """The same, on SQLite and on PostgreSQL (the frozen wave's rows copied into a fresh database)."""
+    from tests.support.copy_state import copy_state
+
+    if database_url.startswith("sqlite"):
+        db = Path(database_url.removeprefix("sqlite:///"))
+        with sqlite3.connect(planned[0]) as source, sqlite3.connect(db) as target:
+            source.backup(target)
+    else:
+        db = tmp_path / "not-sqlite.db"
+        copy_state(f"sqlite:///{planned[0]}", database_url)
+    yield from _pipeline(tmp_path, monkeypatch, contract_ministry, planned, db, database_url)
+
+
+def _pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, contract_ministry: tuple[Path, dict[str, Any]],
+              planned: tuple[Path, list[str]], db: Path, url: str) -> Iterator[Pipeline]:
+    out, manifest = contract_ministry
+    departments = planned[1]
     monkeypatch.setenv("BASCULE_DATABASE_URL", url)
     monkeypatch.setenv("BASCULE_PACING", "false")
     for name, value in SECRETS.items():
@@ -407,6 +440,68 @@ def test_refusals_fail_their_actions_and_the_wave_goes_on(pipeline: Pipeline) ->
     assert len(pipeline.rooms()) == retried["rooms_created"]
 
 
+def _record_room_of_another_series(pipeline: Pipeline, meet_id: str, slug: str) -> str:
+    """A room bascule recorded for a series of another wave (before this sandbox started); its action key."""
+    from db.waves import CutoverRepository
+    from flows.runtime import transaction
+
+    key = f"vague-0:room:zoom:{slug}"
+    with transaction(pipeline.url) as session:
+        CutoverRepository(session, "min-culture-exemple").add_room(
+            action_key=key, meet_id=meet_id, slug=slug, url=f"https://visio.example/{slug}", access_level="trusted",
+            owner_email="someone@culture.example.gouv.fr", owner_user_id=None, telephony=None, wave_id=None,
+            host_anchor=None, adopted=False, now=datetime.now(UTC))
+    return key
+
+
+def test_a_room_id_or_slug_visio_already_gave_fails_its_action_and_the_wave_goes_on(
+        pipeline_on_both: Pipeline) -> None:
+    """A Visio that hands out a room id (then a slug) bascule recorded for another series: that action fails with
+    VISIO_ID_REUSED, its claim released; the rest of the wave is applied; --retry-failed tries it again."""
+    from flows.cutover import render_outcome
+
+    pipeline = pipeline_on_both
+    sandbox = pipeline.server.sandbox
+    state_of(sandbox).configure(allow_user_creation=True, fallback_to_email=True, sub_immutable=False)
+    reused_id, reused_slug = str(uuid.uuid4()), "zzz-zzzz-zzz"
+    other = _record_room_of_another_series(pipeline, reused_id, reused_slug)
+    sandbox.set_bugs(add=[f"reuse_room_id:{reused_id}"])
+
+    def create_rooms(state: str, reason: str | None = None) -> list[tuple[Any, ...]]:
+        sql = "select idempotency_key, last_error from plan_action where kind = 'create_room' and state = :state"
+        if reason is not None:
+            return pipeline.query(sql + " and reason = :reason order by idempotency_key", state=state, reason=reason)
+        return pipeline.query(sql + " order by idempotency_key", state=state)
+
+    pending = len(create_rooms("pending"))
+    summary = _cutover(pipeline)
+    assert summary["state"] == "cut_over" and summary["uncertain"] == 0
+    assert pipeline.query("select count(*) from plan_action where state = 'claimed'") == [(0,)]
+    (failed_key, detail), = create_rooms("failed", "VISIO_ID_REUSED")
+    assert reused_id in detail and other in detail and "--retry-failed" in detail
+    assert summary["failed_by_reason"]["VISIO_ID_REUSED"] == 1
+    assert set(summary["failed_by_reason"]) <= {"VISIO_ID_REUSED", "DOMAIN_NOT_ALLOWED", "DUPLICATE_USERS"}
+    done = create_rooms("done")
+    assert len(done) == summary["rooms_created"] == pending - sum(summary["failed_by_reason"].values())
+    # The known room still belongs to its series; nothing of the failed action was recorded.
+    assert pipeline.query("select action_key from room where meet_id = :id", id=reused_id) == [(other,)]
+    assert pipeline.query("select count(*) from room where action_key = :key", key=failed_key) == [(0,)]
+    assert "VISIO_ID_REUSED 1" in render_outcome(summary) and "--retry-failed" in render_outcome(summary)
+
+    # Retried: this time Visio repeats a slug bascule recorded in this very wave; then it behaves.
+    (slug_of_done,), = pipeline.query("select slug from room where action_key = :key", key=done[0][0])
+    sandbox.set_bugs(add=[f"reuse_room_slug:{slug_of_done}"])
+    retried = _cutover(pipeline, retry_failed=True)
+    assert retried["failed_by_reason"]["VISIO_ID_REUSED"] == 1
+    assert [key for key, _ in create_rooms("failed", "VISIO_ID_REUSED")] == [failed_key]
+    assert slug_of_done in create_rooms("failed", "VISIO_ID_REUSED")[0][1]
+    assert pipeline.query("select count(*) from plan_action where state = 'claimed'") == [(0,)]
+    final = _cutover(pipeline, retry_failed=True)
+    assert "VISIO_ID_REUSED" not in final["failed_by_reason"]
+    assert pipeline.query("select count(*) from room where action_key = :key", key=failed_key) == [(1,)]
+    assert final["rooms_created"] == summary["rooms_created"] + 1
+
+
 # ----------------------------------------------------------------------------------------------- kill and resume
 
 class Killed(BaseException):
@@ -612,3 +707,111 @@ def test_wave_states_are_checked_and_audited_and_links_looked_up(pipeline: Pipel
         "select before, after from audit_event where target_kind = 'wave' and target_id = ? order by id", WAVE)]
     assert audited[-1] == (audited[-2][1], "rolled_back")
     assert ("planned", "frozen") in audited and ("frozen", "cut_over") in audited
+
+
+# ----------------------------------------------------------------------------------------------- helpdesk
+
+def _links(pipeline: Pipeline, *args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    return CliRunner().invoke(app, ["links", *args, "--tenant", str(pipeline.tenant)])
+
+
+def _skipped(pipeline: Pipeline) -> dict[str, tuple[str, str]]:
+    """reason → (old URL, meeting id) of one meeting the plan skipped for that reason."""
+    found: dict[str, tuple[str, str]] = {}
+    for _key, _host, _platform, meeting_id, payload, reason, _state in pipeline.actions("create_room", "skipped"):
+        found.setdefault(reason, (json.loads(payload)["links"][0]["old_url"], meeting_id))
+    return found
+
+
+def test_helpdesk_lookups_tell_where_each_meeting_stands(pipeline: Pipeline) -> None:
+    """A meeting the plan skipped will not move, and says why; a planned one says so; a Webex meeting is found by
+    its number (grouped or not) and its SIP address; what the helpdesk pasted is never echoed back whole."""
+    from core.helpdesk import SKIP_MEANING
+
+    skipped = _skipped(pipeline)
+    assert len(skipped) >= 2, skipped  # one-offs and ended series in this wave of the contract ministry
+    for reason, (old_url, meeting_id) in skipped.items():
+        answer = _links(pipeline, "lookup", old_url, "--json")
+        assert answer.exit_code == 1, answer.output
+        found = json.loads(answer.stdout)
+        assert (found["status"], found["reason_code"], found["will_move"]) == ("will_not_move", reason, False)
+        shown = _links(pipeline, "lookup", old_url)
+        assert "will not move to Visio" in shown.stdout and "not moved yet" not in shown.stdout
+        assert meeting_id in shown.stdout and SKIP_MEANING[reason] in shown.stdout and "{" not in shown.stdout
+    (pending_url,) = pipeline.rows("select json_extract(payload, '$.links[0].old_url') from plan_action where "
+                                   "kind = 'create_room' and state = 'pending' order by idempotency_key limit 1")[0]
+    planned = _links(pipeline, "lookup", pending_url)
+    assert planned.exit_code == 1 and f"planned in wave {WAVE}, frozen, before its cutover" in planned.stdout
+
+    _hosts_log_in_first(pipeline)
+    _cutover(pipeline)
+    number_key, old_url, visio = pipeline.rows(
+        "select m.number_key, l.old_url, r.url from link l join room r on r.id = l.room_id join meeting m on "
+        "m.platform = l.platform and m.external_id = l.meeting_external_id where l.platform = 'webex' and "
+        "m.number_key is not null order by l.old_key limit 1")[0]
+    number = number_key.removeprefix("webex:number:")
+    site = urlsplit(old_url).hostname
+    for reference in (old_url, number, f"{number[:4]} {number[4:7]} {number[7:]}", f"{number}@{site}",
+                      f"sip:{number}@{site}", f"Numéro de réunion : {number[:4]} {number[4:7]} {number[7:]}"):
+        answer = _links(pipeline, "lookup", reference, "--json")
+        assert answer.exit_code == 0, (reference, answer.output)
+        assert json.loads(answer.stdout)["links"][0]["visio_url"] == visio, reference
+
+    rambling = "my meeting link does not work, " * 20
+    unknown = _links(pipeline, "lookup", rambling)
+    assert unknown.exit_code == 1 and rambling not in unknown.stdout and rambling[:60] in unknown.stdout
+    assert len(unknown.stdout.splitlines()) == 1 and "…" in unknown.stdout and "'" not in unknown.stdout
+    as_json = json.loads(_links(pipeline, "lookup", rambling, "--json").stdout)
+    assert len(as_json["reference"]) <= 81
+    huge = "https://zoom.us/j/84120036571?" + "x" * 100_000
+    refused = _links(pipeline, "lookup", huge)
+    assert refused.exit_code == 2 and refused.stdout == ""
+    assert refused.stderr.count("\n") == 1 and "paste only the link" in refused.stderr and len(refused.stderr) < 200
+
+
+def test_links_resend_sends_the_cutover_update_again(pipeline: Pipeline) -> None:
+    """The calendar update the cutover mailed, again: same ICS (UID, SEQUENCE, DTSTAMP…), a new Message-ID, to
+    every recipient of the first one or to one address; audited; refused when there is nothing to resend."""
+    _hosts_log_in_first(pipeline)
+    _cutover(pipeline)
+    old_url, meeting_id, first_id = pipeline.rows(
+        "select l.old_url, l.meeting_external_id, n.message_id from notification n join plan_action a on "
+        "a.idempotency_key = n.action_key join link l on l.platform = a.platform and l.meeting_external_id = "
+        "a.meeting_external_id where a.platform = 'zoom' and n.state = 'sent' order by n.action_key limit 1")[0]
+    (first,) = pipeline.sink.with_message_id(first_id)
+    sent = len(pipeline.sink.messages)
+
+    done = _links(pipeline, "resend", old_url, "--author", "helpdesk-7")
+    assert done.exit_code == 0, done.output
+    again = pipeline.sink.messages[sent:]
+    assert len(again) == 1 and again[0].message_id != first_id and again[0].message_id in done.stdout
+    assert _ics_text(again[0]) == _ics_text(first) and again[0].rcpt_tos == first.rcpt_tos
+    assert f"zoom meeting {meeting_id}" in done.stdout and f"{len(first.rcpt_tos)} recipient(s)" in done.stdout
+    audited = pipeline.rows("select actor, target_id, before, after from audit_event where action = "
+                            "'invitation.resent' order by id")
+    assert [(actor, target) for actor, target, *_ in audited] == [("helpdesk-7", f"zoom:{meeting_id}")]
+    assert json.loads(audited[0][2])["message_id"] == first_id
+    assert json.loads(audited[0][3])["message_id"] == again[0].message_id
+
+    one = _links(pipeline, "resend", old_url, "--to", "Nouvelle.Collegue@culture.example.gouv.fr")
+    assert one.exit_code == 0, one.output
+    (to_one,) = pipeline.sink.messages[sent + 1:]
+    assert to_one.rcpt_tos == ("nouvelle.collegue@culture.example.gouv.fr",)
+    assert _ics_text(to_one) == _ics_text(first) and to_one.message_id not in (first_id, again[0].message_id)
+    assert len(pipeline.rows("select 1 from audit_event where action = 'invitation.resent'")) == 2
+
+    # Refusals: one line on stderr, exit code 2, nothing sent.
+    (teams_url,) = pipeline.rows("select old_url from link where platform = 'teams' and status = 'mapped' "
+                                 "order by old_key limit 1")[0]
+    skipped_url = next(iter(_skipped(pipeline).values()))[0]
+    for args, words in (([teams_url], "Exchange already told"), ([skipped_url], "will not move to Visio"),
+                        (["https://zoom.us/j/99999999999"], "no meeting of this tenant"),
+                        ([old_url, "--to", "not an address"], "not an e-mail address")):
+        refused = _links(pipeline, "resend", *args)
+        assert refused.exit_code == 2 and refused.stdout == "", (args, refused.output)
+        assert refused.stderr.count("\n") == 1 and words in refused.stderr, refused.stderr
+    assert len(pipeline.sink.messages) == sent + 2

@@ -811,3 +811,40 @@ def test_the_inspection_route_lists_rooms_with_their_owner(client: httpx.Client,
     (item,) = listed["rooms"]
     assert (item["id"], item["owner_email"], item["owner_user_id"]) == (room["id"], email, user.id)
     assert item["accesses"] == [{"user_id": user.id, "role": "owner"}]
+
+
+# ----------------------------------------------------------------------------------------------- restarts
+
+def _rooms_of_a_fresh_sandbox(data_dir: Path, email: str, count: int) -> list[tuple[str, str, str]]:
+    """(id, slug, PIN) of `count` rooms created for `email` by a sandbox started and stopped for this only."""
+    config = SandboxConfig(data_dir=data_dir, tls_port=None, systems=frozenset({"meet"}))
+    with SandboxServer(config) as started, httpx.Client(
+            base_url=f"{started.url}/meet/external-api/v1.0/") as http:
+        state_of(started.sandbox).add_user(email, sub="restart-test")
+        token = token_for(http, email)
+        rooms = [created(http, token) for _ in range(count)]
+    return [(room["id"], room["slug"], room["telephony"]["pin_code"]) for room in rooms]
+
+
+def test_a_restart_on_the_same_data_never_repeats_a_room_id_or_slug(
+        contract_ministry: tuple[Path, dict[str, Any]]) -> None:
+    """bascule keeps the rooms it recorded across sandbox restarts: a repeated id or slug would be another room
+    under a known name (Meet's ids are uuid4, its slugs random)."""
+    email = unknown_address("redemarrage")
+    first = _rooms_of_a_fresh_sandbox(contract_ministry[0], email, 5)
+    second = _rooms_of_a_fresh_sandbox(contract_ministry[0], email, 5)
+    for index, label in enumerate(("id", "slug", "pin")):
+        assert not {room[index] for room in first} & {room[index] for room in second}, label
+    assert all(uuid.UUID(room_id).version == 4 and SLUG.match(slug) for room_id, slug, _pin in first + second)
+
+
+def test_a_meet_that_repeats_itself_on_purpose(server: SandboxServer, client: httpx.Client, meet: MeetState) -> None:
+    """The deliberate bugs `reuse_room_id:<uuid>` and `reuse_room_slug:<slug>`: the next room takes them, once."""
+    token = token_for(client, new_host(meet))
+    known = created(client, token)
+    server.sandbox.set_bugs(add=[f"reuse_room_id:{known['id'].upper()}", f"reuse_room_slug:{known['slug']}"])
+    again = created(client, token)
+    assert (again["id"], again["slug"]) == (known["id"], known["slug"])
+    after = created(client, token)
+    assert after["id"] != known["id"] and after["slug"] != known["slug"]
+    assert not any(bug.startswith("reuse_room") for bug in server.sandbox.bugs_snapshot())
