@@ -248,7 +248,7 @@ def run_demo(data_dir: Path, database_url: str, options: DemoOptions) -> dict[st
         extraction = extract(str(tenant_file), now=server.sandbox.now().isoformat())
         identities = map_identities(str(tenant_file))
         wave = run_demo_wave(database_url, tenant_file, server)
-        wave["mails_captured"] = len(sink.messages)
+        wave["mails_captured"] = len(list((data_dir / "mail").glob("*.eml")))  # the sink spools, keeps none
     # From now on the tenant names what `bascule sandbox serve --data DATA_DIR/ministry` serves by default.
     tenant_file.write_text(render_sandbox_tenant(manifest, ldif_path="ministry/directory.ldif",
                                                  ca_file="ministry/tls/cert.pem"), encoding="utf-8")
