@@ -246,7 +246,7 @@ def test_overrides_round_trip(mapped: tuple[str, Path, dict[str, Any]]) -> None:
     unmatched = next(row for row in exported if row["kind"] == "SOURCE_UNMATCHED" and row["platform"] == "teams")
     privileged = next(row for row in exported if row["kind"] == "PRIVILEGED_ACCOUNT")
     # A person without a Teams account, so that forcing this one adds no MULTI_SOURCE_ACCOUNTS.
-    (owner,) = _query(url, """select p.anchor from person p where p.disabled = 0
+    (owner,) = _query(url, """select p.anchor from person p where not p.disabled
         and not exists (select 1 from identity_match m where m.person_anchor = p.anchor and m.platform = 'teams')
         and not exists (select 1 from identity_conflict c where c.subject = p.anchor) order by p.anchor limit 1""")[0:1]
     decisions = [
@@ -304,7 +304,7 @@ def _cli(*args: str) -> Any:
 
 def _owner_without_teams(url: str) -> str:
     """A person without a Teams account and without conflicts (forcing an account to them adds no conflict)."""
-    (owner,) = _query(url, """select p.anchor from person p where p.disabled = 0
+    (owner,) = _query(url, """select p.anchor from person p where not p.disabled
         and not exists (select 1 from identity_match m where m.person_anchor = p.anchor and m.platform = 'teams')
         and not exists (select 1 from identity_conflict c where c.subject = p.anchor) order by p.anchor limit 1""")[0]
     return str(owner)
@@ -364,6 +364,8 @@ def test_a_french_excel_csv_is_applied_end_to_end(mapped: tuple[str, Path, dict[
     assert raw.startswith(b"\xef\xbb\xbf" + ";".join(OVERRIDE_COLUMNS).encode() + b"\r\n")
     rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"), newline=""), delimiter=";"))
     assert len(rows) == sum(manifest["identity"]["conflicts"].values())
+    to_stdout = _cli("identities", "export-conflicts", "--tenant", str(tenant), "--excel")
+    assert to_stdout.exit_code == 0 and to_stdout.stdout_bytes == raw
 
     owner = _owner_without_teams(url)
     unmatched = next(row for row in rows if row["kind"] == "SOURCE_UNMATCHED" and row["platform"] == "teams")
