@@ -724,6 +724,9 @@ def parse_override_row(line: int, row: Mapping[str, str | None]) -> OverrideRow 
         elif cell("subject"):
             return _parse_decision_row(line, action, cell("kind").upper(), cell("subject"), cell("value"),
                                        cell("person_anchor") or None, cell("reason"))
+    if not platform_text and not account:
+        return RefusedRow(line, "the row names no account (platform, account_external_id) and no conflict (kind, "
+                                "subject, value): keep the columns export-conflicts wrote", RowRefusal.UNKNOWN_PLATFORM)
     if platform_text not in {p.value for p in Platform}:
         return RefusedRow(line, f"platform {platform_text or '(empty)'!r} is not one of "
                                 + ", ".join(p.value for p in Platform), RowRefusal.UNKNOWN_PLATFORM)

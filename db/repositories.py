@@ -847,6 +847,14 @@ class IdentityRepository:
             table.c.tenant_id == self._tenant_id, table.c.platform == platform, table.c.external_id == external_id)
         return bool(self._session.execute(query).scalar_one())
 
+    def persons_with_email(self, email: str) -> list[str]:
+        """The anchors of the current persons whose primary e-mail is this one (in any spelling)."""
+        table = table_of(models.Person)
+        value = normalise_email(email) or email.strip().lower()
+        query = (select(table.c.anchor).where(table.c.tenant_id == self._tenant_id, table.c.email_normalised == value,
+                                              table.c.removed_at.is_(None)).order_by(table.c.anchor))
+        return list(self._session.execute(query).scalars())
+
     def person_exists(self, anchor: str) -> bool:
         table = table_of(models.Person)
         query = select(func.count()).select_from(table).where(

@@ -3,7 +3,9 @@
 `counts` is what `bascule identities report --json` prints (conflict keys as in the generator's manifest; persons
 no wave moves — rooms, shared mailboxes, administrator identities — by reason);
 `write_conflicts_csv` is both the CSV detail and the file `export-conflicts` hands over for decisions;
-`apply_overrides` validates every decision row against the state database, stores and audits the valid ones.
+`apply_overrides` validates every decision row against the state database, stores and audits the valid ones:
+overrides of source accounts, and decisions on conflicts about a person, a shared e-mail or the tenant.
+`override_lines` reads the file as spreadsheets save it (core.csv_text).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from itertools import chain
 from typing import Any, TextIO
@@ -271,10 +273,16 @@ def apply_overrides(database_url: str, tenant_id: str, lines: Iterable[str], *, 
                                           RowRefusal.UNKNOWN_ACCOUNT))
                 continue
             anchor = row.override.person_anchor if row.override else None
-            if anchor is not None and not identities.person_exists(anchor):
-                refused.append(RefusedRow(row.line, f"unknown person {anchor} (no current directory entry)",
-                                          RowRefusal.UNKNOWN_PERSON))
-                continue
+            if row.override is not None and anchor is not None and not identities.person_exists(anchor):
+                found = identities.persons_with_email(anchor) if "@" in anchor else []
+                if len(found) != 1:
+                    why = (f"{len(found)} persons have this primary e-mail: give the anchor" if found else
+                           "no current directory entry" + (" has this primary e-mail" if "@" in anchor else ""))
+                    refused.append(RefusedRow(row.line, f"unknown person {anchor} ({why})",
+                                              RowRefusal.UNKNOWN_PERSON))
+                    continue
+                # The person named by their primary e-mail, as people fill it in: the anchor is what is stored.
+                row = replace(row, override=replace(row.override, person_anchor=found[0]))
             before = current.get((row.platform.value, row.account_external_id))
             if row.override is None:
                 identities.delete_override(row.platform, row.account_external_id)

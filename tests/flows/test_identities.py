@@ -368,10 +368,13 @@ def test_a_french_excel_csv_is_applied_end_to_end(mapped: tuple[str, Path, dict[
     assert to_stdout.exit_code == 0 and to_stdout.stdout_bytes == raw
 
     owner = _owner_without_teams(url)
+    ((owner_email,),) = _query(url, "select primary_email from person where anchor = :a", a=owner)
     unmatched = next(row for row in rows if row["kind"] == "SOURCE_UNMATCHED" and row["platform"] == "teams")
     with_accounts = {anchor for (anchor,) in _query(url, "select person_anchor from identity_match")}
     intern = next(row for row in rows if row["kind"] == "POPULATION_POLICY" and row["subject"] in with_accounts)
-    unmatched.update(action="force_match", person_anchor=owner, reason="boîte partagée de Hélène Dupré — Œuvre")
+    # The person named by e-mail, as people do (in capitals, even): the anchor is what is stored.
+    unmatched.update(action="force_match", person_anchor=f" {owner_email.upper()} ",
+                     reason="boîte partagée de Hélène Dupré — Œuvre")
     intern.update(action="Exclude", reason="stagiaire : décision de la DRH", display_name="Hélène Dupré (édité)")
     french = tmp_path / "conflits-excel.csv"
     data = _write(french, rows, delimiter=";", encoding="cp1252", newline="\r\n")
