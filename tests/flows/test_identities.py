@@ -400,6 +400,11 @@ def test_a_french_excel_csv_is_applied_end_to_end(mapped: tuple[str, Path, dict[
     assert _query(url, "select excluded_reason from person where anchor = :a", a=intern["subject"]) == [
         ("POPULATION_POLICY",)]
     assert _query(url, intern_accounts, a=intern["subject"]) == matched_before
+    from flows.waves import plan_wave
+
+    plan = plan_wave(str(tenant), "vague-stagiaires", departments=[intern["department"]], force=True)
+    members = {anchor for (anchor,) in _query(url, "select person_anchor from wave_member")}
+    assert members and intern["subject"] not in members and plan["excluded"] == {"POPULATION_POLICY": 1}
 
     # « CSV UTF-8 » with commas (LibreOffice, a script): the byte-order mark and the commas are read as well.
     cleared = tmp_path / "annulation.csv"
@@ -408,7 +413,7 @@ def test_a_french_excel_csv_is_applied_end_to_end(mapped: tuple[str, Path, dict[
     result = _cli("identities", "apply-overrides", str(cleared), "--tenant", str(tenant), "--author", "équipe")
     assert result.exit_code == 0, result.output
     assert _query(url, "select count(*) from identity_override") == [(0,)]
-    assert sorted(_query(url, "select action, target_id from audit_event")) == [
+    assert sorted(_query(url, "select action, target_id from audit_event where action like 'identity.%'")) == [
         ("identity.decision", intern["subject"]), ("identity.override", unmatched["subject"]),
         ("identity.override_cleared", unmatched["subject"])]
 
