@@ -486,11 +486,133 @@ def coverage(siret_valid: bool, tenant_id: str, siret: str | None) -> Conflict |
                     "missing or invalid SIRET (14 digits, Luhn; La Poste prefix 356000000)")
 
 
+# ------------------------------------------------------------------------------------------------- decisions
+
+class ConflictAction(StrEnum):
+    """What a migration team decided about a conflict that is not about one source account."""
+
+    ACCEPT = "accept"            # known and accepted: no longer reported open, no longer holds the person back
+    EXCLUDE = "exclude"          # the person is never selected in a wave
+    INCLUDE = "include"          # an entry the tenant's patterns took for a room or an administrator is a person
+    FORCE_MATCH = "force_match"  # a contested e-mail belongs to person_anchor: the other entries lose it
+
+
+# The subjects of conflicts about an e-mail value rather than a person or an account.
+EMAIL_SUBJECTS = {"directory": ConflictKind.DUPLICATE_EMAIL_DIRECTORY, "visio": ConflictKind.VISIO_EMAIL_COLLISION}
+TENANT_PREFIX = "tenant:"
+# The entry-level conflicts that keep a directory entry out of waves, which `include` lifts.
+EXCLUDING_KINDS = frozenset({ConflictKind.NON_PERSON_ACCOUNT, ConflictKind.PRIVILEGED_ACCOUNT})
+
+
+class Target(StrEnum):
+    """What a conflict is about, by its subject: what a decision on it can do."""
+
+    ACCOUNT = "account"   # platform:external_id
+    PERSON = "person"     # a directory anchor
+    EMAIL = "email"       # an e-mail value several entries hold
+    TENANT = "tenant"     # the tenant itself (its SIRET)
+
+
+def target_of(kind: ConflictKind, subject: str) -> Target:
+    if split_account_subject(subject) is not None:
+        return Target.ACCOUNT
+    if EMAIL_SUBJECTS.get(subject) is kind:
+        return Target.EMAIL
+    if subject.startswith(TENANT_PREFIX) and kind is ConflictKind.NO_PROCONNECT_COVERAGE:
+        return Target.TENANT
+    return Target.PERSON
+
+
+# The actions a row may take, by what its conflict is about (an account's are OverrideAction's).
+ACTIONS_FOR = {
+    Target.PERSON: (ConflictAction.ACCEPT, ConflictAction.EXCLUDE, ConflictAction.INCLUDE),
+    Target.EMAIL: (ConflictAction.FORCE_MATCH, ConflictAction.ACCEPT),
+    Target.TENANT: (ConflictAction.ACCEPT,),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictDecision:
+    """A decision on one conflict about a person, an e-mail or the tenant, applied on every run."""
+
+    kind: ConflictKind
+    subject: str
+    value: str
+    action: ConflictAction
+    person_anchor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectPerson:
+    """Whom a conflict is about, as people recognise them (the CSV's informative columns)."""
+
+    display_name: str
+    email: str
+    department: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decisions:
+    """The standing decisions as a pass applies them."""
+
+    accepted: frozenset[tuple[str, str, str]] = frozenset()   # (kind, subject, value) reported no more
+    excluded: Mapping[str, ConflictKind] = field(default_factory=dict)  # anchor → the kind it was excluded for
+    included: frozenset[tuple[ConflictKind, str]] = frozenset()  # (kind, anchor): the entry is a person after all
+    email_owner: Mapping[str, str] = field(default_factory=dict)  # e-mail value → the entry that keeps it
+
+    @classmethod
+    def of(cls, decisions: Iterable[ConflictDecision]) -> Decisions:
+        accepted: set[tuple[str, str, str]] = set()
+        excluded: dict[str, ConflictKind] = {}
+        included: set[tuple[ConflictKind, str]] = set()
+        owner: dict[str, str] = {}
+        for decision in sorted(decisions, key=lambda d: (d.subject, d.kind, d.value)):
+            if decision.action is ConflictAction.ACCEPT:
+                accepted.add((decision.kind.value, decision.subject, decision.value))
+            elif decision.action is ConflictAction.EXCLUDE:
+                excluded.setdefault(decision.subject, decision.kind)
+            elif decision.action is ConflictAction.INCLUDE:
+                included.add((decision.kind, decision.subject))
+            elif decision.person_anchor is not None:
+                owner.setdefault(decision.value, decision.person_anchor)
+        return cls(frozenset(accepted), excluded, frozenset(included), owner)
+
+
+def decided_person(anchor: str, excluded: ConflictKind | None, conflicts: Sequence[Conflict],
+                   decisions: Decisions) -> tuple[ConflictKind | None, list[Conflict]]:
+    """A person as the decisions leave them: why no wave selects them (the patterns' reason unless the team said
+    `include`, else the kind of the conflict the team excluded them for), and their conflicts (the one `include`
+    answered is gone)."""
+    kept = list(conflicts)
+    if excluded is not None and (excluded, anchor) in decisions.included:
+        kept = [c for c in kept if not (c.kind is excluded and c.subject == anchor)]
+        excluded = None
+    if excluded is None:
+        excluded = decisions.excluded.get(anchor)
+    return excluded, kept
+
+
+def email_given_away(anchor: str, value: str, holders: Iterable[str], decisions: Decisions) -> Conflict | None:
+    """The conflict of an entry whose primary e-mail the team gave to another entry holding it (`force_match` on
+    a shared e-mail): its ProConnect e-mail is held back until the directory gives it one of its own."""
+    owner = decisions.email_owner.get(value)
+    if owner is None or owner == anchor or owner not in set(holders):
+        return None
+    return Conflict(ConflictKind.VISIO_EMAIL_COLLISION, anchor, value,
+                    f"primary e-mail given to entry {owner} by decision: give this entry an e-mail of its own "
+                    "in the directory, or exclude it")
+
+
 # ------------------------------------------------------------------------------------------------- overrides CSV
 
-# The CSV the migration team edits: the conflict (read-only context), then the decision columns.
-OVERRIDE_COLUMNS = ("kind", "subject", "value", "detail", "platform", "account_external_id", "action",
-                    "person_anchor", "reason")
+# The CSV the migration team edits: the conflict and whom it is about (context: edited or not, ignored on import),
+# then the decision columns. The key of a row: platform + account_external_id for an account (or a subject
+# `platform:id`), else kind + subject + value.
+OVERRIDE_COLUMNS = ("kind", "subject", "display_name", "email", "department", "value", "detail", "platform",
+                    "account_external_id", "action", "person_anchor", "reason")
+# The columns a decision is read from.
+DECISION_COLUMNS = ("kind", "subject", "value", "platform", "account_external_id", "action", "person_anchor",
+                    "reason")
 CLEAR = "clear"
 
 
@@ -505,23 +627,47 @@ class OverrideRow:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class DecisionRow:
+    """One decision on a conflict about a person, an e-mail or the tenant; `decision=None` removes it."""
+
+    line: int
+    kind: ConflictKind
+    subject: str
+    value: str
+    target: Target
+    decision: ConflictDecision | None
+    reason: str
+
+
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class RowRefusal(StrEnum):
-    """Why a row of the overrides CSV is not applied."""
+    """Why a row of the overrides CSV (or the whole file: the first four) is not applied."""
 
     NO_ACTION_COLUMN = "NO_ACTION_COLUMN"            # the header is not the one export-conflicts writes
     UNREADABLE_CSV = "UNREADABLE_CSV"                # the file is not CSV the reader can take (a NUL, a broken quote)
+    NOT_TEXT = "NOT_TEXT"                            # neither UTF-8 nor Windows-1252 text (a workbook, binary data)
+    MISSING_COLUMNS = "MISSING_COLUMNS"              # no column saying which account or conflict a row decides
     UNKNOWN_PLATFORM = "UNKNOWN_PLATFORM"
     NO_ACCOUNT = "NO_ACCOUNT"                        # account_external_id empty
     UNKNOWN_ACTION = "UNKNOWN_ACTION"
     FORCE_MATCH_WITHOUT_PERSON = "FORCE_MATCH_WITHOUT_PERSON"
     EXCLUDE_WITH_PERSON = "EXCLUDE_WITH_PERSON"
-    DECIDED_TWICE = "DECIDED_TWICE"                  # a second row about the same account
+    DECIDED_TWICE = "DECIDED_TWICE"                  # a second row deciding otherwise about the same thing
     CONTROL_CHARACTERS = "CONTROL_CHARACTERS"        # a cell holds NUL or another control character
     UNKNOWN_ACCOUNT = "UNKNOWN_ACCOUNT"              # not among the extracted accounts
     UNKNOWN_PERSON = "UNKNOWN_PERSON"                # no current directory entry with that anchor
+    UNKNOWN_KIND = "UNKNOWN_KIND"                    # a row about a person or an e-mail whose kind is no conflict kind
+    UNKNOWN_CONFLICT = "UNKNOWN_CONFLICT"            # no such conflict was ever found (kind, subject, value)
+    ACTION_NOT_FOR_KIND = "ACTION_NOT_FOR_KIND"      # e.g. include on a population conflict, exclude on an e-mail
+    EMAIL_NOT_HELD = "EMAIL_NOT_HELD"                # force_match of an e-mail to an entry that does not hold it
+
+
+# Refusals of the whole file: nothing of it is read.
+FILE_REFUSALS = frozenset({RowRefusal.NO_ACTION_COLUMN, RowRefusal.UNREADABLE_CSV, RowRefusal.NOT_TEXT,
+                           RowRefusal.MISSING_COLUMNS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -544,9 +690,24 @@ def split_account_subject(subject: str) -> tuple[Platform, str] | None:
     return Platform(platform), external_id
 
 
-def parse_override_row(line: int, row: Mapping[str, str | None]) -> OverrideRow | RefusedRow | None:
+def header_refusal(header: Sequence[str]) -> RefusedRow | None:
+    """Why a header cannot be read as the overrides CSV (naming the columns it lacks), or None."""
+    names = {name.strip().lower() for name in header}
+    found = ", ".join(name for name in header if name.strip()) or "nothing"
+    if "action" not in names:
+        return RefusedRow(1, f"the header has no 'action' column (found: {found}); use the file export-conflicts "
+                             "writes", RowRefusal.NO_ACTION_COLUMN)
+    if not ({"platform", "account_external_id"} <= names or "subject" in names):
+        missing = [name for name in ("kind", "subject", "value", "platform", "account_external_id")
+                   if name not in names]
+        return RefusedRow(1, "the header lacks the columns " + ", ".join(missing) + f" (found: {found}); use the "
+                             "file export-conflicts writes", RowRefusal.MISSING_COLUMNS)
+    return None
+
+
+def parse_override_row(line: int, row: Mapping[str, str | None]) -> OverrideRow | DecisionRow | RefusedRow | None:
     """Read one CSV row: None when it carries no decision, else the decision or why it is refused (the
-    account and person still have to exist: the caller checks them against the database)."""
+    account, person and conflict still have to exist: the caller checks them against the database)."""
     def cell(name: str) -> str:
         return (row.get(name) or "").strip()
 
@@ -557,8 +718,15 @@ def parse_override_row(line: int, row: Mapping[str, str | None]) -> OverrideRow 
         return RefusedRow(line, "a cell holds a NUL or another control character (an export gone wrong?)",
                           RowRefusal.CONTROL_CHARACTERS)
     platform_text, account = cell("platform").lower(), cell("account_external_id")
-    if not platform_text and not account and (parsed := split_account_subject(cell("subject"))):
-        platform_text, account = parsed[0].value, parsed[1]
+    if not platform_text and not account:
+        if (parsed := split_account_subject(cell("subject"))) is not None:
+            platform_text, account = parsed[0].value, parsed[1]
+        elif cell("subject"):
+            return _parse_decision_row(line, action, cell("kind").upper(), cell("subject"), cell("value"),
+                                       cell("person_anchor") or None, cell("reason"))
+    if not platform_text and not account:
+        return RefusedRow(line, "the row names no account (platform, account_external_id) and no conflict (kind, "
+                                "subject, value): keep the columns export-conflicts wrote", RowRefusal.UNKNOWN_PLATFORM)
     if platform_text not in {p.value for p in Platform}:
         return RefusedRow(line, f"platform {platform_text or '(empty)'!r} is not one of "
                                 + ", ".join(p.value for p in Platform), RowRefusal.UNKNOWN_PLATFORM)
@@ -582,3 +750,35 @@ def parse_override_row(line: int, row: Mapping[str, str | None]) -> OverrideRow 
                           RowRefusal.EXCLUDE_WITH_PERSON)
     return OverrideRow(line, platform, account, Override(platform, account, chosen, anchor), cell("reason"))
 
+
+def _parse_decision_row(line: int, action: str, kind_text: str, subject: str, value: str, anchor: str | None,
+                        reason: str) -> DecisionRow | RefusedRow:
+    try:
+        kind = ConflictKind(kind_text)
+    except ValueError:
+        return RefusedRow(line, f"kind {kind_text or '(empty)'!r} is not a conflict kind (keep the kind column "
+                                "export-conflicts wrote)", RowRefusal.UNKNOWN_KIND)
+    target = target_of(kind, subject)
+    if action == CLEAR:
+        return DecisionRow(line, kind, subject, value, target, None, reason)
+    allowed = ACTIONS_FOR[target]
+    if action not in {a.value for a in ConflictAction} and action not in {a.value for a in OverrideAction}:
+        return RefusedRow(line, f"action {action!r} is not one of " + ", ".join([*allowed, CLEAR]),
+                          RowRefusal.UNKNOWN_ACTION)
+    chosen = ConflictAction(action) if action in {a.value for a in ConflictAction} else None
+    if chosen not in allowed or (chosen is ConflictAction.INCLUDE and kind not in EXCLUDING_KINDS):
+        usable = [a for a in allowed if a is not ConflictAction.INCLUDE or kind in EXCLUDING_KINDS]
+        return RefusedRow(line, f"{action} does not apply to a {kind} conflict about {_ABOUT[target]}: use "
+                                + ", ".join([*usable, CLEAR]), RowRefusal.ACTION_NOT_FOR_KIND)
+    if chosen is ConflictAction.FORCE_MATCH and anchor is None:
+        return RefusedRow(line, "force_match of a shared e-mail needs person_anchor (the entry that keeps it)",
+                          RowRefusal.FORCE_MATCH_WITHOUT_PERSON)
+    if chosen is not ConflictAction.FORCE_MATCH and anchor is not None:
+        return RefusedRow(line, f"{chosen} takes no person_anchor (the row's subject is whom it is about)",
+                          RowRefusal.EXCLUDE_WITH_PERSON)
+    return DecisionRow(line, kind, subject, value, target, ConflictDecision(kind, subject, value, chosen, anchor),
+                       reason)
+
+
+_ABOUT = {Target.PERSON: "a person", Target.EMAIL: "an e-mail several entries hold", Target.TENANT: "the tenant",
+          Target.ACCOUNT: "a source account"}

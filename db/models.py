@@ -316,6 +316,25 @@ class IdentityOverride(Base):
     applied_at: Mapped[datetime]
 
 
+class IdentityDecision(Base):
+    """A migration team's decision on a conflict about a person, an e-mail or the tenant (accept, exclude, include,
+    force_match of a shared e-mail), keyed like the conflict it decides."""
+
+    __tablename__ = "identity_decision"
+    __table_args__ = (UniqueConstraint("tenant_id", "kind", "subject", "value"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    tenant_id: Mapped[str] = _tenant_fk()
+    kind: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(320))
+    value: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(32))
+    person_anchor: Mapped[str | None] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    author: Mapped[str] = mapped_column(String(128))
+    applied_at: Mapped[datetime]
+
+
 class ProconnectObservation(Base):
     """A ProConnect `sub` seen for a person (Visio token, LiveKit identity): an observation, never a key."""
 

@@ -27,15 +27,21 @@ from core import (
 )
 from core.hashing import content_hash
 from core.identity import (
+    EMAIL_SUBJECTS,
+    EXCLUDING_KINDS,
     AccountMatched,
+    ConflictAction,
+    ConflictDecision,
     IdentityKey,
     KeyKind,
     Lookup,
     Override,
     OverrideAction,
+    SubjectPerson,
     email_changed_from,
     former_key,
     lookup_of,
+    split_account_subject,
 )
 from db import models
 from db.models import table_of
@@ -529,15 +535,15 @@ class IdentityRepository:
         return UpsertResult(inserted=written)
 
     def excluded_reasons(self, anchors: Sequence[str]) -> dict[str, ConflictKind]:
-        """Why each of these persons is not one a wave moves (rooms, shared mailboxes, administrators); the others
-        are absent."""
+        """Why each of these persons is not one whose accounts match (rooms, shared mailboxes, administrators); the
+        others — persons, and persons the team excluded from waves by decision — are absent."""
         table = table_of(models.Person)
         wanted = sorted(set(anchors))
         found: dict[str, ConflictKind] = {}
         for start in range(0, len(wanted), 900):
             query = select(table.c.anchor, table.c.excluded_reason).where(
                 table.c.tenant_id == self._tenant_id, table.c.anchor.in_(wanted[start:start + 900]),
-                table.c.excluded_reason.is_not(None))
+                table.c.excluded_reason.in_(sorted(kind.value for kind in EXCLUDING_KINDS)))
             found.update((anchor, ConflictKind(reason)) for anchor, reason in self._session.execute(query).all())
         return found
 
@@ -618,10 +624,12 @@ class IdentityRepository:
     # ---- conflicts
 
     def upsert_conflicts(self, conflicts: Sequence[Conflict], *, pass_id: str, now: datetime) -> None:
-        unique = {(c.kind, c.subject, c.value): c for c in conflicts}
+        unique = {(c.kind.value, c.subject, c.value): c for c in conflicts}
+        accepted = self.accepted_conflicts() if unique else frozenset()
         rows = [{"tenant_id": self._tenant_id, "kind": c.kind.value, "subject": c.subject, "value": c.value,
-                 "detail": c.detail, "status": "open", "last_seen_pass": pass_id, "first_seen_at": now,
-                 "last_seen_at": now, "resolved_at": None} for c in unique.values()]
+                 "detail": c.detail, "status": "accepted" if key in accepted else "open", "last_seen_pass": pass_id,
+                 "first_seen_at": now, "last_seen_at": now, "resolved_at": None}
+                for key, c in unique.items()]
         upsert_plain(self._session, table_of(models.IdentityConflict), rows,
                      key=["tenant_id", "kind", "subject", "value"],
                      update=["detail", "status", "last_seen_pass", "last_seen_at", "resolved_at"])
@@ -630,7 +638,7 @@ class IdentityRepository:
         """Conflicts the complete run no longer found are closed (kept, with the time they were resolved)."""
         table = table_of(models.IdentityConflict)
         result = self._session.execute(
-            update(table).where(table.c.tenant_id == self._tenant_id, table.c.status == "open",
+            update(table).where(table.c.tenant_id == self._tenant_id, table.c.status.in_(["open", "accepted"]),
                                 table.c.last_seen_pass != pass_id)
             .values(status="resolved", resolved_at=now))
         return int(getattr(result, "rowcount", 0) or 0)
@@ -713,11 +721,140 @@ class IdentityRepository:
             table.c.account_external_id == external_id))
         return bool(getattr(result, "rowcount", 0))
 
+    def decisions(self) -> list[ConflictDecision]:
+        """The standing decisions on conflicts about persons, e-mails and the tenant."""
+        table = table_of(models.IdentityDecision)
+        query = (select(table.c.kind, table.c.subject, table.c.value, table.c.action, table.c.person_anchor)
+                 .where(table.c.tenant_id == self._tenant_id).order_by(table.c.id))
+        return [ConflictDecision(ConflictKind(kind), subject, value, ConflictAction(action), anchor)
+                for kind, subject, value, action, anchor in self._session.execute(query).all()]
+
+    def accepted_conflicts(self) -> frozenset[tuple[str, str, str]]:
+        """(kind, subject, value) of the conflicts the team accepted."""
+        table = table_of(models.IdentityDecision)
+        query = select(table.c.kind, table.c.subject, table.c.value).where(
+            table.c.tenant_id == self._tenant_id, table.c.action == ConflictAction.ACCEPT.value)
+        return frozenset((kind, subject, value) for kind, subject, value in self._session.execute(query).all())
+
+    def save_decision(self, decision: ConflictDecision, *, reason: str, author: str, now: datetime) -> None:
+        row = {"tenant_id": self._tenant_id, "kind": decision.kind.value, "subject": decision.subject,
+               "value": decision.value, "action": decision.action.value, "person_anchor": decision.person_anchor,
+               "reason": reason, "author": author, "applied_at": now}
+        upsert_plain(self._session, table_of(models.IdentityDecision), [row],
+                     key=["tenant_id", "kind", "subject", "value"],
+                     update=["action", "person_anchor", "reason", "author", "applied_at"])
+
+    def delete_decision(self, kind: ConflictKind, subject: str, value: str) -> bool:
+        table = table_of(models.IdentityDecision)
+        result = self._session.execute(delete(table).where(
+            table.c.tenant_id == self._tenant_id, table.c.kind == kind.value, table.c.subject == subject,
+            table.c.value == value))
+        return bool(getattr(result, "rowcount", 0))
+
+    def conflict_known(self, kind: ConflictKind, subject: str, value: str) -> bool:
+        """Whether a pass ever found this conflict (open, accepted or resolved)."""
+        table = table_of(models.IdentityConflict)
+        query = select(func.count()).select_from(table).where(
+            table.c.tenant_id == self._tenant_id, table.c.kind == kind.value, table.c.subject == subject,
+            table.c.value == value)
+        return bool(self._session.execute(query).scalar_one())
+
+    def email_holders(self, value: str) -> set[str]:
+        """The current entries holding an e-mail value (primary or alias key, or primary e-mail of the person: a
+        key an earlier decision took away still counts)."""
+        key, person = table_of(models.IdentityKey), table_of(models.Person)
+        keys = select(key.c.anchor).where(key.c.tenant_id == self._tenant_id, key.c.value == value,
+                                          key.c.kind.in_([KeyKind.PRIMARY.value, KeyKind.ALIAS.value]))
+        persons = select(person.c.anchor).where(person.c.tenant_id == self._tenant_id,
+                                                person.c.email_normalised == value, person.c.removed_at.is_(None))
+        return set(self._session.execute(keys).scalars()) | set(self._session.execute(persons).scalars())
+
+    def drop_given_away_keys(self, email_owner: dict[str, str]) -> int:
+        """The e-mail keys of the entries that lost a shared e-mail to the one the team chose (when that one still
+        holds it): the value then has one holder, and the accounts showing it match that entry."""
+        table = table_of(models.IdentityKey)
+        emails = table.c.kind.in_([KeyKind.PRIMARY.value, KeyKind.ALIAS.value])
+        dropped = 0
+        for value, owner in sorted(email_owner.items()):
+            held = select(func.count()).select_from(table).where(
+                table.c.tenant_id == self._tenant_id, table.c.value == value, table.c.anchor == owner, emails)
+            if not self._session.execute(held).scalar_one():
+                continue
+            result = self._session.execute(delete(table).where(
+                table.c.tenant_id == self._tenant_id, table.c.value == value, table.c.anchor != owner, emails))
+            dropped += int(getattr(result, "rowcount", 0) or 0)
+        return dropped
+
+    def describe_subjects(self, subjects: Sequence[tuple[str, str]]) -> dict[tuple[str, str], SubjectPerson]:
+        """Whom each (subject, value) of a conflict is about, as people recognise them: the person an account is
+        matched to (else the account itself), the person of an anchor, the entries holding a shared e-mail."""
+        person, match, account, key = (table_of(models.Person), table_of(models.IdentityMatch),
+                                       table_of(models.SourceAccount), table_of(models.IdentityKey))
+        found: dict[tuple[str, str], SubjectPerson] = {}
+        accounts = sorted({subject for subject, _value in subjects if split_account_subject(subject)})
+        emails = sorted({value for subject, value in subjects if subject in EMAIL_SUBJECTS})
+        anchors = sorted({subject for subject, _value in subjects} - set(accounts) - set(EMAIL_SUBJECTS))
+        people: dict[str, SubjectPerson] = {}
+
+        def load_people(wanted: Sequence[str]) -> None:
+            for start in range(0, len(wanted), 900):
+                query = select(person.c.anchor, person.c.display_name, person.c.primary_email,
+                               person.c.department).where(person.c.tenant_id == self._tenant_id,
+                                                          person.c.anchor.in_(wanted[start:start + 900]))
+                for anchor, name, email, department in self._session.execute(query).all():
+                    people[anchor] = SubjectPerson(name or "", email or "", department or "")
+
+        load_people(anchors)
+        holders: dict[str, list[str]] = {}
+        for start in range(0, len(emails), 900):
+            query = (select(key.c.value, key.c.anchor).distinct()
+                     .where(key.c.tenant_id == self._tenant_id, key.c.value.in_(emails[start:start + 900]),
+                            key.c.kind.in_([KeyKind.PRIMARY.value, KeyKind.ALIAS.value]))
+                     .order_by(key.c.value, key.c.anchor))
+            for value, anchor in self._session.execute(query).all():
+                holders.setdefault(value, []).append(anchor)
+        load_people(sorted({anchor for found_anchors in holders.values() for anchor in found_anchors} - set(people)))
+        by_account: dict[str, SubjectPerson] = {}
+        for start in range(0, len(accounts), 900):
+            chunk = accounts[start:start + 900]
+            ids = sorted({subject.partition(":")[2] for subject in chunk})
+            query = (select(account.c.platform, account.c.external_id, account.c.display_name, account.c.email,
+                            account.c.department, person.c.display_name, person.c.primary_email, person.c.department)
+                     .outerjoin(match, (match.c.tenant_id == account.c.tenant_id)
+                                & (match.c.platform == account.c.platform)
+                                & (match.c.account_external_id == account.c.external_id))
+                     .outerjoin(person, (person.c.tenant_id == match.c.tenant_id)
+                                & (person.c.anchor == match.c.person_anchor))
+                     .where(account.c.tenant_id == self._tenant_id, account.c.external_id.in_(ids)))
+            for row in self._session.execute(query).all():
+                cells: tuple[Any, ...] = tuple(row)
+                own, matched = cells[2:5], cells[5:8]
+                by_account[f"{cells[0]}:{cells[1]}"] = SubjectPerson(
+                    *(str(cell or "") for cell in (matched if matched[1] is not None else own)))
+        for subject, value in subjects:
+            if subject in by_account:
+                found[(subject, value)] = by_account[subject]
+            elif subject in people:
+                found[(subject, value)] = people[subject]
+            elif value in holders:
+                named = [people[anchor] for anchor in holders[value] if anchor in people]
+                found[(subject, value)] = SubjectPerson(" | ".join(p.display_name for p in named), value,
+                                                        " | ".join(p.department for p in named))
+        return found
+
     def account_exists(self, platform: str, external_id: str) -> bool:
         table = table_of(models.SourceAccount)
         query = select(func.count()).select_from(table).where(
             table.c.tenant_id == self._tenant_id, table.c.platform == platform, table.c.external_id == external_id)
         return bool(self._session.execute(query).scalar_one())
+
+    def persons_with_email(self, email: str) -> list[str]:
+        """The anchors of the current persons whose primary e-mail is this one (in any spelling)."""
+        table = table_of(models.Person)
+        value = normalise_email(email) or email.strip().lower()
+        query = (select(table.c.anchor).where(table.c.tenant_id == self._tenant_id, table.c.email_normalised == value,
+                                              table.c.removed_at.is_(None)).order_by(table.c.anchor))
+        return list(self._session.execute(query).scalars())
 
     def person_exists(self, anchor: str) -> bool:
         table = table_of(models.Person)

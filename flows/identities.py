@@ -8,12 +8,15 @@ Runbook, one pass (resumable: the phase and the last key done are checkpointed w
 2. persons — one person per entry with what ProConnect will assert and what Visio will need, and whether it is one
    a wave may move (rooms, shared mailboxes and administrator identities, by the tenant's patterns, are not); the
    person-level conflicts (not a person, domain not routed, population policy, e-mail changed since the last pass:
-   the previous address is kept as a former e-mail key).
+   the previous address is kept as a former e-mail key). The team's decisions apply here: an entry declared a person
+   (`include`), a person excluded from waves (`exclude`), a shared e-mail given to one entry (`force_match`: the
+   other entries lost its key in step 1, and one whose primary it was has its ProConnect e-mail held back).
 3. accounts — per platform, batch by batch in external-id order: each account's values are looked up in the keys
    of step 1 (and the former e-mails of step 2), the migration team's overrides applied, the account matched (with
    its method) or held back.
 4. close — the conflicts that need the whole picture (several accounts of one person, disabled but licensed, `sub`
-   drift, tenant SIRET), matches the pass did not confirm dropped, conflicts it no longer found closed.
+   drift, tenant SIRET), matches the pass did not confirm dropped, conflicts it no longer found closed. A conflict
+   the team accepted is stored `accepted`, not `open`: no longer reported, no longer holding anyone back.
 
 A batch is one task (never one per person) and one transaction; the pass is pure recomputation from the
 directory and the extracted accounts, so a killed run resumed or re-run ends in the same state.
@@ -39,14 +42,17 @@ from core.identity import (
     CONFLICT_MEANING,
     AccountExcluded,
     AccountMatched,
+    Decisions,
     IdentityPolicy,
     KeyKind,
     Lookup,
     Owner,
     coverage,
+    decided_person,
     directory_keys,
     disabled_but_licensed,
     email_changed,
+    email_given_away,
     excluded_kind,
     expectation,
     former_key,
@@ -139,6 +145,7 @@ def close_keys(database_url: str, tenant_id: str, *, pass_id: str, done: int) ->
         identities = IdentityRepository(session, tenant_id)
         dropped = identities.delete_stale_keys(pass_id=pass_id)
         identities.upsert_keys(identities.former_keys_from_history(), pass_id=pass_id)
+        identities.drop_given_away_keys(dict(Decisions.of(identities.decisions()).email_owner))
         batch = []
         for value, holders in identities.shared_email_values():
             batch.extend(value_conflicts(value, holders))
@@ -162,18 +169,24 @@ def map_persons(database_url: str, tenant_id: str, policy: IdentityPolicy, *, pa
         primaries = {entry.anchor: normalise_email(entry.primary_email) or entry.primary_email.strip().lower()
                      for entry in entries}
         holders = identities.holders([(Lookup.EMAIL, value) for value in primaries.values()])
+        decisions = Decisions.of(identities.decisions())
         rows, conflicts, formers = [], [], []
         for entry in entries:
             value = primaries[entry.anchor]
-            primary_holders = {key.anchor for key in holders.get((Lookup.EMAIL, value), [])
-                               if key.kind is KeyKind.PRIMARY}
-            expected = expectation(entry, policy, primary_contested=len(primary_holders) > 1)
-            conflicts.extend(person_conflicts(entry, policy))
+            value_holders = holders.get((Lookup.EMAIL, value), [])
+            primary_holders = {key.anchor for key in value_holders if key.kind is KeyKind.PRIMARY}
+            given_away = email_given_away(entry.anchor, value, [key.anchor for key in value_holders], decisions)
+            expected = expectation(entry, policy,
+                                   primary_contested=len(primary_holders) > 1 or given_away is not None)
+            excluded, found = decided_person(entry.anchor, excluded_kind(entry, policy),
+                                             person_conflicts(entry, policy), decisions)
+            conflicts.extend(found)
+            if given_away is not None:
+                conflicts.append(given_away)
             if entry.anchor in previous and (changed := email_changed(entry.anchor, before=previous[entry.anchor],
                                                                       after=value)):
                 conflicts.append(changed)
                 formers.append(former_key(entry.anchor, previous[entry.anchor]))
-            excluded = excluded_kind(entry, policy)
             row = {"anchor": entry.anchor, "primary_email": entry.primary_email.strip(), "email_normalised": value,
                    "display_name": entry.display_name, "department": entry.department,
                    "population": entry.population, "disabled": entry.disabled,

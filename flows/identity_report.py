@@ -3,26 +3,36 @@
 `counts` is what `bascule identities report --json` prints (conflict keys as in the generator's manifest; persons
 no wave moves — rooms, shared mailboxes, administrator identities — by reason);
 `write_conflicts_csv` is both the CSV detail and the file `export-conflicts` hands over for decisions;
-`apply_overrides` validates every decision row against the state database, stores and audits the valid ones.
+`apply_overrides` validates every decision row against the state database, stores and audits the valid ones:
+overrides of source accounts, and decisions on conflicts about a person, a shared e-mail or the tenant.
+`override_lines` reads the file as spreadsheets save it (core.csv_text).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any, TextIO
 
 from jinja2 import Environment, select_autoescape
 
-from core import ConflictKind, MatchMethod
+from core import ConflictKind, MatchMethod, csv_text
 from core.identity import (
     CONFLICT_MEANING,
     OVERRIDE_COLUMNS,
+    ConflictDecision,
+    DecisionRow,
+    Override,
     OverrideRow,
     RefusedRow,
     RowRefusal,
+    SubjectPerson,
+    Target,
+    header_refusal,
     parse_override_row,
     split_account_subject,
 )
@@ -70,23 +80,53 @@ def render_text(report: dict[str, Any]) -> str:
 
 def _conflict_rows(database_url: str, tenant_id: str) -> Iterator[dict[str, str]]:
     with transaction(database_url) as session:
-        decided = IdentityRepository(session, tenant_id).overrides()
-        for conflict in IdentityRepository(session, tenant_id).iter_open_conflicts():
-            account = split_account_subject(conflict.subject)
-            override = decided.get((account[0].value, account[1])) if account else None
-            yield {"kind": conflict.kind, "subject": conflict.subject, "value": conflict.value,
-                   "detail": conflict.detail, "platform": account[0].value if account else "",
-                   "account_external_id": account[1] if account else "",
-                   "action": override.action.value if override else "",
-                   "person_anchor": (override.person_anchor or "") if override else "", "reason": ""}
+        identities = IdentityRepository(session, tenant_id)
+        overrides = identities.overrides()
+        decisions = {(d.kind.value, d.subject, d.value): d for d in identities.decisions()}
+        batch: list[Any] = []
+        for conflict in identities.iter_open_conflicts():
+            batch.append(conflict)
+            if len(batch) >= 500:
+                yield from _described(identities, batch, overrides, decisions)
+                batch = []
+        yield from _described(identities, batch, overrides, decisions)
 
 
-def write_conflicts_csv(database_url: str, tenant_id: str, out: TextIO) -> int:
-    """Every open conflict, one per row, with the decision columns (filled where a decision already stands)."""
-    writer = csv.DictWriter(out, fieldnames=OVERRIDE_COLUMNS, lineterminator="\n")
+def _described(identities: IdentityRepository, conflicts: list[Any], overrides: dict[tuple[str, str], Override],
+               decisions: dict[tuple[str, str, str], ConflictDecision]) -> Iterator[dict[str, str]]:
+    """Rows naming whom each conflict is about, with the decision standing on it (if any)."""
+    people = identities.describe_subjects([(conflict.subject, conflict.value) for conflict in conflicts])
+    for conflict in conflicts:
+        account = split_account_subject(conflict.subject)
+        decided: Override | ConflictDecision | None = (
+            overrides.get((account[0].value, account[1])) if account
+            else decisions.get((conflict.kind, conflict.subject, conflict.value)))
+        who = people.get((conflict.subject, conflict.value), SubjectPerson("", "", ""))
+        yield {"kind": conflict.kind, "subject": conflict.subject, "display_name": who.display_name,
+               "email": who.email, "department": who.department, "value": conflict.value,
+               "detail": conflict.detail, "platform": account[0].value if account else "",
+               "account_external_id": account[1] if account else "",
+               "action": decided.action.value if decided else "",
+               "person_anchor": (decided.person_anchor or "") if decided else "", "reason": ""}
+
+
+# Cells a spreadsheet would take for a formula: the informative columns get a leading apostrophe (never the keys).
+_FORMULA_START = ("=", "+", "-", "@")
+_INFORMATIVE = ("display_name", "email", "department", "detail")
+
+
+def write_conflicts_csv(database_url: str, tenant_id: str, out: TextIO, *, excel: bool = False) -> int:
+    """Every open conflict, one per row, naming whom it is about, with the decision columns (filled where a
+    decision already stands). `excel`: semicolons and CRLF, as French Excel reads and writes CSV (the caller writes
+    the file in UTF-8 with a byte-order mark, so that Excel shows the accents)."""
+    writer = csv.DictWriter(out, fieldnames=OVERRIDE_COLUMNS, delimiter=";" if excel else ",",
+                            lineterminator="\r\n" if excel else "\n")
     writer.writeheader()
     written = 0
     for row in _conflict_rows(database_url, tenant_id):
+        for column in _INFORMATIVE:
+            if row[column].startswith(_FORMULA_START):
+                row[column] = "'" + row[column]
         writer.writerow(row)
         written += 1
     return written
@@ -133,63 +173,116 @@ def render_html(database_url: str, tenant_id: str) -> str:
 class OverridesOutcome:
     """What `apply_overrides` did with a CSV."""
 
-    applied: tuple[OverrideRow, ...]
+    applied: tuple[OverrideRow | DecisionRow, ...]
     refused: tuple[RefusedRow, ...]
     rows_without_decision: int
 
 
-def read_override_rows(lines: Iterable[str]) -> tuple[list[OverrideRow], list[RefusedRow], int]:
-    """Parse the CSV (line numbers as a spreadsheet shows them: the header is row 1)."""
+def override_lines(data: bytes) -> list[str] | RefusedRow:
+    """The lines of an overrides file as saved from a spreadsheet (UTF-8 with or without BOM, Windows-1252, UTF-16
+    with BOM; any line ending), or why it is refused whole."""
+    decoded = csv_text.decode(data)
+    if isinstance(decoded, csv_text.NotText):
+        return RefusedRow(1, decoded.reason, RowRefusal.NOT_TEXT)
+    return list(io.StringIO(decoded.text, newline=""))
+
+
+def read_override_rows(lines: Iterable[str]) -> tuple[list[OverrideRow | DecisionRow], list[RefusedRow], int]:
+    """Parse the CSV, comma-, semicolon- or tab-separated (line numbers as a spreadsheet shows them: the header is
+    row 1). A file refused whole gives one refusal with a code of FILE_REFUSALS."""
     try:
         return _read_override_rows(lines)
     except csv.Error as error:  # a NUL byte, a quote never closed: the file is refused, nothing of it applied
         return [], [RefusedRow(1, f"the file is not readable CSV ({error})", RowRefusal.UNREADABLE_CSV)], 0
 
 
-def _read_override_rows(lines: Iterable[str]) -> tuple[list[OverrideRow], list[RefusedRow], int]:
-    reader = csv.DictReader(lines, strict=True)
-    missing = {"action"} - set(reader.fieldnames or ())
-    if missing:
-        return [], [RefusedRow(1, "the header has no 'action' column (use the file export-conflicts writes)",
-                               RowRefusal.NO_ACTION_COLUMN)], 0
-    rows: list[OverrideRow] = []
+def _read_override_rows(lines: Iterable[str]) -> tuple[list[OverrideRow | DecisionRow], list[RefusedRow], int]:
+    remaining = iter(lines)
+    first = next(remaining, "")
+    delimiter = csv_text.sep_hint(first)
+    if delimiter is not None:  # Excel's `sep=;` line: not a row of the table, and not shown as one
+        first = next(remaining, "")
+    else:
+        delimiter = csv_text.delimiter_of(first, OVERRIDE_COLUMNS)
+    reader = csv.reader(chain([first], remaining), delimiter=delimiter, strict=True)
+    found = next(reader, [])
+    header = [name.strip().lower() for name in found]
+    if (refusal := header_refusal(found)) is not None:
+        return [], [refusal], 0
+    rows: list[OverrideRow | DecisionRow] = []
     refused: list[RefusedRow] = []
     empty = 0
-    first_row_of: dict[tuple[str, str], int] = {}
-    for number, row in enumerate(reader, start=2):
-        parsed = parse_override_row(number, row)
+    first_row_of: dict[tuple[str, ...], tuple[int, Any]] = {}
+    for number, cells in enumerate(reader, start=2):
+        parsed = parse_override_row(number, dict(zip(header, cells, strict=False)))
         if parsed is None:
             empty += 1
-        elif isinstance(parsed, RefusedRow):
+            continue
+        if isinstance(parsed, RefusedRow):
             refused.append(parsed)
-        elif (key := (parsed.platform.value, parsed.account_external_id)) in first_row_of:
-            refused.append(RefusedRow(number, f"account {key[0]}:{key[1]} is already decided in row "
-                                              f"{first_row_of[key]}", RowRefusal.DECIDED_TWICE))
-        else:
-            first_row_of[key] = number
-            rows.append(parsed)
+            continue
+        key, decided = _decision_key(parsed)
+        if key in first_row_of:
+            line, earlier = first_row_of[key]
+            if earlier != decided:
+                refused.append(RefusedRow(number, f"{_describe_key(key)} is already decided otherwise in row {line}",
+                                          RowRefusal.DECIDED_TWICE))
+            continue  # the same decision twice (one account in two conflicts): once is enough
+        first_row_of[key] = (number, decided)
+        rows.append(parsed)
     return rows, refused, empty
 
 
+def _decision_key(row: OverrideRow | DecisionRow) -> tuple[tuple[str, ...], Any]:
+    """What a row decides about (two rows about it must agree) and what it decides."""
+    if isinstance(row, OverrideRow):
+        return ("account", row.platform.value, row.account_external_id), row.override
+    if row.target is Target.EMAIL:  # the two conflicts of one shared e-mail take one decision
+        return ("email", row.value), (row.decision.action, row.decision.person_anchor) if row.decision else None
+    return ("conflict", row.kind.value, row.subject, row.value), row.decision
+
+
+def _describe_key(key: tuple[str, ...]) -> str:
+    if key[0] == "account":
+        return f"account {key[1]}:{key[2]}"
+    if key[0] == "email":
+        return f"e-mail {key[1]}"
+    return f"conflict {key[1]} of {key[2]}"
+
+
 def apply_overrides(database_url: str, tenant_id: str, lines: Iterable[str], *, author: str) -> OverridesOutcome:
-    """Store the valid decisions (each audited); refuse rows naming an unknown account or person."""
+    """Store the valid decisions (each audited); refuse rows naming an unknown account, person or conflict."""
     rows, refused, empty = read_override_rows(lines)
-    applied: list[OverrideRow] = []
+    applied: list[OverrideRow | DecisionRow] = []
     now = datetime.now(UTC)
     with transaction(database_url) as session:
         identities, audit = IdentityRepository(session, tenant_id), AuditRepository(session, tenant_id)
         current = identities.overrides()
+        standing = {(d.kind.value, d.subject, d.value): d for d in identities.decisions()}
         for row in rows:
+            if isinstance(row, DecisionRow):
+                refusal = _apply_decision(identities, audit, row, standing, author=author, now=now)
+                if refusal is not None:
+                    refused.append(refusal)
+                else:
+                    applied.append(row)
+                continue
             subject = f"{row.platform.value}:{row.account_external_id}"
             if not identities.account_exists(row.platform.value, row.account_external_id):
                 refused.append(RefusedRow(row.line, f"unknown account {subject} (not in the extracted accounts)",
                                           RowRefusal.UNKNOWN_ACCOUNT))
                 continue
             anchor = row.override.person_anchor if row.override else None
-            if anchor is not None and not identities.person_exists(anchor):
-                refused.append(RefusedRow(row.line, f"unknown person {anchor} (no current directory entry)",
-                                          RowRefusal.UNKNOWN_PERSON))
-                continue
+            if row.override is not None and anchor is not None and not identities.person_exists(anchor):
+                found = identities.persons_with_email(anchor) if "@" in anchor else []
+                if len(found) != 1:
+                    why = (f"{len(found)} persons have this primary e-mail: give the anchor" if found else
+                           "no current directory entry" + (" has this primary e-mail" if "@" in anchor else ""))
+                    refused.append(RefusedRow(row.line, f"unknown person {anchor} ({why})",
+                                              RowRefusal.UNKNOWN_PERSON))
+                    continue
+                # The person named by their primary e-mail, as people fill it in: the anchor is what is stored.
+                row = replace(row, override=replace(row.override, person_anchor=found[0]))
             before = current.get((row.platform.value, row.account_external_id))
             if row.override is None:
                 identities.delete_override(row.platform, row.account_external_id)
@@ -200,6 +293,42 @@ def apply_overrides(database_url: str, tenant_id: str, lines: Iterable[str], *, 
                          before=_override_json(before), after=_override_json(row.override) if row.override else None)
             applied.append(row)
     return OverridesOutcome(tuple(applied), tuple(sorted(refused, key=lambda r: r.line)), empty)
+
+
+def _apply_decision(identities: IdentityRepository, audit: AuditRepository, row: DecisionRow,
+                    standing: dict[tuple[str, str, str], ConflictDecision], *, author: str,
+                    now: datetime) -> RefusedRow | None:
+    """Store (or clear) one decision on a conflict about a person, an e-mail or the tenant; audited."""
+    key = (row.kind.value, row.subject, row.value)
+    before = standing.get(key)
+    if row.decision is not None:
+        if not identities.conflict_known(row.kind, row.subject, row.value):
+            return RefusedRow(row.line, f"no {row.kind} conflict of {row.subject} on {row.value!r} was ever found "
+                                        "(keep the kind, subject and value columns export-conflicts wrote)",
+                              RowRefusal.UNKNOWN_CONFLICT)
+        anchor = row.decision.person_anchor
+        if anchor is not None and anchor not in identities.email_holders(row.value):
+            if not identities.person_exists(anchor):
+                return RefusedRow(row.line, f"unknown person {anchor} (no current directory entry)",
+                                  RowRefusal.UNKNOWN_PERSON)
+            return RefusedRow(row.line, f"entry {anchor} does not hold {row.value}: give the e-mail to one of the "
+                                        "entries the conflict names", RowRefusal.EMAIL_NOT_HELD)
+        identities.save_decision(row.decision, reason=row.reason, author=author, now=now)
+    else:
+        identities.delete_decision(row.kind, row.subject, row.value)
+    target_kind, target_id = {Target.PERSON: ("person", row.subject), Target.EMAIL: ("email", row.value),
+                              Target.TENANT: ("tenant", row.subject)}.get(row.target, ("conflict", row.subject))
+    audit.record(actor=author, action="identity.decision" if row.decision else "identity.decision_cleared",
+                 target_kind=target_kind, target_id=target_id, now=now, before=_decision_json(before),
+                 after=_decision_json(row.decision))
+    return None
+
+
+def _decision_json(decision: ConflictDecision | None) -> dict[str, Any] | None:
+    if decision is None:
+        return None
+    return {"kind": decision.kind.value, "subject": decision.subject, "value": decision.value,
+            "action": decision.action.value, "person_anchor": decision.person_anchor}
 
 
 def _override_json(override: Any) -> dict[str, Any] | None:

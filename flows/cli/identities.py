@@ -67,18 +67,28 @@ def identities_report(
 
 
 @app.command("export-conflicts")
-def identities_export(tenant: TenantOption,
-                      out: Annotated[Path | None, typer.Option(help="CSV file (default: standard output).")] = None,
-                      ) -> None:
-    """Write the open conflicts as the CSV the migration team fills in (action, person_anchor, reason)."""
+def identities_export(
+    tenant: TenantOption,
+    out: Annotated[Path | None, typer.Option(help="CSV file (default: standard output).")] = None,
+    excel: Annotated[bool, typer.Option("--excel", help="Semicolons, CRLF and UTF-8 with a byte-order mark, as "
+                                                        "French Excel opens and saves CSV.")] = False,
+) -> None:
+    """Write the open conflicts as the CSV the migration team fills in: who each is about (name, e-mail,
+    department), then action, person_anchor, reason. apply-overrides reads it back as saved by Excel or any
+    spreadsheet (comma or semicolon, UTF-8 or Windows-1252)."""
     from flows.identity_report import write_conflicts_csv
 
     config = load_tenant(tenant)
     if out is None:
-        write_conflicts_csv(settings().database, config.id, sys.stdout)
+        if excel:
+            sys.stdout.reconfigure(encoding="utf-8-sig", newline="")  # type: ignore[union-attr]
+        write_conflicts_csv(settings().database, config.id, sys.stdout, excel=excel)
         return
-    with out.open("w", encoding="utf-8", newline="") as handle:
-        rows = write_conflicts_csv(settings().database, config.id, handle)
+    try:
+        with out.open("w", encoding="utf-8-sig" if excel else "utf-8", newline="") as handle:
+            rows = write_conflicts_csv(settings().database, config.id, handle, excel=excel)
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror}")
     print(f"{rows} conflicts written to {out}")
 
 
@@ -88,19 +98,27 @@ def identities_apply(
     tenant: TenantOption,
     author: Annotated[str | None, typer.Option(help="Who decided (audit); default: $USER.")] = None,
 ) -> None:
-    """Store the decisions of a conflicts CSV: force_match, exclude, mark_service, or clear. Applied on every
-    `identities map`; a row naming an unknown account or person is refused and nothing of it is applied."""
-    from flows.identity_report import apply_overrides
+    """Store the decisions of a conflicts CSV. About an account: force_match (with person_anchor), exclude,
+    mark_service; about a person: accept, exclude (from waves), include (a person after all); about a shared
+    e-mail: force_match (person_anchor keeps it), accept; clear removes a decision. Applied on every
+    `identities map`. A bad row is refused (line, code) and nothing of it applied; a file that cannot be read
+    (not UTF-8 or Windows-1252 text, not CSV, a header without the decision columns) is refused whole."""
+    from core.identity import FILE_REFUSALS
+    from flows.identity_report import apply_overrides, override_lines
 
     config = load_tenant(tenant)
     try:
-        lines = file.read_text(encoding="utf-8-sig").splitlines(keepends=True)
+        data = file.read_bytes()
     except OSError as exc:
         fail(f"cannot read {file}: {exc.strerror}")
-    except UnicodeDecodeError:
-        fail(f"{file} is not UTF-8 text: save the CSV as UTF-8 and apply it again")
+    lines = override_lines(data)
+    if not isinstance(lines, list):
+        fail(f"{file} refused: {lines.reason} [{lines.code}]")
     outcome = apply_overrides(settings().database, config.id, lines,
                               author=author or os.environ.get("USER") or "unknown")
+    whole = [refused for refused in outcome.refused if refused.code in FILE_REFUSALS]
+    if whole:
+        fail(f"{file} refused: {whole[0].reason} [{whole[0].code}]; nothing applied")
     for refused in outcome.refused:
         print(f"refused: {refused}", file=sys.stderr)
     print(f"{len(outcome.applied)} decisions applied, {len(outcome.refused)} refused, "

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from core import ConflictKind, Platform
+from core import AccountStatus, ConflictKind, Platform, SourceAccount
 from db.migrate import upgrade
 from sandbox.generator.directory import Flavour
 from sandbox.generator.ministry import GeneratorOptions, generate_ministry
@@ -119,14 +119,35 @@ def test_more_seeds_on_postgresql(seed: int, flavour: Flavour, tmp_path: Path, p
     _check_against_truth(postgres_url, summary, manifest, truths)
 
 
+@pytest.fixture(scope="module")
+def mapped_once(tmp_path_factory: pytest.TempPathFactory,
+                ministry_ad: tuple[Path, dict[str, Any]]) -> tuple[Path, Path, dict[str, Any]]:
+    """The AD ministry loaded and mapped once per module on SQLite: (state file, tenant file, manifest)."""
+    out, manifest = ministry_ad
+    directory = tmp_path_factory.mktemp("mapped")
+    state = directory / "state.db"
+    with pytest.MonkeyPatch.context() as patch:
+        tenant, _truths = _prepare(directory, out, manifest, f"sqlite:///{state}", patch)
+        _map(tenant)
+    return state, tenant, manifest
+
+
 @pytest.fixture
 def mapped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-           ministry_ad: tuple[Path, dict[str, Any]]) -> tuple[str, Path, dict[str, Any]]:
-    """The AD ministry loaded and mapped once on SQLite."""
-    out, manifest = ministry_ad
-    url = f"sqlite:///{tmp_path / 'state.db'}"
-    tenant, _truths = _prepare(tmp_path, out, manifest, url, monkeypatch)
-    _map(tenant)
+           mapped_once: tuple[Path, Path, dict[str, Any]]) -> tuple[str, Path, dict[str, Any]]:
+    """A copy of the mapped state of its own (SQLite's backup: the write-ahead log included)."""
+    import sqlite3
+
+    state, tenant, manifest = mapped_once
+    copy = tmp_path / "state.db"
+    source, target = sqlite3.connect(state), sqlite3.connect(copy)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+    url = f"sqlite:///{copy}"
+    monkeypatch.setenv("BASCULE_DATABASE_URL", url)
     return url, tenant, manifest
 
 
@@ -225,7 +246,7 @@ def test_overrides_round_trip(mapped: tuple[str, Path, dict[str, Any]]) -> None:
     unmatched = next(row for row in exported if row["kind"] == "SOURCE_UNMATCHED" and row["platform"] == "teams")
     privileged = next(row for row in exported if row["kind"] == "PRIVILEGED_ACCOUNT")
     # A person without a Teams account, so that forcing this one adds no MULTI_SOURCE_ACCOUNTS.
-    (owner,) = _query(url, """select p.anchor from person p where p.disabled = 0
+    (owner,) = _query(url, """select p.anchor from person p where not p.disabled
         and not exists (select 1 from identity_match m where m.person_anchor = p.anchor and m.platform = 'teams')
         and not exists (select 1 from identity_conflict c where c.subject = p.anchor) order by p.anchor limit 1""")[0:1]
     decisions = [
@@ -269,6 +290,252 @@ def test_overrides_round_trip(mapped: tuple[str, Path, dict[str, Any]]) -> None:
     back = _map(tenant)
     assert back["conflicts"]["SOURCE_UNMATCHED"] == manifest["identity"]["conflicts"]["SOURCE_UNMATCHED"]
     assert "override" not in back["matches_by_method"]
+
+
+# ----------------------------------------------------------------------------------------------- overrides CSV
+
+def _cli(*args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def _owner_without_teams(url: str) -> str:
+    """A person without a Teams account and without conflicts (forcing an account to them adds no conflict)."""
+    (owner,) = _query(url, """select p.anchor from person p where not p.disabled
+        and not exists (select 1 from identity_match m where m.person_anchor = p.anchor and m.platform = 'teams')
+        and not exists (select 1 from identity_conflict c where c.subject = p.anchor) order by p.anchor limit 1""")[0]
+    return str(owner)
+
+
+def _write(path: Path, rows: list[dict[str, str]], *, delimiter: str, encoding: str, newline: str) -> bytes:
+    from core.identity import OVERRIDE_COLUMNS
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=OVERRIDE_COLUMNS, delimiter=delimiter, lineterminator=newline)
+    writer.writeheader()
+    writer.writerows(rows)
+    data = buffer.getvalue().encode(encoding, errors="replace")  # as Excel does: "?" for what cp1252 lacks
+    path.write_bytes(data)
+    return data
+
+
+def test_export_rows_name_whom_each_conflict_is_about(mapped: tuple[str, Path, dict[str, Any]]) -> None:
+    url, _tenant, _manifest = mapped
+    rows = _export(url)
+    persons = {anchor: (name or "", email, department or "") for anchor, name, email, department
+               in _query(url, "select anchor, display_name, primary_email, department from person")}
+    accounts = {f"{platform}:{external_id}": (name or "", email, department or "")
+                for platform, external_id, name, email, department
+                in _query(url, "select platform, external_id, display_name, email, department from source_account")}
+    matched = {f"{platform}:{account}": anchor for platform, account, anchor
+               in _query(url, "select platform, account_external_id, person_anchor from identity_match")}
+
+    def named(row: dict[str, str]) -> tuple[str, str, str]:
+        return row["display_name"], row["email"], row["department"]
+
+    about_persons = [row for row in rows if row["subject"] in persons]
+    assert {row["kind"] for row in about_persons} >= {"POPULATION_POLICY", "DOMAIN_NOT_ROUTED", "DEPARTED_OR_DISABLED"}
+    assert all(named(row) == persons[row["subject"]] for row in about_persons)
+    unmatched = [row for row in rows if row["kind"] == "SOURCE_UNMATCHED"]
+    assert unmatched and all(named(row) == accounts[row["subject"]] for row in unmatched)
+    through_alias = [row for row in rows if row["kind"] == "ALIAS_ONLY_MATCH"]
+    assert through_alias and all(named(row) == persons[matched[row["subject"]]] for row in through_alias)
+    shared = [row for row in rows if row["kind"] == "DUPLICATE_EMAIL_DIRECTORY"]
+    for row in shared:
+        holders = row["detail"].removeprefix("entries ").split(", ")
+        assert named(row) == (" | ".join(persons[a][0] for a in holders), row["value"],
+                              " | ".join(persons[a][2] for a in holders))
+    assert shared and all(row["email"] and row["display_name"] for row in rows)
+
+
+def test_a_french_excel_csv_is_applied_end_to_end(mapped: tuple[str, Path, dict[str, Any]], tmp_path: Path) -> None:
+    """Exported for Excel, saved by French Excel (« CSV (séparateur : point-virgule) »: Windows-1252, semicolons,
+    CRLF, a name edited on the way), applied through the CLI; then a UTF-8 file with a BOM and commas clears one."""
+    from core.identity import OVERRIDE_COLUMNS
+
+    url, tenant, manifest = mapped
+    exported = tmp_path / "conflits.csv"
+    result = _cli("identities", "export-conflicts", "--tenant", str(tenant), "--out", str(exported), "--excel")
+    assert result.exit_code == 0, result.output
+    raw = exported.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf" + ";".join(OVERRIDE_COLUMNS).encode() + b"\r\n")
+    rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"), newline=""), delimiter=";"))
+    assert len(rows) == sum(manifest["identity"]["conflicts"].values())
+    to_stdout = _cli("identities", "export-conflicts", "--tenant", str(tenant), "--excel")
+    assert to_stdout.exit_code == 0 and to_stdout.stdout_bytes == raw
+
+    owner = _owner_without_teams(url)
+    ((owner_email,),) = _query(url, "select primary_email from person where anchor = :a", a=owner)
+    unmatched = next(row for row in rows if row["kind"] == "SOURCE_UNMATCHED" and row["platform"] == "teams")
+    with_accounts = {anchor for (anchor,) in _query(url, "select person_anchor from identity_match")}
+    intern = next(row for row in rows if row["kind"] == "POPULATION_POLICY" and row["subject"] in with_accounts)
+    # The person named by e-mail, as people do (in capitals, even): the anchor is what is stored.
+    unmatched.update(action="force_match", person_anchor=f" {owner_email.upper()} ",
+                     reason="boîte partagée de Hélène Dupré — Œuvre")
+    intern.update(action="Exclude", reason="stagiaire : décision de la DRH", display_name="Hélène Dupré (édité)")
+    french = tmp_path / "conflits-excel.csv"
+    data = _write(french, rows, delimiter=";", encoding="cp1252", newline="\r\n")
+    with pytest.raises(UnicodeDecodeError):
+        data.decode("utf-8")
+
+    result = _cli("identities", "apply-overrides", str(french), "--tenant", str(tenant), "--author", "équipe")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"2 decisions applied, 0 refused, {len(rows) - 2} rows without a decision")
+    assert _query(url, "select platform, account_external_id, action, person_anchor, reason, author "
+                       "from identity_override") == [
+        ("teams", unmatched["account_external_id"], "force_match", owner, "boîte partagée de Hélène Dupré — Œuvre",
+         "équipe")]
+    assert _query(url, "select kind, subject, value, action, reason from identity_decision") == [
+        ("POPULATION_POLICY", intern["subject"], intern["value"], "exclude", "stagiaire : décision de la DRH")]
+
+    intern_accounts = "select platform, account_external_id, method from identity_match where person_anchor = :a"
+    matched_before = _query(url, intern_accounts, a=intern["subject"])
+    _map(tenant)
+    assert _query(url, "select person_anchor, method from identity_match where platform = 'teams' and "
+                       "account_external_id = :a", a=unmatched["account_external_id"]) == [(owner, "override")]
+    # Never in a wave, but still the person behind their accounts (their licences are released all the same).
+    assert _query(url, "select excluded_reason from person where anchor = :a", a=intern["subject"]) == [
+        ("POPULATION_POLICY",)]
+    assert _query(url, intern_accounts, a=intern["subject"]) == matched_before
+    from flows.waves import plan_wave
+
+    plan = plan_wave(str(tenant), "vague-stagiaires", departments=[intern["department"]], force=True)
+    members = {anchor for (anchor,) in _query(url, "select person_anchor from wave_member")}
+    assert members and intern["subject"] not in members and plan["excluded"] == {"POPULATION_POLICY": 1}
+
+    # « CSV UTF-8 » with commas (LibreOffice, a script): the byte-order mark and the commas are read as well.
+    cleared = tmp_path / "annulation.csv"
+    _write(cleared, [{**unmatched, "action": "clear", "reason": "erreur — à revoir"}], delimiter=",",
+           encoding="utf-8-sig", newline="\n")
+    result = _cli("identities", "apply-overrides", str(cleared), "--tenant", str(tenant), "--author", "équipe")
+    assert result.exit_code == 0, result.output
+    assert _query(url, "select count(*) from identity_override") == [(0,)]
+    assert sorted(_query(url, "select action, target_id from audit_event where action like 'identity.%'")) == [
+        ("identity.decision", intern["subject"]), ("identity.override", unmatched["subject"]),
+        ("identity.override_cleared", unmatched["subject"])]
+
+
+@pytest.mark.parametrize(("content", "code", "says"), [
+    (b"PK\x03\x04\x14\x00\x06\x00" + bytes(range(256)), "NOT_TEXT", "Excel workbook"),
+    (bytes(range(0x80, 0x100)) * 4, "NOT_TEXT", "neither UTF-8 nor Windows-1252"),
+    ("Nom;Prénom;Décision\r\nDupré;Hélène;exclure\r\n".encode("cp1252"), "NO_ACTION_COLUMN",
+     "found: Nom, Prénom, Décision"),
+    ("nom;action;motif\r\nDupré;exclude;départ\r\n".encode("cp1252"), "MISSING_COLUMNS",
+     "lacks the columns kind, subject, value, platform, account_external_id"),
+    (b'platform,account_external_id,action\nzoom,"z-1,exclude\n', "UNREADABLE_CSV", "not readable CSV"),
+])
+def test_a_file_that_cannot_be_read_is_refused_whole_in_one_line(
+        mapped: tuple[str, Path, dict[str, Any]], tmp_path: Path, content: bytes, code: str, says: str) -> None:
+    url, tenant, _manifest = mapped
+    file = tmp_path / "decisions.csv"
+    file.write_bytes(content)
+    result = _cli("identities", "apply-overrides", str(file), "--tenant", str(tenant))
+    assert result.exit_code == 2 and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"bascule: error: {file} refused: ") and says in line and f"[{code}]" in line
+    assert _query(url, "select (select count(*) from identity_override) + (select count(*) from identity_decision)"
+                       " + (select count(*) from audit_event)") == [(0,)]
+
+
+def test_person_and_email_conflicts_are_decided_and_applied_by_map(
+        mapped: tuple[str, Path, dict[str, Any]]) -> None:
+    """accept (no longer open, no longer blocking, on every run), include (an entry the patterns took for a room is
+    a person), force_match of a shared e-mail (one entry keeps it, the other is held back and says why), clear."""
+    from flows.identity_report import apply_overrides
+
+    url, tenant, manifest = mapped
+    primary = manifest["tenant"]["domains"][0]
+    # Mme Salle-Marsalle, whose address the tenant's patterns take for a room's; her Zoom account carries her
+    # employee id.
+    _upsert_entry(url, _person("zz-room", f"salle-marsalle@{primary}", employee="EMP-ZZ"))
+    _add_accounts(url, Platform.ZOOM, SourceAccount(Platform.ZOOM, "marsalle", f"m.marsalle@{primary}",
+                                                    AccountStatus.ACTIVE, employee_id="emp-zz"))
+    _map(tenant)
+    rows = _export(url)
+    room = next(row for row in rows if row["kind"] == "NON_PERSON_ACCOUNT" and row["subject"] == "zz-room")
+    unrouted = next(row for row in rows if row["kind"] == "DOMAIN_NOT_ROUTED")
+    intern = next(row for row in rows if row["kind"] == "POPULATION_POLICY")
+    collision = next(row for row in rows if row["kind"] == "VISIO_EMAIL_COLLISION")
+    email = collision["value"]
+    duplicate = next(row for row in rows if row["kind"] == "DUPLICATE_EMAIL_DIRECTORY" and row["value"] == email)
+    other = next(row for row in rows if row["kind"] == "DUPLICATE_EMAIL_DIRECTORY" and row["value"] != email)
+    keeper, loser = collision["detail"].removeprefix("one Visio user for entries ").split(", ")[:2]
+    stranger = _owner_without_teams(url)
+    decisions = [
+        {**room, "action": "include", "reason": "Mme Marsalle, pas une salle"},
+        {**unrouted, "action": "accept", "reason": "ProConnect Identité convient"},
+        {**duplicate, "action": "force_match", "person_anchor": keeper, "reason": "l'entrée de Hélène"},
+        {**collision, "action": "force_match", "person_anchor": keeper},   # the same decision: once is enough
+        {**collision, "action": "force_match", "person_anchor": loser},    # otherwise: refused
+        {**intern, "action": "include"},
+        {**duplicate, "value": "", "action": "accept"},
+        {**intern, "kind": "STAGIAIRE", "action": "exclude"},
+        {**other, "action": "force_match", "person_anchor": stranger},
+        {**intern, "action": "mark_service"},
+    ]
+    outcome = apply_overrides(url, TENANT, _csv(decisions), author="equipe-migration")
+    assert [row.line for row in outcome.applied] == [2, 3, 4]
+    assert [(row.line, str(row.code)) for row in outcome.refused] == [
+        (6, "DECIDED_TWICE"), (7, "ACTION_NOT_FOR_KIND"), (8, "UNKNOWN_CONFLICT"), (9, "UNKNOWN_KIND"),
+        (10, "EMAIL_NOT_HELD"), (11, "ACTION_NOT_FOR_KIND")]
+    assert _query(url, "select action, target_kind, target_id from audit_event order by id") == [
+        ("identity.decision", "person", "zz-room"), ("identity.decision", "person", unrouted["subject"]),
+        ("identity.decision", "email", email)]
+
+    before = _map(tenant)["conflicts"]
+    after = _map(tenant)
+    assert after["conflicts"] == before  # the decisions stand on every run
+    assert _query(url, "select excluded_reason from person where anchor = 'zz-room'") == [(None,)]
+    assert _query(url, "select person_anchor from identity_match where account_external_id = 'marsalle'") == [
+        ("zz-room",)]
+    assert _query(url, "select status from identity_conflict where kind = 'DOMAIN_NOT_ROUTED' and subject = :s",
+                  s=unrouted["subject"]) == [("accepted",)]
+    assert _query(url, "select kind, status from identity_conflict where value = :v and subject in "
+                       "('directory', 'visio') order by kind", v=email) == [
+        ("DUPLICATE_EMAIL_DIRECTORY", "resolved"), ("VISIO_EMAIL_COLLISION", "resolved")]
+    assert _query(url, "select anchor, proconnect_email is not null from person where anchor in (:k, :l) "
+                       "order by anchor = :l", k=keeper, l=loser) == [(keeper, 1), (loser, 0)]
+    assert _query(url, "select kind, status, detail from identity_conflict where subject = :l and value = :v",
+                  l=loser, v=email) == [("VISIO_EMAIL_COLLISION", "open", f"primary e-mail given to entry {keeper} "
+                                         "by decision: give this entry an e-mail of its own in the directory, or "
+                                         "exclude it")]
+    showing = _query(url, "select m.person_anchor from source_account a join identity_match m on "
+                          "m.platform = a.platform and m.account_external_id = a.external_id "
+                          "where a.email_normalised = :v", v=email)
+    assert {anchor for (anchor,) in showing} <= {keeper}
+    exported = {(row["kind"], row["subject"]) for row in _export(url)}
+    assert ("DOMAIN_NOT_ROUTED", unrouted["subject"]) not in exported
+    assert ("NON_PERSON_ACCOUNT", "zz-room") not in exported
+    assert ("VISIO_EMAIL_COLLISION", loser) in exported
+
+    # Clearing the acceptance reopens the conflict on the next run.
+    cleared = apply_overrides(url, TENANT, _csv([{**unrouted, "action": "clear"}]), author="equipe-migration")
+    assert len(cleared.applied) == 1 and not cleared.refused
+    _map(tenant)
+    assert _query(url, "select status from identity_conflict where kind = 'DOMAIN_NOT_ROUTED' and subject = :s",
+                  s=unrouted["subject"]) == [("open",)]
+
+
+def test_override_files_are_read_in_every_encoding_and_delimiter_spreadsheets_save() -> None:
+    from core.identity import OverrideRow
+    from flows.identity_report import override_lines, read_override_rows
+
+    header = ["kind", "subject", "display_name", "platform", "account_external_id", "action", "reason"]
+    row = ["SOURCE_UNMATCHED", "zoom:z-1", "Hélène Dupré", "zoom", "z-1", "exclude", "Œuvre — départ"]
+    for encoding, delimiter, newline, prefix in [("cp1252", ";", "\r\n", ""), ("utf-8-sig", ";", "\r\n", ""),
+                                                 ("utf-8", ",", "\n", ""), ("utf-16", "\t", "\r\n", ""),
+                                                 ("cp1252", ";", "\r\n", "sep=;\r\n"), ("utf-8", ",", "\r", "")]:
+        text = prefix + delimiter.join(header) + newline + delimiter.join(row) + newline
+        lines = override_lines(text.encode(encoding))
+        assert isinstance(lines, list), (encoding, delimiter)
+        rows, refused, empty = read_override_rows(lines)
+        assert not refused and empty == 0, (encoding, delimiter, refused)
+        (parsed,) = rows
+        assert isinstance(parsed, OverrideRow) and parsed.line == 2, (encoding, delimiter)
+        assert (parsed.account_external_id, parsed.reason) == ("z-1", "Œuvre — départ"), (encoding, delimiter)
 
 
 def test_a_killed_pass_resumes_to_the_state_of_an_uninterrupted_one(
