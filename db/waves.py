@@ -286,8 +286,7 @@ class WaveRepository:
 
     def emails_near(self, email: str, *, limit: int = 5000) -> tuple[list[str], list[str]]:
         """Persons' e-mails for one that is no person's: (those of the persons holding it as an alias or former
-        address, candidates sharing its local part or its first two characters — index range scans, never the
-        whole table)."""
+        address, at most `limit` candidates sharing its local part or its first two characters)."""
         person, key = table_of(models.Person), table_of(models.IdentityKey)
         local = email.partition("@")[0]
         holders = list(self._session.execute(

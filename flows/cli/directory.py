@@ -41,8 +41,9 @@ def directory_departments(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (every unit, whatever --depth).")]
     = False,
 ) -> None:
-    """The department tree (directions, sous-directions, bureaux) with the persons a wave can select in each, from
-    the person table: the names `wave plan --department` takes."""
+    """The department tree with the persons a wave can select in each unit.
+
+    Directions, sous-directions and bureaux, from the person table: the names `wave plan --department` takes."""
     from flows.departments import departments, departments_json, render_departments
 
     config = load_tenant(tenant)

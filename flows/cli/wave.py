@@ -204,8 +204,9 @@ def wave_show(tenant: TenantOption, wave: WaveOption, csv_out: CsvOutOption = No
 def wave_cancel(tenant: TenantOption, wave: WaveOption,
                 author: Annotated[str | None, typer.Option(help="Who cancels (audit); default: $USER.")] = None,
                 as_json: JsonOption = False) -> None:
-    """Cancel a planned or frozen wave (audited): its actions are skipped, its meetings free for another wave.
-    A wave whose cutover started is rolled back instead."""
+    """Cancel a planned or frozen wave (audited); a wave whose cutover started is rolled back instead.
+
+    Its actions are skipped and its meetings are free for another wave."""
     from dataclasses import asdict
     from datetime import UTC, datetime
 

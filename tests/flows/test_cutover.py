@@ -674,6 +674,16 @@ def test_the_plan_csv_has_every_action_once_and_the_dry_run_says_what_apply_woul
     hidden = moving - 10
     assert f"… and {hidden:,} more; every row is in {out}" in printed
 
+    # The Prefect artifacts hold the same tables, rendered as markdown.
+    from flows.plans import load_wave, plan_markdown, plan_summary
+
+    markdown = plan_markdown(plan_summary(pipeline.url, "min-culture-exemple",
+                                          load_wave(pipeline.url, "min-culture-exemple", "vague-csv")), title="Plan")
+    assert "| Reason | Meetings | Meaning |" in markdown and "| Host | Visio rooms |" in markdown
+    for reason, count in reasons.items():
+        assert f"| {reason} | {count} |" in markdown
+    assert f"### Meetings: {moving} move, {sum(reasons.values())} do not" in markdown and "{'" not in markdown
+
     # The cutover without --apply: a dry run that says so and what --apply would do, counted per action kind.
     dry = _cli("wave", "cutover", "--tenant", tenant, "--wave", WAVE)
     assert dry.exit_code == 0, dry.output
