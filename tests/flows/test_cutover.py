@@ -709,29 +709,46 @@ def test_waves_are_listed_shown_and_cancelled_only_before_their_cutover(
     monkeypatch.setenv("BASCULE_JOB_CHILD", "1")
     monkeypatch.setenv("USER", "equipe-migration")
     tenant = str(pipeline.tenant)
-    (email,) = pipeline.rows("select p.primary_email from person p join identity_match m on m.person_anchor = "
-                             "p.anchor where p.department not like ? || '/%' and p.excluded_reason is null "
-                             "order by p.anchor limit 1", pipeline.departments[0])[0]
+    # An agent of neither department of the frozen wave who hosts a weekly series (it gets a room).
+    first, second = pipeline.departments
+    (email,) = pipeline.rows(
+        "select p.primary_email from person p join identity_match m on m.person_anchor = p.anchor join meeting t "
+        "on t.platform = m.platform and t.host_account_id = m.account_external_id where t.kind = 'weekly' and "
+        "t.removed_at is null and coalesce(json_extract(t.flags, '$.webinar'), 0) = 0 and p.excluded_reason is "
+        "null and p.disabled = 0 and p.proconnect_email is not null and p.anchor not in (select subject from "
+        "identity_conflict where status = 'open') and substr(p.department, 1, instr(p.department || '/', '/') - 1) "
+        "not in (?, ?) order by p.anchor limit 1", first, second)[0]
     plan_wave(tenant, "vague-2", emails=[email])
+    rooms = "select a.state, a.reason from plan_action a join wave w on w.id = a.wave_id where w.name = ? and " \
+            "a.kind = 'create_room' and (a.reason is null or a.reason = 'already_in_wave')"
+    assert ("pending", None) in pipeline.rows(rooms, "vague-2")
+    plan_wave(tenant, "vague-3", emails=[email])       # the same meetings: another wave already moves them
+    assert {reason for _state, reason in pipeline.rows(rooms, "vague-3")} == {"already_in_wave"}
 
     listed = json.loads(_cli("wave", "list", "--tenant", tenant, "--json").stdout)
     members = dict(pipeline.rows("select w.name, count(m.id) from wave w left join wave_member m on m.wave_id = w.id "
                                  "group by w.name"))
     assert [(w["name"], w["state"], w["persons"]) for w in listed["waves"]] == [
-        (WAVE, "frozen", members[WAVE]), ("vague-2", "planned", members["vague-2"])]
+        (WAVE, "frozen", members[WAVE]), ("vague-2", "planned", 1), ("vague-3", "planned", 1)]
     text = _cli("wave", "list", "--tenant", tenant).stdout
     assert text.splitlines()[0].split() == ["WAVE", "STATE", "PERSONS", "CREATED", "(UTC)", "CUT", "OVER", "(UTC)",
                                             "PROGRESS"]
     assert f"0/{listed['waves'][0]['actions']:,} actions done" in text and "{" not in text
 
-    cancelled = _cli("wave", "cancel", "--tenant", tenant, "--wave", "vague-2")
+    pending = pipeline.rows("select count(*) from plan_action a join wave w on w.id = a.wave_id where w.name = "
+                            "'vague-2' and a.state = 'pending'")[0][0]
+    cancelled = _cli("wave", "cancel", "--tenant", tenant, "--wave", "vague-2", "--json")
     assert cancelled.exit_code == 0, cancelled.output
+    assert json.loads(cancelled.stdout) == {"tenant": "min-culture-exemple", "wave": "vague-2", "state": "cancelled",
+                                            "actions_skipped": pending}
     assert pipeline.rows("select state from wave where name = 'vague-2'") == [("cancelled",)]
-    assert pipeline.rows("select distinct a.state, a.reason from plan_action a join wave w on w.id = a.wave_id "
-                         "where w.name = 'vague-2' and a.reason is null or a.reason = 'wave_cancelled'") in (
-        [("skipped", "wave_cancelled")], [])
+    assert pipeline.rows("select count(*) from plan_action a join wave w on w.id = a.wave_id where w.name = "
+                         "'vague-2' and a.state = 'skipped' and a.reason = 'wave_cancelled'") == [(pending,)]
     assert not pipeline.rows("select 1 from plan_action a join wave w on w.id = a.wave_id where w.name = 'vague-2' "
                              "and a.state = 'pending'")
+    plan_wave(tenant, "vague-3", emails=[email])       # the cancelled wave holds its meetings no more
+    assert ("pending", None) in pipeline.rows(rooms, "vague-3")
+    assert "already_in_wave" not in {reason for _state, reason in pipeline.rows(rooms, "vague-3")}
     again = _cli("wave", "cancel", "--tenant", tenant, "--wave", "vague-2")
     assert again.exit_code == 2
     assert again.stderr == ("bascule: error: wave vague-2 is cancelled: only a planned or frozen wave can be "
