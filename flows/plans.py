@@ -9,7 +9,7 @@ rows of each table, the CSV holds every row (one per meeting and action).
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -17,9 +17,10 @@ from typing import IO, Any
 
 from sqlalchemy.orm import Session
 
-from core import ActionKind, ActionState, ConflictKind
+from core import ActionKind, ActionState, ConflictKind, normalise_email
+from core.departments import known_departments, nearest_names
 from core.identity import CONFLICT_MEANING
-from core.waves import BLOCKING_FLAGS, SKIP_MEANING, SkipReason, WaveState, check_transition
+from core.waves import BLOCKING_FLAGS, SKIP_MEANING, SkipReason, WaveSelection, WaveState, check_transition
 from db.repositories import AuditRepository, AuditRow
 from db.waves import PlanLine, PlanRepository, WaveListing, WaveRepository, WaveRow
 from flows.runtime import transaction
@@ -100,6 +101,55 @@ def plan_summary(database_url: str, tenant_id: str, wave: WaveRow, *, rows: int 
             waiting_sample=[{"host": host.email, "anchor": host.anchor, "status": "held" if host.held else
                              "not seen in Visio yet"} for host in waiting_sample],
             hosts=hosts, host_sample=[asdict(receipt) for receipt in receipts])
+
+
+# ----------------------------------------------------------------------------------------------- selections
+
+SUGGESTED = 5  # unknown names given their nearest known ones in the refusal (the rest are counted)
+
+
+def normalised_emails(emails: Iterable[str]) -> list[str]:
+    return [normalise_email(e) or e.strip().lower() for e in emails]
+
+
+def selection_refusal(waves: WaveRepository, selection: WaveSelection) -> str | None:
+    """Why the selection cannot be planned — departments, e-mails or anchors nobody has, each of the first ones
+    with the nearest known names — or None."""
+    unknown: list[tuple[str, str, list[str]]] = []
+    if selection.departments:
+        known = known_departments(waves.departments())
+        unknown += [("department", name, nearest_names(name.rstrip("/"), known)) for name in selection.departments
+                    if name.rstrip("/") not in known]
+    if selection.emails:
+        spelled = dict(zip(selection.emails, normalised_emails(selection.emails), strict=True))
+        known_emails = waves.known_emails(list(spelled.values()))
+        for written, email in spelled.items():
+            if email not in known_emails:
+                holders, near = waves.emails_near(email) if len(unknown) < SUGGESTED else ([], [])
+                unknown.append(("e-mail", written, list(dict.fromkeys([*holders, *nearest_names(email, near)]))[:3]))
+    if selection.anchors:
+        known_anchors = waves.known_anchors([anchor.strip() for anchor in selection.anchors])
+        unknown += [("anchor", anchor, []) for anchor in selection.anchors if anchor.strip() not in known_anchors]
+    if not unknown:
+        return None
+    said = [f"unknown {what} {name!r} " + (f"(nearest: {', '.join(near)})" if near else "(no close name)")
+            for what, name, near in unknown[:SUGGESTED]]
+    if len(unknown) > SUGGESTED:
+        said.append(f"and {len(unknown) - SUGGESTED} more unknown names")
+    hint = " — the departments: bascule directory departments" if any(what == "department" for what, _n, _s
+                                                                     in unknown) else ""
+    return "; ".join(said) + hint
+
+
+def selection_check(database_url: str, tenant_id: str, wave: str, *, departments: Sequence[str],
+                    emails: Sequence[str]) -> str | None:
+    """The refusal plan-wave would give these departments and e-mails (the command checks before Prefect starts)."""
+    if not (departments or emails):
+        return None
+    with transaction(database_url) as session:
+        refusal = selection_refusal(WaveRepository(session, tenant_id),
+                                    WaveSelection(tuple(departments), (), tuple(emails)))
+    return None if refusal is None else f"wave {wave}: {refusal}"
 
 
 # ----------------------------------------------------------------------------------------------- the CSV

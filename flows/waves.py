@@ -29,14 +29,14 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from core import ActionKind, ActionState, Meeting, normalise_email
-from core.departments import known_departments, nearest_names
 from core.waves import Host, SkipReason, WaveSelection, WaveState, check_transition, plan_host
 from db.waves import HostRepository, PlanRepository, WaveRepository
 from flows.plans import PlanSummary as PlanSummary
 from flows.plans import WaveError as WaveError
 from flows.plans import audit_state as audit_state
 from flows.plans import load_wave as load_wave
-from flows.plans import plan_markdown, reason_text
+from flows.plans import normalised_emails as _normalised
+from flows.plans import plan_markdown, reason_text, selection_refusal
 from flows.plans import plan_summary as plan_summary
 from flows.plans import render_plan as render_plan
 from flows.runtime import transaction
@@ -83,42 +83,6 @@ def left_out(selection: WaveSelection, excluded: Sequence[tuple[str, str, str]])
             seen.add(anchor)
             named.append({"selected": written, "anchor": anchor, "reason": reasons[anchor]})
     return by_reason, named
-
-
-SUGGESTED = 5  # unknown names given their nearest known ones in the refusal (the rest are counted)
-
-
-def _normalised(emails: Iterable[str]) -> list[str]:
-    return [normalise_email(e) or e.strip().lower() for e in emails]
-
-
-def selection_refusal(waves: WaveRepository, selection: WaveSelection) -> str | None:
-    """Why the selection cannot be planned — departments, e-mails or anchors nobody has, each of the first ones
-    with the nearest known names — or None."""
-    unknown: list[tuple[str, str, list[str]]] = []
-    if selection.departments:
-        known = known_departments(waves.departments())
-        unknown += [("department", name, nearest_names(name.rstrip("/"), known)) for name in selection.departments
-                    if name.rstrip("/") not in known]
-    if selection.emails:
-        spelled = dict(zip(selection.emails, _normalised(selection.emails), strict=True))
-        known_emails = waves.known_emails(list(spelled.values()))
-        for written, email in spelled.items():
-            if email not in known_emails:
-                holders, near = waves.emails_near(email) if len(unknown) < SUGGESTED else ([], [])
-                unknown.append(("e-mail", written, list(dict.fromkeys([*holders, *nearest_names(email, near)]))[:3]))
-    if selection.anchors:
-        known_anchors = waves.known_anchors([anchor.strip() for anchor in selection.anchors])
-        unknown += [("anchor", anchor, []) for anchor in selection.anchors if anchor.strip() not in known_anchors]
-    if not unknown:
-        return None
-    said = [f"unknown {what} {name!r} " + (f"(nearest: {', '.join(near)})" if near else "(no close name)")
-            for what, name, near in unknown[:SUGGESTED]]
-    if len(unknown) > SUGGESTED:
-        said.append(f"and {len(unknown) - SUGGESTED} more unknown names")
-    hint = " — the departments: bascule directory departments" if any(what == "department" for what, _n, _s
-                                                                     in unknown) else ""
-    return "; ".join(said) + hint
 
 
 # ----------------------------------------------------------------------------------------------- tasks

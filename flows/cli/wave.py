@@ -46,6 +46,7 @@ def wave_plan(
     """Select the wave's persons and compute its plan: rooms, links, calendar rewrites, invitations, flags. This is
     the dry run: nothing is written anywhere but the state database."""
     _writable(csv_out)
+    _refuse_unknown_names(tenant, wave, department or [], email or [])
     as_job(lambda: _view(lambda: flow_function("flows.waves", "plan_wave")(
         tenant_file=str(tenant), wave=wave, departments=department, emails=email, unfreeze=unfreeze,
         selection_csv=str(select_csv) if select_csv else None, force=force), tenant, as_json, "plan",
@@ -132,6 +133,23 @@ def _view(run: Any, tenant: Path, as_json: bool, view: str, *, csv_out: Path | N
               f"links reverted; {result['rooms_not_deleted']} Visio rooms left for the operators to delete")
     if view == "verify" and not result["verified"]:
         raise typer.Exit(1)
+
+
+def _refuse_unknown_names(tenant: Path, wave: str, departments: list[str], emails: list[str]) -> None:
+    """Unknown departments and e-mails refused at once, before Prefect starts (the flow checks them again)."""
+    from flows.jobs import in_job_group
+
+    if in_job_group() or not (departments or emails):
+        return
+    from flows.plans import selection_check
+
+    config = load_tenant(tenant)
+    try:
+        refusal = selection_check(settings().database, config.id, wave, departments=departments, emails=emails)
+    except Exception:  # the job reports what went wrong (no schema yet, …) in its own words
+        return
+    if refusal is not None:
+        fail(refusal)
 
 
 def _writable(path: Path | None) -> None:

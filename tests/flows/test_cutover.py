@@ -835,6 +835,13 @@ def test_unknown_names_and_an_empty_selection_are_refused_with_the_nearest_names
     assert f"unknown department '{misspelt}' (nearest: {direction}" in last
     assert "bascule directory departments" in last
 
+    # The command refuses them before any Prefect run starts: its one line, and nothing else on stderr.
+    monkeypatch.delenv("BASCULE_JOB_CHILD")
+    quick = _cli("wave", "plan", "--tenant", tenant, "--wave", "vague-x", "--email", typo)
+    assert quick.exit_code == 2 and quick.stdout == ""
+    assert quick.stderr.startswith(f"bascule: error: wave vague-x: unknown e-mail '{typo}' (nearest: {email.lower()}")
+    assert quick.stderr.count("\n") == 1
+
     # An empty selection: a CSV with no row, and persons no wave moves.
     empty = tmp_path / "empty.csv"
     empty.write_text("anchor,email\n", encoding="utf-8")
