@@ -25,29 +25,33 @@ from enum import StrEnum
 from core.records import ActionKind, ActionState, JsonValue, Meeting, MeetingKind, Platform
 from core.visio import MAX_PARTICIPANTS, AccessLevel
 
-__all__ = ["BLOCKING_FLAGS", "Flag", "Host", "SkipReason", "TransitionRefused", "WaveAction", "WaveSelection",
-           "WaveState", "access_level_for", "check_transition", "flags_for", "merged_access_level", "plan_host",
-           "room_key"]
+__all__ = ["BLOCKING_FLAGS", "SKIP_MEANING", "Flag", "Host", "SkipReason", "TransitionRefused", "WaveAction",
+           "WaveSelection", "WaveState", "access_level_for", "check_transition", "flags_for", "merged_access_level",
+           "plan_host", "room_key"]
 
 
 class WaveState(StrEnum):
-    """Where a wave is: planned → frozen → cut over → verified (→ rolled back)."""
+    """Where a wave is: planned → frozen → cut over → verified (→ rolled back); cancelled before its cutover."""
 
     PLANNED = "planned"
     FROZEN = "frozen"
     CUT_OVER = "cut_over"
     VERIFIED = "verified"
     ROLLED_BACK = "rolled_back"
+    CANCELLED = "cancelled"
 
 
 # Replanning is allowed until the plan is frozen (unfreezing sends it back); a cutover may be re-run to finish
-# held actions; a partial cutover (frozen, some actions applied) can be rolled back too.
+# held actions; a partial cutover (frozen, some actions applied) can be rolled back too. A wave is cancelled only
+# before its cutover (the flow also refuses a frozen wave whose cutover already started: that one is rolled back).
 _ALLOWED: dict[WaveState, frozenset[WaveState]] = {
-    WaveState.PLANNED: frozenset({WaveState.PLANNED, WaveState.FROZEN}),
-    WaveState.FROZEN: frozenset({WaveState.PLANNED, WaveState.FROZEN, WaveState.CUT_OVER, WaveState.ROLLED_BACK}),
+    WaveState.PLANNED: frozenset({WaveState.PLANNED, WaveState.FROZEN, WaveState.CANCELLED}),
+    WaveState.FROZEN: frozenset({WaveState.PLANNED, WaveState.FROZEN, WaveState.CUT_OVER, WaveState.ROLLED_BACK,
+                                 WaveState.CANCELLED}),
     WaveState.CUT_OVER: frozenset({WaveState.CUT_OVER, WaveState.VERIFIED, WaveState.ROLLED_BACK}),
     WaveState.VERIFIED: frozenset({WaveState.VERIFIED, WaveState.ROLLED_BACK}),
     WaveState.ROLLED_BACK: frozenset(),
+    WaveState.CANCELLED: frozenset(),
 }
 
 
@@ -128,6 +132,23 @@ class SkipReason(StrEnum):
 
     ONE_OFF = "one_off"
     EXPIRED = "expired_series"
+    ALREADY_IN_WAVE = "already_in_wave"
+    WAVE_CANCELLED = "wave_cancelled"
+    ROLLED_BACK = "rolled_back"
+
+
+# Why a meeting does not move, in words the migration team reads next to the code (plan, CSV, helpdesk).
+SKIP_MEANING: dict[str, str] = {
+    Flag.OVER_CAPACITY: f"more than {MAX_PARTICIPANTS} invitees: a Visio room holds {MAX_PARTICIPANTS}",
+    Flag.WEBINAR: "a webinar: Visio has no webinar mode",
+    Flag.HOST_UNMATCHED: "its host's account matched no person of the directory",
+    Flag.HOST_IN_CONFLICT: "its host is held back by an identity conflict (bascule identities report)",
+    SkipReason.ONE_OFF: "a one-off meeting: only recurring series and personal rooms move",
+    SkipReason.EXPIRED: "the series has ended",
+    SkipReason.ALREADY_IN_WAVE: "another wave already moves it",
+    SkipReason.WAVE_CANCELLED: "the wave was cancelled",
+    SkipReason.ROLLED_BACK: "the wave was rolled back",
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -885,3 +885,24 @@ class AuditRepository:
         self._session.add(models.AuditEvent(tenant_id=self._tenant_id, occurred_at=now, actor=actor, action=action,
                                             target_kind=target_kind, target_id=target_id, before=before,
                                             after=after, run_id=run_id))
+
+    def events_of(self, target_kind: str, target_id: str) -> list[AuditRow]:
+        """Every event about one target, oldest first."""
+        table = models.AuditEvent
+        rows = self._session.execute(select(table).where(
+            table.tenant_id == self._tenant_id, table.target_kind == target_kind, table.target_id == target_id)
+            .order_by(table.occurred_at, table.id)).scalars()
+        return [AuditRow(row.occurred_at, row.actor, row.action, dict(row.before or {}), dict(row.after or {}),
+                         row.run_id) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One audit event as the reports read it."""
+
+    occurred_at: datetime
+    actor: str
+    action: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+    run_id: str | None

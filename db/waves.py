@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, func, or_, select, update
+from sqlalchemy import Table, and_, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from core import ActionKind, ActionState, Meeting, MeetingKind, Platform, Recurrence, normalise_email
@@ -19,6 +19,7 @@ from db.repositories import occurrence_change_of
 from db.upsert import dialect_insert, upsert_plain
 
 BATCH = 1000
+_CUTOVER_KINDS = (ActionKind.CREATE_ROOM.value, ActionKind.REWRITE_EVENT.value, ActionKind.SEND_INVITATION.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,74 @@ class ActionOutcome:
     reason: str | None = None
     detail: str | None = None
     result: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WaveListing:
+    """A wave in the list of a tenant's waves: its state, persons, dates and how far its cutover went (actions of
+    the cutover that are not skipped: `done` of `actions`, `held` waiting for a first login, `failed`)."""
+
+    name: str
+    state: WaveState
+    persons: int
+    created_at: datetime
+    updated_at: datetime
+    cut_over_at: datetime | None
+    actions: int
+    done: int
+    held: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlanLine:
+    """One meeting of one plan action, as the plan is read and exported (a personal room action carries several
+    meetings: one line each). `host` is the e-mail Visio will know the host by (the source account's when the host
+    matched nobody); `visio_room` is the room's URL once it exists."""
+
+    action_key: str
+    action: ActionKind
+    state: ActionState
+    reason: str | None
+    platform: str
+    meeting_id: str
+    title: str
+    series: str
+    recurrence: str
+    host_anchor: str
+    host: str
+    visio_room: str
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HostWaiting:
+    """A host whose rooms wait for their first Visio login: `held` by a cutover run already, or not yet seen in
+    Visio on an instance that does not pre-create users."""
+
+    anchor: str
+    email: str
+    held: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HostReceipt:
+    """What one host will receive: rooms, Teams events rewritten, ICS updates mailed (actions not skipped)."""
+
+    anchor: str
+    email: str
+    rooms: int
+    events: int
+    invitations: int
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingTally:
+    """The meetings of a plan: those that move, those that do not by reason, flagged ones by flag."""
+
+    moving: int
+    not_moving: dict[str, int]
+    flagged: dict[str, int]
 
 
 def _in(column: Any, values: Sequence[Any]) -> Any:
@@ -148,6 +217,91 @@ class WaveRepository:
                                   [normalise_email(e) or e.strip().lower() for e in selection.emails]))
         return [person.c.tenant_id == self._tenant_id, person.c.removed_at.is_(None), or_(*conditions)]
 
+    def listing(self) -> list[WaveListing]:
+        """Every wave of the tenant, oldest first, with its persons and the progress of its cutover."""
+        wave, member, action = table_of(models.Wave), table_of(models.WaveMember), table_of(models.PlanAction)
+        persons: dict[int, int] = dict(self._session.execute(
+            select(member.c.wave_id, func.count()).where(member.c.tenant_id == self._tenant_id)
+            .group_by(member.c.wave_id)).all())
+        states: dict[int, dict[str, int]] = {}
+        for wave_id, state, count in self._session.execute(
+                select(action.c.wave_id, action.c.state, func.count())
+                .where(action.c.tenant_id == self._tenant_id, _in(action.c.kind, _CUTOVER_KINDS))
+                .group_by(action.c.wave_id, action.c.state)).all():
+            states.setdefault(wave_id, {})[state] = int(count)
+        found = []
+        for row in self._session.execute(select(wave).where(wave.c.tenant_id == self._tenant_id)
+                                         .order_by(wave.c.created_at, wave.c.id)).mappings():
+            counts = states.get(row["id"], {})
+            found.append(WaveListing(
+                row["name"], WaveState(row["state"]), int(persons.get(row["id"], 0)), row["created_at"],
+                row["updated_at"], row["cut_over_at"],
+                actions=sum(n for state, n in counts.items() if state != ActionState.SKIPPED.value),
+                done=counts.get(ActionState.DONE.value, 0), held=counts.get(ActionState.HELD.value, 0),
+                failed=counts.get(ActionState.FAILED.value, 0)))
+        return found
+
+    def department_heads(self) -> list[tuple[str | None, int, int]]:
+        """(department, persons a wave can select, entries no wave moves) of the current persons."""
+        person = table_of(models.Person)
+        selectable = func.sum(case((person.c.excluded_reason.is_(None), 1), else_=0))
+        query = (select(person.c.department, selectable, func.count())
+                 .where(person.c.tenant_id == self._tenant_id, person.c.removed_at.is_(None))
+                 .group_by(person.c.department))
+        return [(department, int(chosen or 0), int(total) - int(chosen or 0))
+                for department, chosen, total in self._session.execute(query).all()]
+
+    def departments(self) -> list[str]:
+        """The distinct departments of the current persons."""
+        person = table_of(models.Person)
+        return list(self._session.execute(
+            select(person.c.department).where(person.c.tenant_id == self._tenant_id, person.c.removed_at.is_(None),
+                                              person.c.department.is_not(None)).distinct()).scalars())
+
+    def known_anchors(self, anchors: Sequence[str]) -> set[str]:
+        """Which of these anchors are current persons."""
+        person = table_of(models.Person)
+        found: set[str] = set()
+        wanted = sorted(set(anchors))
+        for start in range(0, len(wanted), BATCH):
+            found.update(self._session.execute(select(person.c.anchor).where(
+                person.c.tenant_id == self._tenant_id, person.c.removed_at.is_(None),
+                _in(person.c.anchor, wanted[start:start + BATCH]))).scalars())
+        return found
+
+    def known_emails(self, emails: Sequence[str]) -> set[str]:
+        """Which of these normalised e-mails a current person or a current source account has."""
+        person, account = table_of(models.Person), table_of(models.SourceAccount)
+        found: set[str] = set()
+        wanted = sorted(set(emails))
+        for start in range(0, len(wanted), BATCH):
+            chunk = wanted[start:start + BATCH]
+            found.update(self._session.execute(select(person.c.email_normalised).where(
+                person.c.tenant_id == self._tenant_id, person.c.removed_at.is_(None),
+                _in(person.c.email_normalised, chunk))).scalars())
+            found.update(self._session.execute(select(account.c.email_normalised).where(
+                account.c.tenant_id == self._tenant_id, account.c.removed_at.is_(None),
+                _in(account.c.email_normalised, chunk))).scalars())
+        return found
+
+    def emails_near(self, email: str, *, limit: int = 5000) -> tuple[list[str], list[str]]:
+        """Persons' e-mails for one that is no person's: (those of the persons holding it as an alias or former
+        address, at most `limit` candidates sharing its local part or its first two characters)."""
+        person, key = table_of(models.Person), table_of(models.IdentityKey)
+        local = email.partition("@")[0]
+        holders = list(self._session.execute(
+            select(person.c.email_normalised).join(key, (key.c.tenant_id == person.c.tenant_id)
+                                                   & (key.c.anchor == person.c.anchor))
+            .where(person.c.tenant_id == self._tenant_id, person.c.removed_at.is_(None), key.c.value == email)
+            .distinct()).scalars())
+        near = list(self._session.execute(
+            select(person.c.email_normalised).where(
+                person.c.tenant_id == self._tenant_id, person.c.removed_at.is_(None),
+                or_(person.c.email_normalised.like(_escape(local) + "@%", escape="\\"),
+                    person.c.email_normalised.like(_escape(local[:2]) + "%", escape="\\")))
+            .order_by(person.c.email_normalised).limit(limit)).scalars())
+        return holders, near
+
     def unmatched_accounts(self, emails: Sequence[str]) -> list[tuple[str, str]]:
         """(platform, account id) of accounts the selection names by e-mail that matched no person."""
         if not emails:
@@ -163,8 +317,12 @@ class WaveRepository:
         return [(platform, external_id) for platform, external_id in self._session.execute(query).all()]
 
 
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _like_prefix(prefix: str) -> str:
-    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
+    return _escape(prefix) + "/%"
 
 
 class HostRepository:
@@ -295,7 +453,7 @@ class PlanRepository:
                      .where(table.c.tenant_id == self._tenant_id, table.c.wave_id != wave_id,
                             table.c.kind == ActionKind.CREATE_ROOM.value,
                             table.c.state != ActionState.SKIPPED.value,
-                            wave.c.state != WaveState.ROLLED_BACK.value,
+                            wave.c.state.not_in([WaveState.ROLLED_BACK.value, WaveState.CANCELLED.value]),
                             _in(table.c.meeting_external_id, ids[start:start + BATCH])))
             for platform, meeting_id, name in self._session.execute(query).all():
                 found[(platform, meeting_id)] = name
@@ -394,12 +552,134 @@ class PlanRepository:
 
     def flag_counts(self, wave_id: int) -> dict[str, int]:
         """Meetings flagged, by flag (a room action counts each meeting it carries)."""
-        found: dict[str, int] = {}
+        return self.tally(wave_id).flagged
+
+    def tally(self, wave_id: int) -> MeetingTally:
+        """The plan's meetings in one streamed pass: moving, not moving by reason, flagged by flag."""
+        flagged: dict[str, int] = {}
+        not_moving: dict[str, int] = {}
+        moving = 0
         for action in self.iter_actions(wave_id, kinds=[ActionKind.CREATE_ROOM]):
             meetings = len(action.payload.get("links") or []) or 1
             for flag in action.flags:
-                found[flag] = found.get(flag, 0) + meetings
-        return dict(sorted(found.items()))
+                flagged[flag] = flagged.get(flag, 0) + meetings
+            if action.state is ActionState.SKIPPED:
+                reason = action.reason or "unknown"
+                not_moving[reason] = not_moving.get(reason, 0) + meetings
+            else:
+                moving += meetings
+        return MeetingTally(moving, dict(sorted(not_moving.items())), dict(sorted(flagged.items())))
+
+    def started(self, wave_id: int) -> int:
+        """Cutover actions a run has touched (anything but pending or skipped)."""
+        table = self._table
+        return int(self._session.execute(select(func.count()).select_from(table).where(
+            table.c.tenant_id == self._tenant_id, table.c.wave_id == wave_id, _in(table.c.kind, _CUTOVER_KINDS),
+            table.c.state.not_in([ActionState.PENDING.value, ActionState.SKIPPED.value]))).scalar_one())
+
+    def skip_pending(self, wave_id: int, *, reason: str, now: datetime) -> int:
+        """Every pending action of the wave skipped with this reason (a cancelled wave moves nothing)."""
+        table = self._table
+        result = self._session.execute(update(table).where(
+            table.c.tenant_id == self._tenant_id, table.c.wave_id == wave_id,
+            table.c.state == ActionState.PENDING.value).values(state=ActionState.SKIPPED.value, reason=reason,
+                                                                updated_at=now))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    def iter_lines(self, wave_id: int, *, kinds: Sequence[ActionKind] = (),
+                   states: Sequence[ActionState] = ()) -> Iterator[PlanLine]:
+        """The plan one meeting and action a line, in key order, streamed a page at a time (each page's meetings,
+        hosts and rooms read in one query each)."""
+        page: list[ActionRow] = []
+        for action in self.iter_actions(wave_id, kinds=kinds, states=states):
+            page.append(action)
+            if len(page) == BATCH:
+                yield from self._lines(page)
+                page = []
+        if page:
+            yield from self._lines(page)
+
+    def _lines(self, actions: Sequence[ActionRow]) -> list[PlanLine]:
+        meeting, person, room = table_of(models.Meeting), table_of(models.Person), table_of(models.Room)
+        targets = {action.key: _meetings_of(action) for action in actions}
+        ids = sorted({meeting_id for found in targets.values() for _platform, meeting_id, _topic in found
+                      if meeting_id})
+        meetings = {(row["platform"], row["external_id"]): row for row in self._session.execute(
+            select(meeting.c.platform, meeting.c.external_id, meeting.c.topic, meeting.c.kind, meeting.c.rrule,
+                   meeting.c.host_email)
+            .where(meeting.c.tenant_id == self._tenant_id, _in(meeting.c.external_id, ids))).mappings()}
+        anchors = sorted({action.host_anchor for action in actions if action.host_anchor})
+        emails = {anchor: email or primary for anchor, email, primary in self._session.execute(
+            select(person.c.anchor, person.c.proconnect_email, person.c.primary_email)
+            .where(person.c.tenant_id == self._tenant_id, _in(person.c.anchor, anchors))).all()}
+        keys = sorted({action.depends_on or action.key for action in actions})
+        urls = {key: url for key, url in self._session.execute(
+            select(room.c.action_key, room.c.url).where(room.c.tenant_id == self._tenant_id,
+                                                        _in(room.c.action_key, keys))).all()}
+        lines = []
+        for action in actions:
+            url = urls.get(action.depends_on or action.key) or str((action.result or {}).get("url") or "")
+            for platform, meeting_id, topic in targets[action.key]:
+                found = meetings.get((platform, meeting_id))
+                host = emails.get(action.host_anchor or "") or (str(found["host_email"] or "") if found else "")
+                lines.append(PlanLine(
+                    action.key, action.kind, action.state, action.reason, platform, meeting_id,
+                    topic or (str(found["topic"] or "") if found else ""), str(found["kind"]) if found else "",
+                    str(found["rrule"] or "") if found else "", action.host_anchor or "", host, url or "",
+                    action.flags))
+        return lines
+
+    def waiting_hosts(self, wave_id: int, *, limit: int) -> tuple[int, list[HostWaiting]]:
+        """Hosts whose rooms wait for their first Visio login: held by a run, or (before any run) persons the
+        identity mapping says must log in first and whom Visio has not been seen to know; the count and the first
+        `limit` by anchor."""
+        table, person, user = self._table, table_of(models.Person), table_of(models.VisioUser)
+        known = select(user.c.email).where(user.c.tenant_id == self._tenant_id, user.c.user_id.is_not(None))
+        held = func.max(case((table.c.state == ActionState.HELD.value, 1), else_=0))
+        query = (select(person.c.anchor, person.c.proconnect_email, held)
+                 .join(person, (person.c.tenant_id == table.c.tenant_id) & (person.c.anchor == table.c.host_anchor))
+                 .where(table.c.tenant_id == self._tenant_id, table.c.wave_id == wave_id,
+                        table.c.kind == ActionKind.CREATE_ROOM.value,
+                        or_(table.c.state == ActionState.HELD.value,
+                            and_(_in(table.c.state, [ActionState.PENDING.value, ActionState.CLAIMED.value]),
+                                 person.c.visio_provisioning == "first_login",
+                                 func.lower(person.c.proconnect_email).not_in(known))))
+                 .group_by(person.c.anchor, person.c.proconnect_email))
+        count = int(self._session.execute(select(func.count()).select_from(query.subquery())).scalar_one())
+        rows = self._session.execute(query.order_by(person.c.anchor).limit(limit)).all()
+        return count, [HostWaiting(anchor, email or "", bool(flag)) for anchor, email, flag in rows]
+
+    def host_receipts(self, wave_id: int, *, limit: int) -> tuple[int, list[HostReceipt]]:
+        """What hosts will receive (actions not skipped): how many hosts, and the first `limit` by anchor."""
+        table, person = self._table, table_of(models.Person)
+        live = (table.c.tenant_id == self._tenant_id, table.c.wave_id == wave_id, _in(table.c.kind, _CUTOVER_KINDS),
+                table.c.state != ActionState.SKIPPED.value, table.c.host_anchor.is_not(None))
+        count = int(self._session.execute(select(func.count(func.distinct(table.c.host_anchor))).where(*live))
+                    .scalar_one())
+        first = (select(table.c.host_anchor).where(*live).distinct().order_by(table.c.host_anchor).limit(limit)
+                 .subquery())
+        by_kind = self._session.execute(
+            select(table.c.host_anchor, table.c.kind, func.count()).where(*live, table.c.host_anchor.in_(
+                select(first.c.host_anchor))).group_by(table.c.host_anchor, table.c.kind)).all()
+        anchors = sorted({anchor for anchor, _kind, _n in by_kind})
+        emails = {anchor: email or primary for anchor, email, primary in self._session.execute(
+            select(person.c.anchor, person.c.proconnect_email, person.c.primary_email)
+            .where(person.c.tenant_id == self._tenant_id, _in(person.c.anchor, anchors))).all()}
+        counts: dict[str, dict[str, int]] = {}
+        for anchor, kind, n in by_kind:
+            counts.setdefault(anchor, {})[kind] = int(n)
+        return count, [HostReceipt(anchor, emails.get(anchor, ""), counts[anchor].get(ActionKind.CREATE_ROOM.value, 0),
+                                   counts[anchor].get(ActionKind.REWRITE_EVENT.value, 0),
+                                   counts[anchor].get(ActionKind.SEND_INVITATION.value, 0)) for anchor in anchors]
+
+
+def _meetings_of(action: ActionRow) -> list[tuple[str, str, str | None]]:
+    """(platform, meeting id, title) of each meeting an action concerns: the links a room carries, or its own."""
+    links = action.payload.get("links") if action.kind is ActionKind.CREATE_ROOM else None
+    if links:
+        return [(str(link.get("platform") or ""), str(link.get("meeting_id") or ""),
+                 str(link["topic"]) if link.get("topic") else None) for link in links]
+    return [(action.platform.value if action.platform else "", action.meeting_id or "", None)]
 
 
 def _action(row: Any) -> ActionRow:

@@ -626,15 +626,21 @@ def render_outcome(summary: dict[str, Any]) -> str:
 
 
 def _markdown(title: str, summary: dict[str, Any]) -> str:
-    rows = ["| | |", "|---|---|"]
+    rows = ["| Outcome | Count |", "|---|---|"]
     for key in ("rooms_created", "events_rewritten", "invitations_sent", "events_restored",
                 "rollback_invitations_sent", "held", "pending", "uncertain"):
         rows.append(f"| {key.replace('_', ' ')} | {summary.get(key, 0)} |")
+    actions = ["| Action | State | Count |", "|---|---|---|"]
+    actions += [f"| {kind} | {state} | {count} |" for kind, states in sorted(summary["actions"].items())
+                for state, count in sorted(states.items())]
+    held = ["| Held: reason | Actions |", "|---|---|"]
+    held += [f"| {reason} | {count} |" for reason, count in sorted(summary["held_by_reason"].items())]
     failed = ["| Failed: reason | Actions |", "|---|---|"]
     failed += [f"| {reason} | {count} |" for reason, count in sorted(summary["failed_by_reason"].items())]
     flagged = ["| Flag | Meetings |", "|---|---|"]
     flagged += [f"| {flag} | {count} |" for flag, count in summary["flagged"].items()]
-    return "\n".join([f"## {title}", "", *rows, "", *failed, "", *flagged, ""])
+    return "\n".join([f"## {title}: {summary.get('state', '')}", "", *rows, "", *actions, "", *held, "", *failed, "",
+                      *flagged, "", "Every meeting and action: `bascule wave show --csv FILE`", ""])
 
 
 # ----------------------------------------------------------------------------------------------- flows
@@ -677,7 +683,18 @@ def cutover(tenant_file: str, wave: str, apply: bool = False, retry_held: bool =
     tenant = TenantConfig.load(Path(tenant_file))
     found = load_wave(database_url, tenant.id, wave)
     if not apply:
-        return {"dry_run": True, **plan_summary(database_url, tenant.id, found).__dict__}
+        from flows.plans import dry_run_markdown, would_apply
+
+        plan = plan_summary(database_url, tenant.id, found)
+        not_now = check_transition(found.state, WaveState.CUT_OVER, now=_instant(now))
+        refusal = None if not_now is None else str(not_now) + (
+            " (freeze it first: bascule wave freeze)" if found.state is WaveState.PLANNED else "")
+        would = would_apply(plan.actions, retry_held=retry_held, retry_failed=retry_failed)
+        create_markdown_artifact(key=f"cutover-dry-run-{tenant.id}-{_key(wave)}",
+                                 markdown=dry_run_markdown(plan, would, refusal),
+                                 description=f"Cutover of wave {wave}: dry run")
+        return {"dry_run": True, **plan.__dict__, "would_apply": would, "apply_refused": refusal,
+                "retry_failed": retry_failed}
     require_ready(database_url, tenant.id, force=force, config_hash=TenantConfig.file_hash(Path(tenant_file)))
     at = _instant(now)
     refused = check_transition(found.state, WaveState.CUT_OVER, now=at)

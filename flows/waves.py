@@ -2,12 +2,14 @@
 
 Runbook of plan-wave: read the tenant → refuse a tenant not ready → create the wave or take it (replanning is
 allowed until it is frozen) → its members from the selection (departments with their sub-units, a CSV of anchors
-or e-mails); persons no wave moves (rooms, shared mailboxes, administrator identities) are left out, counted by
+or e-mails; a department, e-mail or anchor nobody has is refused with the nearest known names, and so is a selection
+of nobody); persons no wave moves (rooms, shared mailboxes, administrator identities) are left out, counted by
 reason, and each one the selection named explicitly is reported with its reason → for each batch of members, one
 task: their hosts and meetings → core.waves.plan_host → the actions upserted by key (pending and skipped ones
 refreshed, applied ones never touched; a meeting another live wave already gives a room is skipped with that
 reason) → actions a member who left would have had are dropped → the plan shown as a markdown and a table artifact
-and returned. Nothing external is written: this is the dry run.
+and returned (flows.plans reads it for people: the summary, the CSV). Nothing external is written: this is the dry
+run.
 
 freeze-wave moves a planned wave to frozen: the plan the cutover will apply. Every state change is audited.
 """
@@ -18,7 +20,6 @@ import csv
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,40 +28,24 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from core import ActionKind, ActionState, ConflictKind, Meeting, normalise_email
-from core.identity import CONFLICT_MEANING
-from core.waves import BLOCKING_FLAGS, Host, WaveSelection, WaveState, check_transition, plan_host
-from db.repositories import AuditRepository
-from db.waves import HostRepository, PlanRepository, WaveRepository, WaveRow
+from core import ActionKind, ActionState, Meeting, normalise_email
+from core.waves import Host, SkipReason, WaveSelection, WaveState, check_transition, plan_host
+from db.waves import HostRepository, PlanRepository, WaveRepository
 from flows.budget import one_per_tenant
+from flows.plans import PlanSummary as PlanSummary
+from flows.plans import WaveError as WaveError
+from flows.plans import audit_state as audit_state
+from flows.plans import load_wave as load_wave
+from flows.plans import normalised_emails as _normalised
+from flows.plans import plan_markdown, reason_text, selection_refusal
+from flows.plans import plan_summary as plan_summary
+from flows.plans import render_plan as render_plan
 from flows.runtime import run_name, transaction
 from flows.settings import Settings
 from flows.tenant import TenantConfig
 
 MEMBERS_PER_TASK = 500
-ALREADY_IN_WAVE = "already_in_wave"
-
-
-class WaveError(ValueError):
-    """A wave operation that cannot go on (message fits on one line)."""
-
-
-@dataclass
-class PlanSummary:
-    """What a plan holds; the CLI prints it, the demo sums it up."""
-
-    tenant: str
-    wave: str
-    state: str
-    members: int = 0
-    actions: dict[str, dict[str, int]] = field(default_factory=dict)
-    flagged: dict[str, int] = field(default_factory=dict)
-    skipped: dict[str, int] = field(default_factory=dict)
-    dropped: int = 0
-    # Persons the selection names that no wave moves (rooms, shared mailboxes, administrators), by reason; and
-    # each one it named explicitly (by e-mail or anchor, as written), with the reason it was left out.
-    excluded: dict[str, int] = field(default_factory=dict)
-    excluded_named: list[dict[str, str]] = field(default_factory=list)
+ALREADY_IN_WAVE = SkipReason.ALREADY_IN_WAVE.value
 
 
 def read_selection_csv(path: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -99,31 +84,6 @@ def left_out(selection: WaveSelection, excluded: Sequence[tuple[str, str, str]])
             seen.add(anchor)
             named.append({"selected": written, "anchor": anchor, "reason": reasons[anchor]})
     return by_reason, named
-
-
-def audit_state(session: Any, tenant_id: str, wave: WaveRow, target: WaveState, *, now: datetime,
-                actor: str = "bascule", **details: Any) -> None:
-    """Record a wave's state change (who, from, to)."""
-    AuditRepository(session, tenant_id).record(actor=actor, action=f"wave.{target.value}", target_kind="wave",
-                                               target_id=wave.name, now=now, before={"state": wave.state.value},
-                                               after={"state": target.value, **details})
-
-
-def load_wave(database_url: str, tenant_id: str, name: str) -> WaveRow:
-    with transaction(database_url) as session:
-        found = WaveRepository(session, tenant_id).get(name)
-    if found is None:
-        raise WaveError(f"tenant {tenant_id} has no wave {name!r} (plan it first: bascule wave plan)")
-    return found
-
-
-def plan_summary(database_url: str, tenant_id: str, wave: WaveRow) -> PlanSummary:
-    with transaction(database_url) as session:
-        plan = PlanRepository(session, tenant_id)
-        members = WaveRepository(session, tenant_id).member_count(wave.id)
-        return PlanSummary(tenant=tenant_id, wave=wave.name, state=wave.state.value, members=members,
-                           actions=plan.counts(wave.id), flagged=plan.flag_counts(wave.id),
-                           skipped=plan.reasons(wave.id, states=[ActionState.SKIPPED]))
 
 
 # ----------------------------------------------------------------------------------------------- tasks
@@ -178,46 +138,6 @@ def _already_planned(wave: str, host: Host, meetings: Iterable[Meeting],
             for m in meetings]
 
 
-# ----------------------------------------------------------------------------------------------- rendering
-
-def render_plan(summary: PlanSummary | dict[str, Any]) -> str:
-    """The plan as the CLI prints it."""
-    data = summary if isinstance(summary, dict) else summary.__dict__
-    actions: dict[str, dict[str, int]] = data["actions"]
-    lines = [f"wave {data['wave']} of {data['tenant']}: {data['state']}, {data['members']} persons"]
-    if data.get("excluded"):
-        lines.append("  not selectable     " + ", ".join(f"{reason} {n}" for reason, n in data["excluded"].items())
-                     + " (rooms, shared mailboxes, administrators: never in a wave)")
-    for item in data.get("excluded_named") or ():
-        lines.append(f"  left out           {item['selected']}: {item['reason']}, "
-                     f"{CONFLICT_MEANING[ConflictKind(item['reason'])]}")
-    for kind in ActionKind:
-        states = actions.get(kind.value)
-        if states:
-            lines.append(f"  {kind.value:<18} " + ", ".join(f"{state} {n}" for state, n in sorted(states.items())))
-    if data["flagged"]:
-        blocking = {str(flag) for flag in BLOCKING_FLAGS}
-        lines.append("  meetings flagged   " + ", ".join(
-            f"{flag} {n}" + (" (not migrated)" if flag in blocking else "") for flag, n in data["flagged"].items()))
-    if data["skipped"]:
-        lines.append("  rooms skipped      " + ", ".join(f"{reason} {n}" for reason, n in
-                                                        sorted(data["skipped"].items())))
-    return "\n".join(lines)
-
-
-def _plan_markdown(summary: PlanSummary) -> str:
-    rows = ["| Action | State | Count |", "|---|---|---|"]
-    rows += [f"| {kind} | {state} | {count} |" for kind, states in sorted(summary.actions.items())
-             for state, count in sorted(states.items())]
-    flags = ["| Flag | Meetings | Migrated? |", "|---|---|---|"]
-    flags += [f"| {flag} | {count} | {'no' if flag in {str(f) for f in BLOCKING_FLAGS} else 'yes'} |"
-              for flag, count in summary.flagged.items()]
-    left = ["Not selectable (never in a wave): " + ", ".join(f"{reason} {n}" for reason, n in summary.excluded.items())
-            + f"; {len(summary.excluded_named)} of them named explicitly.", ""] if summary.excluded else []
-    return "\n".join([f"## Wave {summary.wave} — {summary.state}, {summary.members} persons (dry run)", "", *left,
-                      *rows, "", "### Meetings flagged", "", *flags, ""])
-
-
 # ----------------------------------------------------------------------------------------------- flows
 
 @flow(name="plan-wave", flow_run_name=run_name("plan-wave"), log_prints=False)
@@ -236,6 +156,8 @@ def plan_wave(tenant_file: str, wave: str, departments: list[str] | None = None,
     require_ready(database_url, tenant.id, force=force, config_hash=TenantConfig.file_hash(path))
     at = _instant(now)
     anchors, csv_emails = read_selection_csv(Path(selection_csv)) if selection_csv else ((), ())
+    if selection_csv and not (anchors or csv_emails):
+        raise WaveError(f"{selection_csv}: no anchor or e-mail in it, the wave would select nobody")
     selection = WaveSelection(tuple(departments or ()), anchors, tuple(emails or ()) + csv_emails) \
         if (departments or anchors or emails or csv_emails) else None
     with transaction(database_url) as session:
@@ -243,7 +165,7 @@ def plan_wave(tenant_file: str, wave: str, departments: list[str] | None = None,
         found = waves.get(wave)
         if found is None:
             if selection is None:
-                raise WaveError(f"wave {wave!r} is new: say whom it moves (--department, --csv or --email)")
+                raise WaveError(f"wave {wave!r} is new: say whom it moves (--department, --select-csv or --email)")
             found = waves.create(wave, selection, now=at)
             audit_state(session, tenant.id, found, WaveState.PLANNED, now=at, selection=selection.to_json())
         else:
@@ -256,8 +178,16 @@ def plan_wave(tenant_file: str, wave: str, departments: list[str] | None = None,
                 audit_state(session, tenant.id, found, WaveState.PLANNED, now=at, unfrozen=True)
                 waves.set_state(found.id, WaveState.PLANNED, now=at)
         selection = selection or found.selection
+        refusal = selection_refusal(waves, selection)
+        if refusal is not None:
+            raise WaveError(f"wave {wave}: {refusal}")
         members = waves.selected_anchors(selection)
         excluded, excluded_named = left_out(selection, waves.excluded_selected(selection))
+        if not members:
+            left = f" ({sum(excluded.values())} left out: " + ", ".join(f"{reason} {n}" for reason, n in
+                                                                        excluded.items()) + ")" if excluded else ""
+            raise WaveError(f"wave {wave}: the selection selects nobody{left}; name departments, e-mails or anchors "
+                            "of agents (bascule directory departments lists the departments)")
         waves.replace_members(found.id, members)
     logger.info("tenant %s: wave %s selects %d persons; %d left out (%s), %d of them named explicitly", tenant.id,
                 wave, len(members), sum(excluded.values()), ", ".join(excluded) or "none", len(excluded_named))
@@ -266,21 +196,29 @@ def plan_wave(tenant_file: str, wave: str, departments: list[str] | None = None,
         plan_members(database_url, tenant.id, found.id, wave, members[start:start + MEMBERS_PER_TASK],
                      now=at, stamp=planned_at)
     if selection.emails:
-        plan_unmatched(database_url, tenant.id, found.id, wave,
-                       [normalise_email(e) or e.strip().lower() for e in selection.emails], now=at, stamp=planned_at)
+        plan_unmatched(database_url, tenant.id, found.id, wave, _normalised(selection.emails), now=at,
+                       stamp=planned_at)
     with transaction(database_url) as session:
         dropped = PlanRepository(session, tenant.id).drop_unplanned(found.id, planned_before=planned_at)
     summary = plan_summary(database_url, tenant.id, load_wave(database_url, tenant.id, wave))
     summary.dropped = dropped
     summary.excluded, summary.excluded_named = excluded, excluded_named
-    create_markdown_artifact(key=f"wave-plan-{tenant.id}-{_artifact_key(wave)}", markdown=_plan_markdown(summary),
+    create_markdown_artifact(key=f"wave-plan-{tenant.id}-{_artifact_key(wave)}",
+                             markdown=plan_markdown(summary, title=f"Plan of wave {wave} (dry run)"),
                              description=f"Plan of wave {wave} (dry run)")
     create_table_artifact(key=f"wave-actions-{tenant.id}-{_artifact_key(wave)}",
                           table=[{"action": kind, "state": state, "count": n}
                                  for kind, states in sorted(summary.actions.items())
                                  for state, n in sorted(states.items())],
                           description=f"Actions of wave {wave} by kind and state")
-    logger.info("tenant %s: wave %s planned: %s", tenant.id, wave, summary.actions)
+    create_table_artifact(key=f"wave-not-moving-{tenant.id}-{_artifact_key(wave)}",
+                          table=[{"reason": reason, "meetings": n, "meaning": reason_text(reason)}
+                                 for reason, n in summary.not_moving.items()],
+                          description=f"Meetings of wave {wave} that do not move, by reason")
+    logger.info("tenant %s: wave %s planned: %d meetings move, %d do not; %s", tenant.id, wave, summary.moving,
+                sum(summary.not_moving.values()), "; ".join(
+                    f"{kind} " + ", ".join(f"{state} {n}" for state, n in sorted(states.items()))
+                    for kind, states in sorted(summary.actions.items())))
     return summary.__dict__
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.common import TenantOption, as_job, settings
+from flows.cli.common import TenantOption, as_job, load_tenant, settings
 
 app = typer.Typer(help="The ministry directory.", no_args_is_help=True)
 
@@ -32,3 +32,23 @@ def _directory_load(tenant: Path, ldif: Path | None, page_size: int) -> None:
 
     summary = load_directory(tenant_file=str(tenant), ldif_path=str(ldif) if ldif else None, page_size=page_size)
     print(json.dumps(summary, sort_keys=True))
+
+
+@app.command("departments")
+def directory_departments(
+    tenant: TenantOption,
+    depth: Annotated[int, typer.Option(min=1, max=20, help="Levels shown (1: directions only).")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (every unit, whatever --depth).")]
+    = False,
+) -> None:
+    """The department tree with the persons a wave can select in each unit.
+
+    Directions, sous-directions and bureaux, from the person table: the names `wave plan --department` takes."""
+    from flows.departments import departments, departments_json, render_departments
+
+    config = load_tenant(tenant)
+    nodes = departments(settings().database, config.id)
+    if as_json:
+        print(json.dumps(departments_json(config.id, nodes), ensure_ascii=False, sort_keys=True))
+        return
+    print(render_departments(config.id, nodes, depth=depth))

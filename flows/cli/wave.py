@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from flows.cli.common import ForceOption, TenantOption, WaveOption, as_job, flow_function, settings
+from flows.cli.common import (
+    ForceOption,
+    TenantOption,
+    WaveOption,
+    as_job,
+    fail,
+    flow_function,
+    load_tenant,
+    settings,
+)
 
-app = typer.Typer(help="Cutover waves: plan (the dry run), freeze, cut over, verify, roll back.",
-                  no_args_is_help=True)
+app = typer.Typer(help="Cutover waves: plan (the dry run), freeze, cut over, verify, roll back; list, show, "
+                       "cancel.", no_args_is_help=True)
+
+CsvOutOption = Annotated[Path | None, typer.Option("--csv", help="Write the whole plan to this CSV file: one row "
+                                                                 "per meeting and action.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 
 @app.command("plan")
@@ -20,17 +35,22 @@ def wave_plan(
     wave: WaveOption,
     department: Annotated[list[str] | None, typer.Option(help="A direction, sous-direction or bureau (its "
                                                               "sub-units come along); repeatable.")] = None,
-    csv_file: Annotated[Path | None, typer.Option("--csv", help="CSV with an 'anchor' or 'email' column.")] = None,
+    select_csv: Annotated[Path | None, typer.Option("--select-csv", help="Select from a CSV with an 'anchor' or "
+                                                                         "'email' column.")] = None,
     email: Annotated[list[str] | None, typer.Option(help="An agent's e-mail; repeatable.")] = None,
     unfreeze: Annotated[bool, typer.Option(help="Plan a frozen wave again (sends it back to planned).")] = False,
     force: ForceOption = False,
+    csv_out: CsvOutOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as one JSON object.")] = False,
 ) -> None:
     """Select the wave's persons and compute its plan: rooms, links, calendar rewrites, invitations, flags. This is
     the dry run: nothing is written anywhere but the state database."""
+    _writable(csv_out)
+    _refuse_unknown_names(tenant, wave, department or [], email or [])
     as_job(lambda: _view(lambda: flow_function("flows.waves", "plan_wave")(
         tenant_file=str(tenant), wave=wave, departments=department, emails=email, unfreeze=unfreeze,
-        selection_csv=str(csv_file) if csv_file else None, force=force), tenant, as_json, "plan"))
+        selection_csv=str(select_csv) if select_csv else None, force=force), tenant, as_json, "plan",
+        csv_out=csv_out))
 
 
 @app.command("freeze")
@@ -75,19 +95,25 @@ def wave_rollback(tenant: TenantOption, wave: WaveOption,
                           tenant, as_json, "rollback"))
 
 
-def _view(run: Any, tenant: Path, as_json: bool, view: str) -> None:
+def _view(run: Any, tenant: Path, as_json: bool, view: str, *, csv_out: Path | None = None) -> None:
     from flows.runtime import configure_prefect
     from flows.tenant import TenantConfig
 
-    TenantConfig.load(tenant)
+    config = TenantConfig.load(tenant)
     configure_prefect(settings())
     result = run()
+    if csv_out is not None:
+        _export(config.id, result["wave"], csv_out)
     if as_json:
         print(json.dumps(result, sort_keys=True, ensure_ascii=False, default=str))
-    elif view == "plan":
-        from flows.waves import render_plan
+    elif view == "plan" and result.get("dry_run"):
+        from flows.plans import render_dry_run
 
-        print(render_plan(result))
+        print(render_dry_run(result))
+    elif view == "plan":
+        from flows.plans import render_plan
+
+        print(render_plan(result, more=f"every row is in {csv_out}" if csv_out else "see --csv FILE"))
     elif view == "outcome":
         from flows.cutover import render_outcome
 
@@ -107,3 +133,111 @@ def _view(run: Any, tenant: Path, as_json: bool, view: str) -> None:
               f"links reverted; {result['rooms_not_deleted']} Visio rooms left for the operators to delete")
     if view == "verify" and not result["verified"]:
         raise typer.Exit(1)
+
+
+def _refuse_unknown_names(tenant: Path, wave: str, departments: list[str], emails: list[str]) -> None:
+    """Unknown departments and e-mails refused at once, before Prefect starts (the flow checks them again)."""
+    from flows.jobs import in_job_group
+
+    if in_job_group() or not (departments or emails):
+        return
+    from flows.plans import selection_check
+
+    config = load_tenant(tenant)
+    try:
+        refusal = selection_check(settings().database, config.id, wave, departments=departments, emails=emails)
+    except Exception:  # the job reports what went wrong (no schema yet, …) in its own words
+        return
+    if refusal is not None:
+        fail(refusal)
+
+
+def _writable(path: Path | None) -> None:
+    """Refuse an export path that cannot be written before any work starts."""
+    if path is not None and not (path.parent.resolve().is_dir() and os.access(path.parent.resolve(), os.W_OK)):
+        fail(f"cannot write {path}: its directory does not exist or is not writable")
+
+
+def _export(tenant_id: str, wave: str, path: Path) -> None:
+    from flows.plans import write_plan_csv
+
+    try:
+        with path.open("w", encoding="utf-8", newline="") as out:
+            rows = write_plan_csv(settings().database, tenant_id, wave, out)
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror}")
+    print(f"{rows} rows (one per meeting and action) written to {path}", file=sys.stderr)
+
+
+@app.command("list")
+def wave_list(tenant: TenantOption, as_json: JsonOption = False) -> None:
+    """The tenant's waves: state, persons, when created and cut over, how far the cutover went."""
+    from flows.plans import list_waves, listing_json, render_waves
+
+    config = load_tenant(tenant)
+    waves = list_waves(settings().database, config.id)
+    if as_json:
+        print(json.dumps({"tenant": config.id, "waves": [listing_json(wave) for wave in waves]}, ensure_ascii=False,
+                         sort_keys=True))
+        return
+    print(render_waves(config.id, waves))
+
+
+@app.command("show")
+def wave_show(tenant: TenantOption, wave: WaveOption, csv_out: CsvOutOption = None,
+              as_json: JsonOption = False) -> None:
+    """The plan of a wave (counts and the first rows of each table) and its history of states, from the audit."""
+    from dataclasses import asdict
+
+    from flows.plans import (
+        WaveError,
+        history_json,
+        load_wave,
+        plan_summary,
+        render_history,
+        render_plan,
+        wave_history,
+    )
+
+    config = load_tenant(tenant)
+    database = settings().database
+    _writable(csv_out)
+    try:
+        summary = plan_summary(database, config.id, load_wave(database, config.id, wave))
+    except WaveError as exc:
+        fail(str(exc))
+    history = wave_history(database, config.id, wave)
+    if csv_out is not None:
+        _export(config.id, wave, csv_out)
+    if as_json:
+        print(json.dumps({**asdict(summary), "history": [history_json(event) for event in history]},
+                         ensure_ascii=False, sort_keys=True))
+        return
+    print(render_plan(summary, more=f"every row is in {csv_out}" if csv_out else "see --csv FILE"))
+    print()
+    print(render_history(history))
+
+
+@app.command("cancel")
+def wave_cancel(tenant: TenantOption, wave: WaveOption,
+                author: Annotated[str | None, typer.Option(help="Who cancels (audit); default: $USER.")] = None,
+                as_json: JsonOption = False) -> None:
+    """Cancel a planned or frozen wave (audited); a wave whose cutover started is rolled back instead.
+
+    Its actions are skipped and its meetings are free for another wave."""
+    from dataclasses import asdict
+    from datetime import UTC, datetime
+
+    from flows.plans import WaveError, cancel_wave
+
+    config = load_tenant(tenant)
+    try:
+        done = cancel_wave(settings().database, config.id, wave, now=datetime.now(UTC),
+                           actor=author or os.environ.get("USER") or "unknown")
+    except WaveError as exc:
+        fail(str(exc))
+    if as_json:
+        print(json.dumps(asdict(done), ensure_ascii=False, sort_keys=True))
+        return
+    print(f"wave {done.wave} of {done.tenant}: cancelled; {done.actions_skipped} planned actions will never run "
+          "(nothing outside the state database had been written)")

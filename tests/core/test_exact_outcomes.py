@@ -147,7 +147,7 @@ def test_a_series_whose_last_occurrence_starts_now_is_still_migrated(ends_at: da
 
 @pytest.mark.parametrize(("current", "target", "reason"), [
     (WaveState.CUT_OVER, WaveState.PLANNED, "allowed from cut_over: cut_over, rolled_back, verified"),
-    (WaveState.PLANNED, WaveState.VERIFIED, "allowed from planned: frozen, planned"),
+    (WaveState.PLANNED, WaveState.VERIFIED, "allowed from planned: cancelled, frozen, planned"),
     (WaveState.ROLLED_BACK, WaveState.PLANNED, "allowed from rolled_back: nothing (final state)"),
     (WaveState.FROZEN, WaveState.PLANNED, "the plan is frozen: unfreeze it explicitly to plan again"),
 ])

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -815,3 +816,245 @@ def test_links_resend_sends_the_cutover_update_again(pipeline: Pipeline) -> None
         assert refused.exit_code == 2 and refused.stdout == "", (args, refused.output)
         assert refused.stderr.count("\n") == 1 and words in refused.stderr, refused.stderr
     assert len(pipeline.sink.messages) == sent + 2
+
+
+# ----------------------------------------------------------------------------------------------- plans people read
+
+def _cli(*args: str) -> Any:
+    """`bascule …` in this process (flows run here too: BASCULE_JOB_CHILD says we are the job's own process)."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def _plan_lines(pipeline: Pipeline, wave: str) -> Counter[tuple[str, str]]:
+    """(action key, meeting id) of every meeting of every action of a wave, straight from plan_action."""
+    found: Counter[tuple[str, str]] = Counter()
+    for key, kind, meeting, payload in pipeline.rows(
+            "select a.idempotency_key, a.kind, a.meeting_external_id, a.payload from plan_action a "
+            "join wave w on w.id = a.wave_id where w.name = ?", wave):
+        links = json.loads(payload).get("links") if kind == "create_room" else None
+        for meeting_id in [link["meeting_id"] for link in links] if links else [meeting]:
+            found[(key, meeting_id)] += 1
+    return found
+
+
+def test_the_plan_csv_has_every_action_once_and_the_dry_run_says_what_apply_would_do(
+        pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BASCULE_JOB_CHILD", "1")
+    tenant = str(pipeline.tenant)
+    (third,) = pipeline.rows("select substr(department, 1, instr(department, '/') - 1) as d from person "
+                             "group by d order by count(*) desc, d limit 1 offset 2")[0]
+    out = tmp_path / "plan.csv"
+    done = _cli("wave", "plan", "--tenant", tenant, "--wave", "vague-csv", "--department", third,
+                "--csv", str(out))
+    assert done.exit_code == 0, done.output
+    printed = done.stdout
+    assert "Meetings that move:" in printed and "Meetings that do not move:" in printed
+    assert "What hosts receive:" in printed and "Hosts who must log in to Visio once" in printed
+    assert f"every row is in {out}" in printed and "{" not in printed and "':" not in printed
+
+    with out.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert Counter((row["action_key"], row["meeting_id"]) for row in rows) == _plan_lines(pipeline, "vague-csv")
+    assert len(rows) > 20 and f"{len(rows)} rows" in done.stderr
+    stored = {key: (kind, state, reason or "", host) for key, kind, state, reason, host in pipeline.rows(
+        "select a.idempotency_key, a.kind, a.state, a.reason, coalesce(p.proconnect_email, p.primary_email, '') "
+        "from plan_action a join wave w on w.id = a.wave_id left join person p on p.anchor = a.host_anchor "
+        "where w.name = 'vague-csv'")}
+    for row in rows:
+        kind, state, reason, host = stored[row["action_key"]]
+        assert (row["action"], row["state"], row["reason"]) == (kind, state, reason)
+        assert row["host"] == host or not row["host_anchor"]
+    reasons = Counter(row["reason"] for row in rows if row["state"] == "skipped")
+    assert reasons["one_off"] > 0 and all(row["reason_text"] for row in rows if row["state"] == "skipped")
+    moving = sum(1 for row in rows if row["action"] == "create_room" and row["state"] != "skipped")
+    assert f"Meetings that move: {moving:,}" in printed
+    for reason, count in reasons.items():
+        assert f"{reason:<18} {count:>7,}" in printed
+    hidden = moving - 10
+    assert f"… and {hidden:,} more; every row is in {out}" in printed
+
+    # The Prefect artifacts hold the same tables, rendered as markdown.
+    from flows.plans import load_wave, plan_markdown, plan_summary
+
+    markdown = plan_markdown(plan_summary(pipeline.url, "min-culture-exemple",
+                                          load_wave(pipeline.url, "min-culture-exemple", "vague-csv")), title="Plan")
+    assert "| Reason | Meetings | Meaning |" in markdown and "| Host | Visio rooms |" in markdown
+    for reason, count in reasons.items():
+        assert f"| {reason} | {count} |" in markdown
+    assert f"### Meetings: {moving} move, {sum(reasons.values())} do not" in markdown and "{'" not in markdown
+
+    # The cutover without --apply: a dry run that says so and what --apply would do, counted per action kind.
+    dry = _cli("wave", "cutover", "--tenant", tenant, "--wave", WAVE)
+    assert dry.exit_code == 0, dry.output
+    pending = Counter(kind for (kind,) in pipeline.rows(
+        "select a.kind from plan_action a join wave w on w.id = a.wave_id where w.name = ? and a.state = 'pending'",
+        WAVE))
+    assert dry.stdout.startswith("DRY RUN: nothing was changed (no Visio room created, no calendar event "
+                                 "rewritten, no mail sent).\nWith --apply, this cutover would:\n")
+    assert f"  create {pending['create_room']:,} Visio rooms\n" in dry.stdout
+    assert f"  rewrite {pending['rewrite_event']:,} Teams events" in dry.stdout
+    assert f"  mail {pending['send_invitation']:,} ICS updates" in dry.stdout
+    assert "{" not in dry.stdout and pipeline.rooms() == [] and pipeline.sink.messages == []
+    planned_only = _cli("wave", "cutover", "--tenant", tenant, "--wave", "vague-csv", "--json")
+    answer = json.loads(planned_only.stdout)
+    assert answer["dry_run"] and "freeze it first" in answer["apply_refused"]
+    assert answer["would_apply"]["create_room"] == moving
+
+
+def test_waves_are_listed_shown_and_cancelled_only_before_their_cutover(
+        pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.waves import plan_wave
+
+    monkeypatch.setenv("BASCULE_JOB_CHILD", "1")
+    monkeypatch.setenv("USER", "equipe-migration")
+    tenant = str(pipeline.tenant)
+    # An agent of neither department of the frozen wave who hosts a weekly series (it gets a room).
+    first, second = pipeline.departments
+    (email,) = pipeline.rows(
+        "select p.primary_email from person p join identity_match m on m.person_anchor = p.anchor join meeting t "
+        "on t.platform = m.platform and t.host_account_id = m.account_external_id where t.kind = 'weekly' and "
+        "t.removed_at is null and coalesce(json_extract(t.flags, '$.webinar'), 0) = 0 and p.excluded_reason is "
+        "null and p.disabled = 0 and p.proconnect_email is not null and p.anchor not in (select subject from "
+        "identity_conflict where status = 'open') and substr(p.department, 1, instr(p.department || '/', '/') - 1) "
+        "not in (?, ?) order by p.anchor limit 1", first, second)[0]
+    plan_wave(tenant, "vague-2", emails=[email])
+    rooms = "select a.state, a.reason from plan_action a join wave w on w.id = a.wave_id where w.name = ? and " \
+            "a.kind = 'create_room' and (a.reason is null or a.reason = 'already_in_wave')"
+    assert ("pending", None) in pipeline.rows(rooms, "vague-2")
+    plan_wave(tenant, "vague-3", emails=[email])       # the same meetings: another wave already moves them
+    assert {reason for _state, reason in pipeline.rows(rooms, "vague-3")} == {"already_in_wave"}
+
+    listed = json.loads(_cli("wave", "list", "--tenant", tenant, "--json").stdout)
+    members = dict(pipeline.rows("select w.name, count(m.id) from wave w left join wave_member m on m.wave_id = w.id "
+                                 "group by w.name"))
+    assert [(w["name"], w["state"], w["persons"]) for w in listed["waves"]] == [
+        (WAVE, "frozen", members[WAVE]), ("vague-2", "planned", 1), ("vague-3", "planned", 1)]
+    text = _cli("wave", "list", "--tenant", tenant).stdout
+    assert text.splitlines()[0].split() == ["WAVE", "STATE", "PERSONS", "CREATED", "(UTC)", "CUT", "OVER", "(UTC)",
+                                            "PROGRESS"]
+    assert f"0/{listed['waves'][0]['actions']:,} actions done" in text and "{" not in text
+
+    pending = pipeline.rows("select count(*) from plan_action a join wave w on w.id = a.wave_id where w.name = "
+                            "'vague-2' and a.state = 'pending'")[0][0]
+    cancelled = _cli("wave", "cancel", "--tenant", tenant, "--wave", "vague-2", "--json")
+    assert cancelled.exit_code == 0, cancelled.output
+    assert json.loads(cancelled.stdout) == {"tenant": "min-culture-exemple", "wave": "vague-2", "state": "cancelled",
+                                            "actions_skipped": pending}
+    assert pipeline.rows("select state from wave where name = 'vague-2'") == [("cancelled",)]
+    assert pipeline.rows("select count(*) from plan_action a join wave w on w.id = a.wave_id where w.name = "
+                         "'vague-2' and a.state = 'skipped' and a.reason = 'wave_cancelled'") == [(pending,)]
+    assert not pipeline.rows("select 1 from plan_action a join wave w on w.id = a.wave_id where w.name = 'vague-2' "
+                             "and a.state = 'pending'")
+    plan_wave(tenant, "vague-3", emails=[email])       # the cancelled wave holds its meetings no more
+    assert ("pending", None) in pipeline.rows(rooms, "vague-3")
+    assert "already_in_wave" not in {reason for _state, reason in pipeline.rows(rooms, "vague-3")}
+    again = _cli("wave", "cancel", "--tenant", tenant, "--wave", "vague-2")
+    assert again.exit_code == 2
+    assert again.stderr == ("bascule: error: wave vague-2 is cancelled: only a planned or frozen wave can be "
+                            "cancelled\n")
+    shown = json.loads(_cli("wave", "show", "--tenant", tenant, "--wave", "vague-2", "--json").stdout)
+    assert [(event["from"], event["to"], event["actor"]) for event in shown["history"]] == [
+        ("planned", "planned", "bascule"), ("planned", "cancelled", "equipe-migration")]
+
+    # The frozen wave cut over (hosts who never logged in are held), then shown, then refused a cancellation.
+    summary = _cutover(pipeline)
+    assert summary["state"] == "cut_over" and summary["held"] > 0
+    shown = json.loads(_cli("wave", "show", "--tenant", tenant, "--wave", WAVE, "--json").stdout)
+    held_hosts = {anchor for (anchor,) in pipeline.rows(
+        "select distinct host_anchor from plan_action where kind = 'create_room' and state = 'held'")}
+    assert shown["waiting_hosts"] == len(held_hosts)
+    assert {row["anchor"] for row in shown["waiting_sample"]} <= held_hosts
+    assert {row["status"] for row in shown["waiting_sample"]} == {"held"}
+    assert [(event["from"], event["to"]) for event in shown["history"]][-2:] == [("planned", "frozen"),
+                                                                                ("frozen", "cut_over")]
+    text = _cli("wave", "show", "--tenant", tenant, "--wave", WAVE).stdout
+    assert "History (UTC):" in text and "frozen → cut_over" in text and "{" not in text
+    assert f"Hosts who must log in to Visio once before their rooms are created: {len(held_hosts)}" in text
+    refused = _cli("wave", "cancel", "--tenant", tenant, "--wave", WAVE)
+    assert refused.exit_code == 2 and refused.stderr.count("\n") == 1
+    assert refused.stderr.startswith(f"bascule: error: wave {WAVE} is cut_over: only a planned or frozen wave can "
+                                     "be cancelled; roll it back instead")
+    assert pipeline.rows("select state from wave where name = ?", WAVE) == [("cut_over",)]
+    listed = json.loads(_cli("wave", "list", "--tenant", tenant, "--json").stdout)["waves"][0]
+    assert listed["done"] == summary["rooms_created"] + summary["events_rewritten"] + summary["invitations_sent"]
+    assert listed["held"] > 0 and listed["cut_over_at"]
+
+
+def test_directory_departments_count_the_person_table(pipeline: Pipeline) -> None:
+    tenant = str(pipeline.tenant)
+    answer = json.loads(_cli("directory", "departments", "--tenant", tenant, "--json").stdout)
+    nodes = answer["departments"]
+    assert nodes and answer["persons"] == pipeline.rows(
+        "select count(*) from person where removed_at is null and excluded_reason is null")[0][0]
+    for node in nodes:
+        if node["path"] == "(no department)":
+            (count,) = pipeline.rows("select count(*) from person where removed_at is null and excluded_reason is "
+                                     "null and (department is null or department = '')")[0]
+        else:
+            (count,) = pipeline.rows("select count(*) from person where removed_at is null and excluded_reason is "
+                                     "null and (department = ? or department like ? || '/%')",
+                                     node["path"], node["path"])[0]
+        assert node["persons"] == count, node["path"]
+    paths = [node["path"] for node in nodes]
+    assert set(paths) >= {row[0] for row in pipeline.rows("select distinct department from person where "
+                                                           "department is not null and removed_at is null")}
+    text = _cli("directory", "departments", "--tenant", tenant, "--depth", "1").stdout
+    roots = [node for node in nodes if node["depth"] == 0]
+    for node in roots:
+        assert any(line.split()[:2] == [node["name"], f"{node['persons']:,}"] for line in text.splitlines())
+    assert not any(line.startswith("  ") and "DEPARTMENT" not in line for line in text.splitlines()[2:-1])
+
+
+def test_unknown_names_and_an_empty_selection_are_refused_with_the_nearest_names(
+        pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.waves import WaveError, plan_wave
+
+    monkeypatch.setenv("BASCULE_JOB_CHILD", "1")
+    tenant = str(pipeline.tenant)
+    direction = pipeline.departments[0]
+    (bureau,) = pipeline.rows("select department from person where department like ? || '/%/%' "
+                              "order by department limit 1", direction)[0]
+    misspelt = direction[:-1] + ("X" if direction[-1] != "X" else "Y")
+    with pytest.raises(WaveError, match=f"unknown department '{misspelt}' \\(nearest: {direction}"):
+        plan_wave(tenant, "vague-x", departments=[misspelt])
+    with pytest.raises(WaveError, match=f"unknown department '{bureau.lower()}' \\(nearest: {bureau}"):
+        plan_wave(tenant, "vague-x", departments=[bureau.lower()])
+    (email,) = pipeline.rows("select primary_email from person where excluded_reason is null and primary_email "
+                             "like '%.%@%' order by anchor limit 1")[0]
+    local, domain = email.split("@")
+    typo = f"{local[:-1]}{'z' if local[-1] != 'z' else 'y'}@{domain}"
+    with pytest.raises(WaveError, match=f"unknown e-mail '{typo}' \\(nearest: {email.lower()}"):
+        plan_wave(tenant, "vague-x", emails=[typo, email])
+    assert pipeline.rows("select count(*) from wave where name = 'vague-x'") == [(0,)]  # nothing created
+
+    # Through the command: one line on stderr, exit code 2, nothing planned.
+    refused = _cli("wave", "plan", "--tenant", tenant, "--wave", "vague-x", "--department", misspelt)
+    assert refused.exit_code == 2
+    (last,) = [line for line in refused.stderr.splitlines() if line.startswith("bascule: error:")]
+    assert f"unknown department '{misspelt}' (nearest: {direction}" in last
+    assert "bascule directory departments" in last
+
+    # The command refuses them before any Prefect run starts: its one line, and nothing else on stderr.
+    monkeypatch.delenv("BASCULE_JOB_CHILD")
+    quick = _cli("wave", "plan", "--tenant", tenant, "--wave", "vague-x", "--email", typo)
+    assert quick.exit_code == 2 and quick.stdout == ""
+    assert quick.stderr.startswith(f"bascule: error: wave vague-x: unknown e-mail '{typo}' (nearest: {email.lower()}")
+    assert quick.stderr.count("\n") == 1
+
+    # An empty selection: a CSV with no row, and persons no wave moves.
+    empty = tmp_path / "empty.csv"
+    empty.write_text("anchor,email\n", encoding="utf-8")
+    with pytest.raises(WaveError, match="no anchor or e-mail in it, the wave would select nobody"):
+        plan_wave(tenant, "vague-x", selection_csv=str(empty))
+    excluded = pipeline.rows("select anchor, primary_email from person where excluded_reason is null "
+                             "order by anchor limit 2")
+    with sqlite3.connect(pipeline.db) as connection:  # as the identity mapping marks rooms and administrators
+        connection.executemany("update person set excluded_reason = 'NON_PERSON_ACCOUNT' where anchor = ?",
+                               [(anchor,) for anchor, _mail in excluded])
+    with pytest.raises(WaveError, match=r"the selection selects nobody \(2 left out: NON_PERSON_ACCOUNT 2\)"):
+        plan_wave(tenant, "vague-x", emails=[mail for _anchor, mail in excluded])
+    assert pipeline.rows("select count(*) from wave where name = 'vague-x'") == [(0,)]
