@@ -67,6 +67,7 @@ from db.waves import (
     WaveRow,
 )
 from flows.budget import ensure_limits, limit_name, one_per_tenant, slot
+from flows.errors import OperatorError
 from flows.progress import Progress
 from flows.runtime import StopRequested, cancelled, checkpoint, run_name, transaction
 from flows.settings import Settings
@@ -83,7 +84,7 @@ WAITING_FIRST_LOGIN = "WAITING_FIRST_LOGIN"
 UNCERTAIN = "UNCERTAIN"
 
 
-class ApplicationRefused(RuntimeError):
+class ApplicationRefused(OperatorError, RuntimeError):
     """Visio (or another target) refused the application itself: nothing of the wave can go on."""
 
 

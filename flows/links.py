@@ -30,6 +30,7 @@ from db import models
 from db.helpdesk import HelpdeskRepository
 from db.repositories import AuditRepository
 from db.waves import CutoverRepository
+from flows.errors import OperatorError
 from flows.runtime import transaction
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 SHOWN = 80
 
 
-class ResendRefused(ValueError):
+class ResendRefused(OperatorError, ValueError):
     """Nothing to resend, or not by bascule (the message fits on one line)."""
 
 

@@ -60,6 +60,7 @@ from core.readiness import (
 from core.visio import DomainCheck
 from db import models
 from db.repositories import TenantRepository
+from flows.errors import OperatorError
 from flows.runtime import run_name, transaction
 from flows.secrets import MissingSecretError, read_secret
 from flows.settings import Settings
@@ -75,7 +76,7 @@ STATUS_LABELS = {CheckStatus.OK: "ok", CheckStatus.WARNING: "WARNING", CheckStat
                  CheckStatus.SKIPPED: "skipped"}
 
 
-class TenantNotReady(ValueError):
+class TenantNotReady(OperatorError, ValueError):
     """The tenant was never onboarded, or its last onboarding found a failed check (message fits on one line)."""
 
 

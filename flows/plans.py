@@ -23,6 +23,7 @@ from core.identity import CONFLICT_MEANING
 from core.waves import BLOCKING_FLAGS, SKIP_MEANING, SkipReason, WaveSelection, WaveState, check_transition
 from db.repositories import AuditRepository, AuditRow
 from db.waves import PlanLine, PlanRepository, WaveListing, WaveRepository, WaveRow
+from flows.errors import OperatorError
 from flows.runtime import transaction
 
 ROWS_SHOWN = 10
@@ -31,7 +32,7 @@ CSV_COLUMNS = ("meeting_id", "platform", "title", "host", "host_anchor", "series
 _MOVING_STATES = tuple(state for state in ActionState if state is not ActionState.SKIPPED)
 
 
-class WaveError(ValueError):
+class WaveError(OperatorError, ValueError):
     """A wave operation that cannot go on (message fits on one line)."""
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import make_engine, make_session_factory
+from flows.errors import OperatorError
 from flows.settings import Settings
 
 
@@ -102,7 +103,7 @@ def stoppable(function: F) -> F:
     return resolved_hints(run, function)  # type: ignore[return-value]
 
 
-class DataDirError(RuntimeError):
+class DataDirError(OperatorError, RuntimeError):
     """The data directory cannot be created or written to."""
 
 

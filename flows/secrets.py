@@ -7,8 +7,10 @@ from typing import cast
 
 from pydantic import SecretStr
 
+from flows.errors import OperatorError
 
-class MissingSecretError(LookupError):
+
+class MissingSecretError(OperatorError, LookupError):
     """Neither the environment nor Prefect holds the secret."""
 
 

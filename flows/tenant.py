@@ -17,11 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from core.emails import normalise_domain
 from core.identity import routing_table
+from flows.errors import OperatorError
 
 _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
-class TenantFileError(ValueError):
+class TenantFileError(OperatorError, ValueError):
     """The tenant file is missing, unreadable or invalid (message fits on one line).
 
     `code` says which, for reports and tests: TENANT_FILE_MISSING, TENANT_FILE_UNREADABLE, TENANT_NOT_TOML,

@@ -27,6 +27,20 @@ def settings() -> Any:
     return Settings()
 
 
+def state_database() -> str:
+    """The state database's URL; refused in one line when it is missing or not at the current schema (looking at
+    a SQLite file that does not exist would create an empty one)."""
+    from db.engine import DatabaseUrlError
+    from db.migrate import SchemaNotReady, require_current
+
+    url: str = settings().database
+    try:
+        require_current(url)
+    except (SchemaNotReady, DatabaseUrlError) as exc:
+        fail(str(exc))
+    return url
+
+
 def load_tenant(path: Path) -> Any:
     from flows.tenant import TenantConfig, TenantFileError
 
@@ -124,8 +138,7 @@ def one_line(exc: BaseException) -> str:
     from connectors.errors import ConnectorAuthError, ConnectorError, Unreachable
     from db.engine import DatabaseUrlError
     from db.migrate import SchemaNotReady
-    from flows.runtime import DataDirError
-    from flows.tenant import TenantFileError
+    from flows.errors import OperatorError
 
     if isinstance(exc, Unreachable):
         return (f"{exc.system} is unreachable: cannot connect to {exc.origin}; check that the service is up and "
@@ -133,8 +146,7 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, ConnectorAuthError):
         return (f"{_first_line(exc)}; check the credentials (the *_env variables the tenant file names), then run "
                 "`bascule onboard`")
-    if isinstance(exc, TenantFileError | DatabaseUrlError | SchemaNotReady | DataDirError | ConnectorError) or \
-            type(exc).__name__ == "TenantNotReady":
+    if isinstance(exc, OperatorError | DatabaseUrlError | SchemaNotReady | ConnectorError):
         return _first_line(exc)
     return f"{type(exc).__name__}: {_first_line(exc)}"
 

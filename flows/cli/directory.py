@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.common import TenantOption, as_job, load_tenant, settings
+from flows.cli.common import TenantOption, as_job, load_tenant, settings, state_database
 
 app = typer.Typer(help="The ministry directory.", no_args_is_help=True)
 
@@ -47,7 +47,7 @@ def directory_departments(
     from flows.departments import departments, departments_json, render_departments
 
     config = load_tenant(tenant)
-    nodes = departments(settings().database, config.id)
+    nodes = departments(state_database(), config.id)
     if as_json:
         print(json.dumps(departments_json(config.id, nodes), ensure_ascii=False, sort_keys=True))
         return

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.common import ForceOption, TenantOption, as_job, fail, load_tenant, settings
+from flows.cli.common import ForceOption, TenantOption, as_job, fail, load_tenant, settings, state_database
 
 app = typer.Typer(help="Persons, matches and identity conflicts (ProConnect readiness of every agent).",
                   no_args_is_help=True)
@@ -48,7 +48,7 @@ def identities_report(
     from flows import identity_report
 
     config = load_tenant(tenant)
-    database = settings().database
+    database = state_database()
     report = identity_report.counts(database, config.id)
     if csv_out is not None:
         with csv_out.open("w", encoding="utf-8", newline="") as out:
@@ -82,11 +82,11 @@ def identities_export(
     if out is None:
         if excel:
             sys.stdout.reconfigure(encoding="utf-8-sig", newline="")  # type: ignore[union-attr]
-        write_conflicts_csv(settings().database, config.id, sys.stdout, excel=excel)
+        write_conflicts_csv(state_database(), config.id, sys.stdout, excel=excel)
         return
     try:
         with out.open("w", encoding="utf-8-sig" if excel else "utf-8", newline="") as handle:
-            rows = write_conflicts_csv(settings().database, config.id, handle, excel=excel)
+            rows = write_conflicts_csv(state_database(), config.id, handle, excel=excel)
     except OSError as exc:
         fail(f"cannot write {out}: {exc.strerror}")
     print(f"{rows} conflicts written to {out}")
@@ -114,7 +114,7 @@ def identities_apply(
     lines = override_lines(data)
     if not isinstance(lines, list):
         fail(f"{file} refused: {lines.reason} [{lines.code}]")
-    outcome = apply_overrides(settings().database, config.id, lines,
+    outcome = apply_overrides(state_database(), config.id, lines,
                               author=author or os.environ.get("USER") or "unknown")
     whole = [refused for refused in outcome.refused if refused.code in FILE_REFUSALS]
     if whole:

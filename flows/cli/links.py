@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.common import TenantOption, fail, load_tenant, settings
+from flows.cli.common import TenantOption, fail, load_tenant, state_database
 
 app = typer.Typer(help="Old meeting links and the Visio rooms they now lead to (helpdesk).", no_args_is_help=True)
 
@@ -38,7 +38,7 @@ def links_lookup(
     from flows.links import lookup_link, render_lookup
 
     config = load_tenant(tenant)
-    answer = lookup_link(settings().database, config.id, _checked(reference))
+    answer = lookup_link(state_database(), config.id, _checked(reference))
     print(json.dumps(answer, ensure_ascii=False, sort_keys=True) if as_json else render_lookup(answer))
     if not answer["found"]:
         raise typer.Exit(1)
@@ -65,7 +65,7 @@ def links_resend(
     if sender is None:
         fail(f"tenant {config.id} has no [mail] table: bascule cannot send calendar updates")
     try:
-        resent = resend_invitation(settings().database, config.id, reference, sender=sender, to=to,
+        resent = resend_invitation(state_database(), config.id, reference, sender=sender, to=to,
                                    actor=author or os.environ.get("USER") or "unknown")
     except ResendRefused as refused:
         fail(str(refused))

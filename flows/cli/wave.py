@@ -19,6 +19,7 @@ from flows.cli.common import (
     flow_function,
     load_tenant,
     settings,
+    state_database,
 )
 
 app = typer.Typer(help="Cutover waves: plan (the dry run), freeze, cut over, verify, roll back; list, show, "
@@ -145,7 +146,7 @@ def _refuse_unknown_names(tenant: Path, wave: str, departments: list[str], email
 
     config = load_tenant(tenant)
     try:
-        refusal = selection_check(settings().database, config.id, wave, departments=departments, emails=emails)
+        refusal = selection_check(state_database(), config.id, wave, departments=departments, emails=emails)
     except Exception:  # the job reports what went wrong (no schema yet, …) in its own words
         return
     if refusal is not None:
@@ -163,7 +164,7 @@ def _export(tenant_id: str, wave: str, path: Path) -> None:
 
     try:
         with path.open("w", encoding="utf-8", newline="") as out:
-            rows = write_plan_csv(settings().database, tenant_id, wave, out)
+            rows = write_plan_csv(state_database(), tenant_id, wave, out)
     except OSError as exc:
         fail(f"cannot write {path}: {exc.strerror}")
     print(f"{rows} rows (one per meeting and action) written to {path}", file=sys.stderr)
@@ -175,7 +176,7 @@ def wave_list(tenant: TenantOption, as_json: JsonOption = False) -> None:
     from flows.plans import list_waves, listing_json, render_waves
 
     config = load_tenant(tenant)
-    waves = list_waves(settings().database, config.id)
+    waves = list_waves(state_database(), config.id)
     if as_json:
         print(json.dumps({"tenant": config.id, "waves": [listing_json(wave) for wave in waves]}, ensure_ascii=False,
                          sort_keys=True))
@@ -200,7 +201,7 @@ def wave_show(tenant: TenantOption, wave: WaveOption, csv_out: CsvOutOption = No
     )
 
     config = load_tenant(tenant)
-    database = settings().database
+    database = state_database()
     _writable(csv_out)
     try:
         summary = plan_summary(database, config.id, load_wave(database, config.id, wave))
@@ -232,7 +233,7 @@ def wave_cancel(tenant: TenantOption, wave: WaveOption,
 
     config = load_tenant(tenant)
     try:
-        done = cancel_wave(settings().database, config.id, wave, now=datetime.now(UTC),
+        done = cancel_wave(state_database(), config.id, wave, now=datetime.now(UTC),
                            actor=author or os.environ.get("USER") or "unknown")
     except WaveError as exc:
         fail(str(exc))
