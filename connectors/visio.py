@@ -320,7 +320,7 @@ class VisioRoomTarget:
             try:
                 response = self._http.request(method, url, content=content, headers=headers)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                raise Unreachable(SYSTEM, origin_of(url), type(exc).__name__) from exc
+                raise Unreachable(SYSTEM, origin_of(self.config.api_url), type(exc).__name__) from exc
             except httpx.PoolTimeout as exc:
                 raise TransientConnectorError(SYSTEM, f"{where}: {type(exc).__name__}") from exc
             except httpx.TransportError as exc:

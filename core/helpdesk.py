@@ -13,21 +13,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from core.records import ActionState
-from core.waves import Flag, SkipReason, WaveState
+from core.waves import SKIP_MEANING, SkipReason, WaveState
 
 __all__ = ["ALREADY_IN_WAVE", "SKIP_MEANING", "MeetingFate", "MeetingStatus", "PlannedRoom", "meeting_status"]
 
-ALREADY_IN_WAVE = "already_in_wave"
-
-# Why a plan skipped a meeting, as the helpdesk tells it.
-SKIP_MEANING: dict[str, str] = {
-    Flag.WEBINAR: "it is a webinar, and Visio has no webinar mode: it is not moved automatically",
-    Flag.OVER_CAPACITY: "it has more than 150 invitees, more than a Visio room takes",
-    Flag.HOST_UNMATCHED: "its host matches no person of the directory",
-    Flag.HOST_IN_CONFLICT: "its host is held back by an identity conflict (bascule identities report)",
-    SkipReason.ONE_OFF: "it is a one-off meeting: only recurring series and personal rooms move",
-    SkipReason.EXPIRED: "the series has ended",
-}
+ALREADY_IN_WAVE = SkipReason.ALREADY_IN_WAVE.value
 
 
 class MeetingFate(StrEnum):

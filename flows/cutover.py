@@ -28,6 +28,7 @@ External API cannot delete.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -235,8 +236,13 @@ def _record_room(context: _Context, session: Session, action: ActionRow, room: V
         return _id_reused(action, room, known)
     telephony = ({"pin_code": room.telephony.pin_code, "phone_number": room.telephony.phone_number,
                   "default_country": room.telephony.default_country} if room.telephony else None)
+    # A savepoint on PostgreSQL (a failed INSERT aborts the transaction there). Not on SQLite: pysqlite starts no
+    # transaction before the first write, so a SAVEPOINT would be the outermost one and its release would commit the
+    # batch early (a run killed before its record would then not be reconciled); SQLite rolls back the failed
+    # statement alone.
+    nested = session.begin_nested() if session.get_bind().dialect.name == "postgresql" else contextlib.nullcontext()
     try:
-        with session.begin_nested():
+        with nested:
             room_id = repo.add_room(action_key=action.key, meet_id=room.id, slug=room.slug, url=room.url,
                                     access_level=room.access_level.value, owner_email=room.owner_email,
                                     owner_user_id=room.owner_user_id, telephony=telephony, wave_id=context.wave_id,

@@ -12,6 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from flows.reports import counts as counted
 from sandbox.generator.directory import Flavour
 from sandbox.generator.ministry import GeneratorOptions, generate_ministry
 from sandbox.meet import SANDBOX_CLIENT_ID as SANDBOX_VISIO_CLIENT_ID
@@ -387,16 +388,12 @@ def render_summary(summary: dict[str, Any]) -> str:
             "                       flagged: " + (", ".join(f"{flag} {n}" for flag, n in
                                                           wave["meetings_flagged_by_kind"].items()) or "none")
             + "; verify: " + ("verified" if wave["verified"] else
-                              f"{wave['verify_problems']} problems; not applied: " + _counts(wave["not_applied"])),
+                              f"{wave['verify_problems']} problems; not applied: " + counted(wave["not_applied"])),
         ]
     where = summary.get("where")
     if where:
         lines += _continue_lines(summary["tenant"], where, wave)
     return "\n".join(lines)
-
-
-def _counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{key} {value}" for key, value in sorted(counts.items())) or "none"
 
 
 def _continue_lines(tenant_id: str, where: dict[str, str], wave: dict[str, Any] | None) -> list[str]:

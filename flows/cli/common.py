@@ -50,10 +50,12 @@ def load_tenant(path: Path) -> Any:
         fail(str(exc))
 
 
-def as_job(work: Callable[[], None], *, command: str | None = None, database: bool = True) -> None:
+def as_job(work: Callable[[], None], *, tenant: Path | None = None, command: str | None = None,
+           database: bool = True) -> None:
     """Run `work` as a job: in a process group of its own (flows.jobs), its log in a file of its own, the first
     Ctrl-C stopping it at the next page or batch (the run ends Cancelled and resumes when run again), every failure
-    ending in one line on stderr that names the log file. `database`: refuse a database without the schema."""
+    ending in one line on stderr that names the log file. `tenant` is checked first, then (`database`) the state
+    database's schema, before anything starts."""
     from flows.jobs import in_job_group, run_in_job_group
 
     if not in_job_group():
@@ -69,6 +71,8 @@ def as_job(work: Callable[[], None], *, command: str | None = None, database: bo
     signal.signal(signal.SIGINT, _interrupted)
     try:
         configure_prefect(options, log_file=log_file)
+        if tenant is not None:
+            load_tenant(tenant)
         if database:
             from db.migrate import require_current
 

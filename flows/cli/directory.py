@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.common import TenantOption, as_job, load_tenant, settings, state_database
+from flows.cli.common import TenantOption, as_job, load_tenant, state_database
 
 app = typer.Typer(help="The ministry directory.", no_args_is_help=True)
 
@@ -17,21 +17,18 @@ app = typer.Typer(help="The ministry directory.", no_args_is_help=True)
 def directory_load(tenant: TenantOption,
                    ldif: Annotated[Path | None, typer.Option(help="LDIF export (default: the tenant's).")] = None,
                    page_size: Annotated[int, typer.Option(min=1, max=5000, help="Records per page.")] = 1000,
+                   as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
                    ) -> None:
     """Load the directory export into the state database (resumable; re-running changes nothing)."""
-    as_job(lambda: _directory_load(tenant, ldif, page_size))
+    as_job(lambda: _directory_load(tenant, ldif, page_size, as_json), tenant=tenant)
 
 
-def _directory_load(tenant: Path, ldif: Path | None, page_size: int) -> None:
-    from flows.runtime import configure_prefect
-    from flows.tenant import TenantConfig
-
-    TenantConfig.load(tenant)  # one clear line before Prefect starts if the file is wrong
-    configure_prefect(settings())
+def _directory_load(tenant: Path, ldif: Path | None, page_size: int, as_json: bool) -> None:
     from flows.directory import load_directory
+    from flows.reports import render_directory
 
     summary = load_directory(tenant_file=str(tenant), ldif_path=str(ldif) if ldif else None, page_size=page_size)
-    print(json.dumps(summary, sort_keys=True))
+    print(json.dumps(summary, sort_keys=True) if as_json else render_directory(summary))
 
 
 @app.command("departments")

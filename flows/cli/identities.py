@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.common import ForceOption, TenantOption, as_job, fail, load_tenant, settings, state_database
+from flows.cli.common import ForceOption, TenantOption, as_job, fail, load_tenant, state_database
 
 app = typer.Typer(help="Persons, matches and identity conflicts (ProConnect readiness of every agent).",
                   no_args_is_help=True)
@@ -19,21 +19,18 @@ app = typer.Typer(help="Persons, matches and identity conflicts (ProConnect read
 @app.command("map")
 def identities_map(tenant: TenantOption, force: ForceOption = False,
                    batch_size: Annotated[int, typer.Option(min=100, max=50_000, help="Entries per task.")] = 5000,
+                   as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
                    ) -> None:
     """Map the directory and the extracted accounts to persons, matches and conflicts (resumable, idempotent)."""
-    as_job(lambda: _identities_map(tenant, force, batch_size))
+    as_job(lambda: _identities_map(tenant, force, batch_size, as_json), tenant=tenant)
 
 
-def _identities_map(tenant: Path, force: bool, batch_size: int) -> None:
-    from flows.runtime import configure_prefect
-    from flows.tenant import TenantConfig
-
-    TenantConfig.load(tenant)
-    configure_prefect(settings())
+def _identities_map(tenant: Path, force: bool, batch_size: int, as_json: bool) -> None:
     from flows.identities import map_identities
+    from flows.reports import render_identities
 
     summary = map_identities(tenant_file=str(tenant), batch_size=batch_size, force=force)
-    print(json.dumps(summary, sort_keys=True))
+    print(json.dumps(summary, sort_keys=True) if as_json else render_identities(summary))
 
 
 @app.command("report")

@@ -19,7 +19,7 @@ def onboard(
 ) -> None:
     """Register the tenant and check it is ready: credentials and scopes of each source, the directory, the Visio
     application for each domain, SIRET, cost model. Exit code 1 when a check failed."""
-    as_job(lambda: _onboard(tenant, as_json))
+    as_job(lambda: _onboard(tenant, as_json), tenant=tenant)
 
 
 def _onboard(tenant: Path, as_json: bool) -> None:
@@ -42,21 +42,18 @@ def extract(
     platform: Annotated[list[str] | None, typer.Option(help="Only this platform (repeatable).")] = None,
     now: Annotated[str | None, typer.Option(help="Reference instant (ISO 8601) for expired series.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Run even if the tenant is not onboarded and ready.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Extract users, licences and meetings of the tenant's sources (resumable; a second run is a delta pass)."""
-    as_job(lambda: _extract(tenant, platform, now, force))
+    as_job(lambda: _extract(tenant, platform, now, force, as_json), tenant=tenant)
 
 
-def _extract(tenant: Path, platforms: list[str] | None, now: str | None, force: bool) -> None:
-    from flows.runtime import configure_prefect
-    from flows.tenant import TenantConfig
-
-    TenantConfig.load(tenant)
-    configure_prefect(settings())
+def _extract(tenant: Path, platforms: list[str] | None, now: str | None, force: bool, as_json: bool) -> None:
     from flows.extract import extract as extract_flow
+    from flows.reports import render_extract
 
     summary = extract_flow(tenant_file=str(tenant), platforms=platforms, now=now, force=force)
-    print(json.dumps(summary, sort_keys=True))
+    print(json.dumps(summary, sort_keys=True) if as_json else render_extract(summary))
 
 
 def demo(

@@ -51,14 +51,14 @@ def wave_plan(
     as_job(lambda: _view(lambda: flow_function("flows.waves", "plan_wave")(
         tenant_file=str(tenant), wave=wave, departments=department, emails=email, unfreeze=unfreeze,
         selection_csv=str(select_csv) if select_csv else None, force=force), tenant, as_json, "plan",
-        csv_out=csv_out))
+        csv_out=csv_out), tenant=tenant)
 
 
 @app.command("freeze")
 def wave_freeze(tenant: TenantOption, wave: WaveOption) -> None:
     """Freeze the plan: the cutover applies exactly what it says."""
     as_job(lambda: _view(lambda: flow_function("flows.waves", "freeze_wave")(tenant_file=str(tenant), wave=wave),
-                         tenant, False, "plan"))
+                         tenant, False, "plan"), tenant=tenant)
 
 
 @app.command("cutover")
@@ -77,7 +77,7 @@ def wave_cutover(
     as_job(lambda: _view(lambda: flow_function("flows.cutover", "cutover")(
         tenant_file=str(tenant), wave=wave, apply=apply, batch_size=batch_size, retry_failed=retry_failed,
         force=force), tenant, as_json,
-        "outcome" if apply else "plan"))
+        "outcome" if apply else "plan"), tenant=tenant)
 
 
 @app.command("verify")
@@ -85,7 +85,7 @@ def wave_verify(tenant: TenantOption, wave: WaveOption,
                 as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False) -> None:
     """Check every room, link, rewritten event and invitation of a cut-over wave; exit code 1 on a problem."""
     as_job(lambda: _view(lambda: flow_function("flows.cutover", "verify_wave")(tenant_file=str(tenant), wave=wave),
-                          tenant, as_json, "verify"))
+                          tenant, as_json, "verify"), tenant=tenant)
 
 
 @app.command("rollback")
@@ -93,7 +93,7 @@ def wave_rollback(tenant: TenantOption, wave: WaveOption,
                   as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False) -> None:
     """Inside the guard window: restore rewritten events, mail the old links back, revert links."""
     as_job(lambda: _view(lambda: flow_function("flows.cutover", "rollback_wave")(tenant_file=str(tenant), wave=wave),
-                          tenant, as_json, "rollback"))
+                          tenant, as_json, "rollback"), tenant=tenant)
 
 
 def _view(run: Any, tenant: Path, as_json: bool, view: str, *, csv_out: Path | None = None) -> None:

@@ -111,7 +111,7 @@ def full_extraction(agents: int, workdir: Path) -> dict[str, Any]:
                "BASCULE_PACING": "false"}
         started = time.perf_counter()
         process = subprocess.Popen([sys.executable, "-m", "flows.cli", "extract", "--force", "--tenant", str(tenant),
-                                    "--now", NOW.isoformat()], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                    "--now", NOW.isoformat(), "--json"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
         peak_kib = 0
         status = Path(f"/proc/{process.pid}/status")

@@ -51,7 +51,7 @@ def measure(agents: int, flavour: str, batch_size: int, workdir: Path) -> dict[s
            "PREFECT_LOGGING_LEVEL": "WARNING"}
     env.pop("PREFECT_HOME", None)
     command = [sys.executable, "-m", "flows.cli", "identities", "map", "--tenant", str(tenant), "--force",
-               "--batch-size", str(batch_size)]
+               "--batch-size", str(batch_size), "--json"]
     timer = shutil.which("time") or "/usr/bin/time"
     started = time.perf_counter()
     done = subprocess.run([timer, "-v", *command], cwd=REPO, env=env, capture_output=True, text=True, check=False)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
-from flows.budget import ensure_limits, slot, within_slots
+from flows.budget import ensure_limits, one_per_tenant, slot, within_slots
 
 
 def test_a_held_slot_makes_the_next_page_fetch_wait() -> None:
@@ -57,3 +58,39 @@ def test_a_limit_that_does_not_exist_is_refused_rather_than_ignored() -> None:
     name = f"bascule-never-created-{uuid.uuid4().hex[:8]}"
     with pytest.raises(Exception, match="must be created before acquiring slots"), slot(name, timeout_seconds=5):
         pass
+
+
+def test_a_tenant_runs_a_stage_once_at_a_time_while_other_tenants_go_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With shared limits on, a second run of a stage for one tenant waits for the first; another tenant's run of
+    the same stage does not (no deployment-wide limit queueing every ministry behind one)."""
+    monkeypatch.setenv("BASCULE_SHARED_LIMITS", "1")
+    suffix = uuid.uuid4().hex[:8]
+    files = {}
+    for tenant_id in (f"min-a-{suffix}", f"min-b-{suffix}"):
+        files[tenant_id] = tmp_path / f"{tenant_id}.toml"
+        files[tenant_id].write_text(f'id = "{tenant_id}"\n', encoding="utf-8")
+    first_inside, release = threading.Event(), threading.Event()
+    finished: list[str] = []
+
+    @one_per_tenant("extract")
+    def stage(tenant_file: str, wave: str | None = None) -> str:
+        if not first_inside.is_set():
+            first_inside.set()
+            assert release.wait(60)
+        finished.append(tenant_file)
+        return tenant_file
+
+    a, b = (str(path) for path in files.values())
+    first = threading.Thread(target=stage, args=(a,))
+    first.start()
+    assert first_inside.wait(60)
+    second = threading.Thread(target=stage, args=(a,))
+    second.start()
+    assert stage(b) == b                      # another tenant is not held by tenant a's run
+    second.join(timeout=2)
+    assert second.is_alive() and finished == [b]  # tenant a's second run waits for its first
+    release.set()
+    first.join(timeout=60)
+    second.join(timeout=60)
+    assert finished == [b, a, a]

@@ -148,7 +148,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory, ministry: tuple[Path, di
 
 
 def _resumes_to(reference: dict[str, Any], tenant: Path, env: dict[str, str], database: Path, cwd: Path) -> None:
-    rerun = _cli(["extract", "--tenant", str(tenant), "--now", NOW, "--force"], env, cwd)
+    rerun = _cli(["extract", "--tenant", str(tenant), "--now", NOW, "--force", "--json"], env, cwd)
     stdout, stderr = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, stderr[-3000:]
     summary = json.loads(stdout.strip().splitlines()[-1])

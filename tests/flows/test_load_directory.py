@@ -126,7 +126,7 @@ def test_killed_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path: Path, m
     killed_at = _checkpoint(killed_db)
     assert killed_at is not None and killed_at[0] == "running"
 
-    rerun = _cli("directory", "load", "--tenant", str(tenant), "--page-size", "150", env=env, cwd=tmp_path)
+    rerun = _cli("directory", "load", "--tenant", str(tenant), "--page-size", "150", "--json", env=env, cwd=tmp_path)
     stdout, stderr = rerun.communicate(timeout=180)
     assert rerun.returncode == 0, stderr[-3000:]
     summary = json.loads(stdout.strip().splitlines()[-1])

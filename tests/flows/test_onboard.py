@@ -263,7 +263,7 @@ def test_an_unreachable_visio_did_not_answer(tmp_path: Path, contract_ministry: 
     results = check_visio.fn(nowhere, {domain: DomainAgent(domain, "anchor-1", f"agent@{domain}")})
     assert [(r.name, r.status.value) for r in results] == [("visio.application", "failed"),
                                                            (f"visio.domain:{domain}", "skipped")]
-    assert results[0].reason == "Visio did not answer (POST application/token/: ConnectError)"
+    assert results[0].reason == "Visio did not answer (cannot connect to http://127.0.0.1:9 (ConnectError))"
     assert results[0].action == "check visio.api_url and the network path, then run onboarding again"
 
 
