@@ -417,5 +417,6 @@ def _continue_lines(tenant_id: str, where: dict[str, str], wave: dict[str, Any] 
         f"  bascule wave freeze|cutover --apply|verify --tenant {tenant} --wave vague-2",
         f"  bascule links lookup OLD-LINK --tenant {tenant}",
         "  bascule sandbox login EMAIL        # a held host logs in to Visio once (the sandbox's ProConnect login)",
-        *([f"  (wave {wave['name']} is done: {wave['state']})"] if wave else []),
+        *([f"  bascule wave show --tenant {tenant} --wave {wave['name']}     # the demo's wave ({wave['state']})"]
+          if wave else []),
     ]
