@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -86,15 +86,23 @@ def test_the_demo_runs_twice_and_a_second_wave_goes_on_its_data_through_a_restar
                           .replace("127.0.0.1:8701", served.tls_url.removeprefix("https://"))
                           .replace("port = 8725", f"port = {served.smtp_port}"), encoding="utf-8")
         assert _bascule(["onboard", "--tenant", str(tenant)], tmp_path, env).returncode == 0
-        department = _largest_department_outside(Path(where["database"].removeprefix("sqlite:///")),
-                                                 first["wave"]["departments"])
+        listed = _bascule(["directory", "departments", "--tenant", str(tenant), "--depth", "1", "--json"], tmp_path,
+                          env)
+        assert listed.returncode == 0, listed.stderr
+        department = max((d for d in json.loads(listed.stdout)["departments"]
+                          if d["depth"] == 0 and d["path"] not in first["wave"]["departments"]),
+                         key=lambda d: (d["persons"], d["path"]))["path"]
         steps = [["wave", "plan", "--tenant", str(tenant), "--wave", "vague-2", "--department", department],
                  ["wave", "freeze", "--tenant", str(tenant), "--wave", "vague-2"],
                  ["wave", "cutover", "--tenant", str(tenant), "--wave", "vague-2", "--apply"]]
         for step in steps:
             done = _bascule(step, tmp_path, env)
             assert done.returncode == 0, (step, done.stderr[-3000:])
-        held = _held_hosts(Path(where["database"].removeprefix("sqlite:///")))
+        shown = _bascule(["wave", "show", "--tenant", str(tenant), "--wave", "vague-2", "--csv",
+                          str(tmp_path / "vague-2.csv")], tmp_path, env)
+        assert shown.returncode == 0, shown.stderr
+        with (tmp_path / "vague-2.csv").open(encoding="utf-8", newline="") as rows:
+            held = sorted({row["host"] for row in csv.DictReader(rows) if row["state"] == "held"})
         if held:
             logged_in = _bascule(["sandbox", "login", *held, "--url", served.url], tmp_path, env)
             assert logged_in.returncode == 0, logged_in.stderr
@@ -105,24 +113,6 @@ def test_the_demo_runs_twice_and_a_second_wave_goes_on_its_data_through_a_restar
         report = json.loads(verified.stdout)
         assert report["verified"] and report["state"] == "verified" and report["problem_count"] == 0
         assert sum(report["counts"].values()) > 0
-
-
-def _largest_department_outside(database: Path, taken: list[str]) -> str:
-    with sqlite3.connect(database) as connection:
-        rows = connection.execute("select department from person where removed_at is null and department is not "
-                                  "null").fetchall()
-    counts: dict[str, int] = {}
-    for (department,) in rows:
-        root = department.split("/")[0]
-        if root not in taken:
-            counts[root] = counts.get(root, 0) + 1
-    return max(sorted(counts), key=lambda root: counts[root])
-
-
-def _held_hosts(database: Path) -> list[str]:
-    with sqlite3.connect(database) as connection:
-        payloads = connection.execute("select payload from plan_action where state = 'held'").fetchall()
-    return sorted({json.loads(payload)["owner_email"] for (payload,) in payloads})
 
 
 def test_example_tenant_matches_the_sandbox_ministry(tmp_path: Path) -> None:
