@@ -70,7 +70,7 @@ from db.waves import (
 from flows.budget import ensure_limits, limit_name, one_per_tenant, slot
 from flows.errors import OperatorError
 from flows.progress import Progress
-from flows.runtime import StopRequested, cancelled, checkpoint, run_name, transaction
+from flows.runtime import StopRequested, cancelled, checkpoint, run_name, stoppable, transaction
 from flows.settings import Settings
 from flows.tenant import TenantConfig
 from flows.waves import WaveError, audit_state, load_wave, plan_summary
@@ -891,6 +891,7 @@ def verify_wave(tenant_file: str, wave: str, now: str | None = None,
 
 @flow(name="rollback-wave", flow_run_name=run_name("rollback-wave"), log_prints=False)
 @one_per_tenant("rollback-wave")
+@stoppable
 def rollback_wave(tenant_file: str, wave: str, now: str | None = None, batch_size: int = BATCH,
                   targets: TargetsFactory | None = None) -> dict[str, Any]:
     """Inside the guard window: events restored exactly, old links mailed back, links reverted, rooms reported."""
