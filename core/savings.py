@@ -129,8 +129,7 @@ def tally_seats(seats: Iterable[tuple[str, SeatState]], *, active: Iterable[str]
     """
     last: dict[str, SeatState] = {}
     for seat_id, state in seats:
-        last.pop(seat_id, None)  # re-inserted: the id's latest state is the one counted
-        last[seat_id] = SeatState(state)
+        last[seat_id] = SeatState(state)  # the latest observation of a seat is its state
     assigned = {seat for seat, state in last.items() if state is not SeatState.RECLAIMED}
     return SeatCounts(assigned=len(assigned),
                       required_remaining=sum(1 for state in last.values() if state is SeatState.REQUIRED),
