@@ -178,11 +178,13 @@ def reclaimable(*, assigned: int, required_remaining: int, unassigned_spare: int
     return assigned - required_remaining + unassigned_spare
 
 
-def potential_annual(lines: Iterable[tuple[SeatCounts, int, Figure]], *, currency: str = "EUR") -> Figure:
-    """`Σ_s reclaimable(s) × annual_unit_cost(s)` over (counts, committed quantity, annual unit cost) per SKU."""
+def potential_annual(lines: Iterable[tuple[SeatCounts, Contract, int]], *, on: date,
+                     currency: str = "EUR") -> Figure:
+    """`Σ_s reclaimable(s) × annual_unit_cost(s)`, as of `on`; per SKU: (counts, contract, committed quantity)."""
     amounts: list[Money] = []
     booked = True
-    for counts, committed, unit_cost in lines:
+    for counts, contract, committed in lines:
+        unit_cost = annual_unit_cost(contract, on=on)
         seats = reclaimable(assigned=counts.assigned, required_remaining=counts.required_remaining,
                             unassigned_spare=counts.unassigned_spare(committed))
         amounts.append(unit_cost.amount * seats)
@@ -425,7 +427,7 @@ def snapshot_row(*, tenant: str, contract: Contract, counts: SeatCounts, changes
         month=month, assigned=counts.assigned, active=counts.active, never_active=counts.never_active,
         reclaimed=counts.reclaimed, committed=committed, commit_floor=contract.commit_floor,
         annual_unit_cost=unit_cost.amount.rounded(),
-        potential_annual=potential_annual([(counts, committed, unit_cost)], currency=contract.currency)
+        potential_annual=potential_annual([(counts, contract, committed)], on=month, currency=contract.currency)
         .amount.rounded(),
         stranded=stranded([(counts, contract, committed)], on=month, currency=contract.currency).amount.rounded(),
         realised_run_rate=realised.amount.rounded(),

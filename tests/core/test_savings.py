@@ -105,7 +105,7 @@ def test_worked_example_snapshot_rows() -> None:
 
 def test_potential_before_the_release() -> None:
     migrated = SeatCounts(assigned=1000, required_remaining=100)
-    figure = potential_annual([(migrated, 1000, annual_unit_cost(ZOOM_BUSINESS))])
+    figure = potential_annual([(migrated, ZOOM_BUSINESS, 1000)], on=date(2026, 10, 1))
     assert figure.amount == euros(135000)
     assert figure.status is FigureStatus.BOOKED
 
@@ -115,7 +115,7 @@ def test_spare_seats_count_in_potential_once() -> None:
     assert counts.unassigned_but_committed(1000) == 200
     assert counts.unassigned_spare(1000) == 100
     assert reclaimable(assigned=700, required_remaining=700, unassigned_spare=100) == 100
-    assert potential_annual([(counts, 1000, annual_unit_cost(ZOOM_BUSINESS))]).amount == euros(15000)
+    assert potential_annual([(counts, ZOOM_BUSINESS, 1000)], on=date(2026, 10, 1)).amount == euros(15000)
 
 
 def test_missing_price_falls_back_to_the_benchmark_estimated() -> None:
@@ -251,7 +251,7 @@ def test_a_released_then_restored_seat_leaves_potential_and_stranded_as_they_wer
 
     def figures(stream: list[tuple[str, SeatState]]) -> tuple[Money, Money]:
         counts = tally_seats(stream)
-        return (potential_annual([(counts, contract.committed_qty, annual_unit_cost(contract))]).amount,
+        return (potential_annual([(counts, contract, contract.committed_qty)], on=on).amount,
                 stranded([(counts, contract, contract.committed_qty)], on=on).amount)
 
     before = figures(observations)
@@ -368,3 +368,20 @@ def test_forecast_scenarios_move_plans_not_bookings() -> None:
                            migrated_users=900)
     assert booked_late[2].run_rate.amount == euros(60000)  # evidence does not move
     assert booked_late[2].net_run_rate == Figure(euros(55500), FigureStatus.ESTIMATED)
+
+
+def test_snapshot_of_an_unpriced_contract_is_estimated() -> None:
+    unpriced = Contract(vendor="Cisco", contract_ref="WEBEX-1", platform=Platform.WEBEX, sku_key="Meeting",
+                        unit_price=None, committed_qty=100, term_start=date(2026, 1, 1),
+                        renewal_date=date(2027, 1, 1))
+    change = QuantityChange("WEBEX-1", date(2026, 7, 1), 40, evidence="avenant 3")
+    row = snapshot_row(tenant="culture", contract=unpriced, counts=SeatCounts(assigned=40, reclaimed=60),
+                       changes=[change], month=date(2026, 7, 1), users_left=60, migrated_users=60,
+                       computed_at=datetime(2026, 7, 2, tzinfo=UTC))
+    assert row.annual_unit_cost == euros(10)
+    assert row.realised_run_rate == euros(600) and row.realised_in_fy == euros(300)
+    assert row.status is FigureStatus.ESTIMATED
+    assert row.evidence_refs == ("avenant 3",)
+    with pytest.raises(ValueError, match="first day"):
+        snapshot_row(tenant="culture", contract=unpriced, counts=SeatCounts(), changes=[], month=date(2026, 7, 2),
+                     users_left=0, migrated_users=0, computed_at=datetime(2026, 7, 2, tzinfo=UTC))
