@@ -62,7 +62,7 @@ from core.adoption import (
     parse_room_role,
 )
 
-__all__ = ["LiveKitConfig", "LiveKitRooms", "WebhookVerifier", "webhook_http_status"]
+__all__ = ["LIVEKIT_EVENT_NAMES", "LiveKitConfig", "LiveKitRooms", "WebhookVerifier", "webhook_http_status"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -284,9 +284,19 @@ def _adoption_event(event: Any) -> WebhookOutcome:
                          num_dropped=int(event.num_dropped))
 
 
+# Every event name LiveKit sends (shared/contracts/livekit.md section 3); adoption reads a few of them.
+LIVEKIT_EVENT_NAMES = frozenset({
+    "room_started", "room_finished", "participant_joined", "participant_left", "participant_connection_aborted",
+    "track_published", "track_unpublished", "egress_started", "egress_updated", "egress_ended", "ingress_started",
+    "ingress_ended"})
+
+
 def webhook_http_status(outcome: WebhookOutcome) -> int:
-    """What a webhook endpoint answers: 200 for what it accepted or ignores (so LiveKit stops retrying), 401 for
-    a delivery it cannot authenticate, 400 for an authentic one it cannot read."""
+    """What a webhook endpoint answers, as Meet's own endpoint does (livekit.md section 1): 200 for what it accepted
+    or ignores (so LiveKit stops retrying), 401 without an Authorization header, 400 for a delivery it cannot
+    authenticate or read, 422 for an event name LiveKit does not send."""
     if isinstance(outcome, WebhookRejected):
-        return 400 if outcome.reason is WebhookRejection.MALFORMED_BODY else 401
+        return 401 if outcome.reason is WebhookRejection.MISSING_AUTHORIZATION else 400
+    if isinstance(outcome, WebhookIgnored) and outcome.event_name not in LIVEKIT_EVENT_NAMES:
+        return 422
     return 200

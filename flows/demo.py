@@ -15,6 +15,7 @@ from typing import Any
 from flows.reports import counts as counted
 from sandbox.generator.directory import Flavour
 from sandbox.generator.ministry import GeneratorOptions, generate_ministry
+from sandbox.livekit import API_KEY as SANDBOX_LIVEKIT_API_KEY
 from sandbox.meet import SANDBOX_CLIENT_ID as SANDBOX_VISIO_CLIENT_ID
 
 SANDBOX_URL = "http://127.0.0.1:8700"
@@ -92,6 +93,11 @@ def render_sandbox_tenant(manifest: dict[str, Any], *, ldif_path: str, sandbox_u
         f"client_id = {q(SANDBOX_VISIO_CLIENT_ID)}",
         'client_secret_env = "BASCULE_VISIO_CLIENT_SECRET"',
         "precreates_users = false  # Meet's defaults: a host who never logged in must log in once first",
+        "",
+        "[visio.livekit]  # Visio's media server: its signed webhooks are adoption evidence (bascule adoption serve)",
+        f'url = "{sandbox_url}/livekit"',
+        f"api_key = {q(SANDBOX_LIVEKIT_API_KEY)}",
+        'api_secret_env = "BASCULE_LIVEKIT_API_SECRET"',
         "",
         "[mail]  # the relay that carries calendar updates to Zoom and Webex attendees (the sandbox's SMTP sink)",
         'host = "127.0.0.1"',
@@ -198,6 +204,7 @@ def clear_previous_run(data_dir: Path) -> bool:
 def demo_environment(database_url: str) -> dict[str, str]:
     """The variables commands need to continue on the demo's data: its database and the sandbox's published
     credentials (synthetic, the same for every copy of bascule; a real tenant's come from its own environment)."""
+    from sandbox.livekit import API_SECRET as LIVEKIT_API_SECRET
     from sandbox.meet import SANDBOX_CLIENT_SECRET
     from sandbox.server import Credentials
 
@@ -206,7 +213,8 @@ def demo_environment(database_url: str) -> dict[str, str]:
             "BASCULE_ZOOM_CLIENT_SECRET": credentials.zoom_client_secret,
             "BASCULE_GRAPH_CLIENT_SECRET": credentials.graph_client_secret,
             "BASCULE_WEBEX_ACCESS_TOKEN": credentials.webex_access_token,
-            "BASCULE_VISIO_CLIENT_SECRET": SANDBOX_CLIENT_SECRET}
+            "BASCULE_VISIO_CLIENT_SECRET": SANDBOX_CLIENT_SECRET,
+            "BASCULE_LIVEKIT_API_SECRET": LIVEKIT_API_SECRET}
 
 
 def run_demo(data_dir: Path, database_url: str, options: DemoOptions) -> dict[str, Any]:

@@ -148,6 +148,16 @@ class SourcesSettings(_Strict):
     webex: WebexSettings | None = None
 
 
+class LiveKitSettings(_Strict):
+    """Visio's LiveKit (adoption evidence): the server to poll and the API key whose secret signs its webhooks."""
+
+    url: str
+    api_key: str
+    api_secret_env: str
+
+    _check_env = field_validator("api_secret_env")(_env_name)
+
+
 class VisioSettings(_Strict):
     """The Visio (La Suite Meet) External API application bascule acts through."""
 
@@ -159,6 +169,7 @@ class VisioSettings(_Strict):
     # and a mutable OIDC sub (visio-meet.md §1, §5): a token request then pre-creates an unknown host. Otherwise a
     # host must log in to Visio once before rooms can be created for them.
     precreates_users: bool = False
+    livekit: LiveKitSettings | None = None
 
     _check_env = field_validator("client_secret_env")(_env_name)
 

@@ -284,7 +284,7 @@ def test_forged_or_broken_deliveries_are_rejected_with_their_reason(
     outcome = verifier.verify(body, authorization)
     assert isinstance(outcome, WebhookRejected), outcome
     assert outcome.reason is reason
-    assert webhook_http_status(outcome) == (400 if reason is WebhookRejection.MALFORMED_BODY else 401)
+    assert webhook_http_status(outcome) == (401 if reason is WebhookRejection.MISSING_AUTHORIZATION else 400)
 
 
 def test_a_verifier_with_another_secret_rejects_genuine_deliveries(sim: livekit.LiveKitSimulator) -> None:
@@ -338,10 +338,16 @@ def test_dropped_event_counts_are_read(sim: livekit.LiveKitSimulator, verifier: 
     AdoptionEvent(event_id="EV_2", event=LiveKitEventName.ROOM_STARTED, room_name="r", created_at=_at(1)),
 ], ids=[*(f"rejected {reason}" for reason in WebhookRejection), "ignored", "accepted"])
 def test_webhook_http_status_maps_every_outcome(outcome: WebhookOutcome) -> None:
+    """Meet's own endpoint: 401 without Authorization, 400 for a bad signature or payload, 200 otherwise."""
     expected = 200
     if isinstance(outcome, WebhookRejected):
-        expected = 400 if outcome.reason is WebhookRejection.MALFORMED_BODY else 401
+        expected = 401 if outcome.reason is WebhookRejection.MISSING_AUTHORIZATION else 400
     assert webhook_http_status(outcome) == expected
+
+
+def test_an_event_name_livekit_does_not_send_is_422() -> None:
+    assert webhook_http_status(WebhookIgnored(event_name="room_exploded", event_id="EV_3")) == 422
+    assert webhook_http_status(WebhookIgnored(event_name="track_published", event_id="EV_4")) == 200
 
 
 # ----------------------------------------------------------------------------------------------- over HTTP
@@ -392,8 +398,8 @@ def test_posted_deliveries_are_verified_by_an_endpoint(sim: livekit.LiveKitSimul
     finally:
         sim.webhook_urls = []
     statuses = [posted.status for posted in sim.posted if posted.url == url]
-    assert statuses == [200, 200, 200, 200, 200, 401]
-    assert [posted.status for posted in forged] == [401]
+    assert statuses == [200, 200, 200, 200, 200, 400]  # a tampered body: 400, as Meet answers a bad signature
+    assert [posted.status for posted in forged] == [400]
     events = [outcome for outcome in outcomes if isinstance(outcome, AdoptionEvent)]
     assert [event.event for event in events] == [
         LiveKitEventName.ROOM_STARTED, LiveKitEventName.PARTICIPANT_JOINED, LiveKitEventName.PARTICIPANT_LEFT,
