@@ -23,11 +23,6 @@ def onboard(
 
 
 def _onboard(tenant: Path, as_json: bool) -> None:
-    from flows.runtime import configure_prefect
-    from flows.tenant import TenantConfig
-
-    TenantConfig.load(tenant)
-    configure_prefect(settings())
     from flows.onboard import onboard as onboard_flow
     from flows.onboard import render_readiness
 

@@ -18,7 +18,6 @@ from flows.cli.common import (
     fail,
     flow_function,
     load_tenant,
-    settings,
     state_database,
 )
 
@@ -97,11 +96,10 @@ def wave_rollback(tenant: TenantOption, wave: WaveOption,
 
 
 def _view(run: Any, tenant: Path, as_json: bool, view: str, *, csv_out: Path | None = None) -> None:
-    from flows.runtime import configure_prefect
+    """Run a wave flow (as_job has checked the tenant and configured Prefect) and print what it returned."""
     from flows.tenant import TenantConfig
 
     config = TenantConfig.load(tenant)
-    configure_prefect(settings())
     result = run()
     if csv_out is not None:
         _export(config.id, result["wave"], csv_out)
