@@ -32,6 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import quote
 
 import requests
 from zoomus import ZoomClient
@@ -66,6 +67,7 @@ from core import (
     parse_email,
 )
 from core.emails import EmailAddress
+from core.licences import ReleaseRefusal, ReleaseResult
 from core.links import JoinLink, parse_join_url
 from core.readiness import AccessCheck
 from core.recurrence import Unparseable, classify_meeting, last_occurrence, recurrence_from_zoom
@@ -522,6 +524,66 @@ class ZoomLicenceSource(_ZoomConnector):
                            name=LICENCE_NAMES.get(user_type, f"Type {user_type}"), includes_meetings=user_type == 2,
                            prepaid_units=None, consumed_units=count)
                 for user_type, count in sorted(counts.items())]
+
+
+# ----------------------------------------------------------------------------------------------- licence release
+
+# Zoom's error codes on PATCH /users/{userId} (zoom.md section 5) → why the seat stays paid.
+_RELEASE_REFUSALS = {200: ReleaseRefusal.ROOM_OR_ADMIN, 300: ReleaseRefusal.UPCOMING_EVENTS,
+                     1108: ReleaseRefusal.NOT_PERMITTED, 1120: ReleaseRefusal.PENDING_USER,
+                     2033: ReleaseRefusal.BASIC_USER_CAP, 3412: ReleaseRefusal.BASIC_USER_CAP}
+BASIC = 1
+
+
+class ZoomLicenceRelease(_ZoomConnector):
+    """Frees a user's paid seat by a downgrade to Basic, then reads the user back (zoom.md section 5).
+
+    The request body is exactly `{"type": 1}`: zoomus' `user.update` would put the user id in the body too, so the
+    PATCH goes through its generic `patch_request`. A documented refusal is a ReleaseResult with its reason; a
+    downgrade Zoom accepted but the re-read does not show is NOT_APPLIED, never counted as released.
+    """
+
+    def downgrade_to_basic(self, user_id: str) -> ReleaseResult:
+        path = f"users/{quote(user_id, safe='@')}"
+        before = self._type_of(path, user_id)
+        if isinstance(before, ReleaseResult):
+            return before
+        if before == BASIC:  # already free: nothing to send
+            return ReleaseResult(user_id, released=True, before=_sku(before), after=_sku(before))
+
+        def send(client: Any) -> requests.Response:
+            return client.user.patch_request(f"/{path}", data={"type": BASIC})  # type: ignore[no-any-return]
+
+        try:
+            self._session.call(LIGHT, f"downgrade user {user_id}", send)
+        except NotFound:
+            return ReleaseResult(user_id, released=False, before=_sku(before), refusal=ReleaseRefusal.NOT_FOUND)
+        except _BadRequest as refused:
+            return ReleaseResult(user_id, released=False, before=_sku(before),
+                                 refusal=_RELEASE_REFUSALS.get(refused.code or 0, ReleaseRefusal.REFUSED),
+                                 detail=f"code {refused.code}")
+        after = self._type_of(path, user_id)
+        if isinstance(after, ReleaseResult):
+            return after
+        if after != BASIC:
+            return ReleaseResult(user_id, released=False, before=_sku(before), after=_sku(after),
+                                 refusal=ReleaseRefusal.NOT_APPLIED, detail="the user reads back unchanged")
+        return ReleaseResult(user_id, released=True, before=_sku(before), after=_sku(after))
+
+    def _type_of(self, path: str, user_id: str) -> int | ReleaseResult | None:
+        def send(client: Any) -> requests.Response:
+            return client.user.get_request(f"/{path}")  # type: ignore[no-any-return]
+
+        try:
+            user = self._session.call(LIGHT, f"get user {user_id}", send)
+        except NotFound:
+            return ReleaseResult(user_id, released=False, refusal=ReleaseRefusal.NOT_FOUND)
+        found = user.get("type") if isinstance(user, dict) else None
+        return found if isinstance(found, int) else None
+
+
+def _sku(user_type: int | None) -> str | None:
+    return f"zoom:type:{user_type}" if user_type is not None else None
 
 
 # ----------------------------------------------------------------------------------------------- meetings

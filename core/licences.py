@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_EVEN, Decimal
+from enum import StrEnum
 
 from core.records import LicenceSku, Platform
 
-__all__ = ["GOV_BENCHMARK_ANNUAL_UNIT_COST", "CostModel", "PricedSku", "annual_unit_cost", "price_licences"]
+__all__ = ["GOV_BENCHMARK_ANNUAL_UNIT_COST", "CostModel", "PricedSku", "ReleaseRefusal", "ReleaseResult",
+           "annual_unit_cost", "price_licences"]
 
 GOV_BENCHMARK_ANNUAL_UNIT_COST = Decimal("10")  # €1 000 000 per year per 100 000 users (savings.md §1)
 _UNIT_COST_QUANTUM = Decimal("0.0001")  # a hundredth of a cent per seat: sums over 200 000 seats stay exact to €20
@@ -83,3 +85,28 @@ def price_licences(skus: Iterable[LicenceSku], model: CostModel) -> list[PricedS
 
 def _fold(key: str) -> str:
     return key.strip().casefold()
+
+
+class ReleaseRefusal(StrEnum):
+    """Why a source refused to release a person's licence (the person is held with this reason)."""
+
+    NOT_FOUND = "NOT_FOUND"                          # the account no longer exists at the source
+    ROOM_OR_ADMIN = "ROOM_OR_ADMIN"                  # Zoom code 200: a Zoom Room (or admin) user cannot be freed
+    UPCOMING_EVENTS = "UPCOMING_EVENTS"              # Zoom code 300: upcoming Zoom Events block the downgrade
+    NOT_PERMITTED = "NOT_PERMITTED"                  # Zoom code 1108: the application may not change this user
+    PENDING_USER = "PENDING_USER"                    # Zoom code 1120: an invitation never accepted
+    BASIC_USER_CAP = "BASIC_USER_CAP"                # Zoom codes 2033/3412: the account's Basic-user cap is reached
+    REFUSED = "REFUSED"                              # another documented refusal (the detail says which)
+    NOT_APPLIED = "NOT_APPLIED"                      # accepted, but the re-read shows the licence still there
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseResult:
+    """What one release did, as read back from the source afterwards (the only proof a seat is free)."""
+
+    account_external_id: str
+    released: bool
+    before: str | None = None                         # the licence as read before (e.g. "zoom:type:2")
+    after: str | None = None                          # as read back afterwards
+    refusal: ReleaseRefusal | None = None
+    detail: str | None = None
