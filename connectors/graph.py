@@ -58,8 +58,9 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from os import PathLike
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
+from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
@@ -83,8 +84,10 @@ from msgraph.generated.models.outlook_geo_coordinates import OutlookGeoCoordinat
 from msgraph.generated.models.physical_address import PhysicalAddress
 from msgraph.generated.subscribed_skus.subscribed_skus_request_builder import SubscribedSkusRequestBuilder
 from msgraph.generated.users.delta.delta_request_builder import DeltaRequestBuilder
+from msgraph.generated.users.item.assign_license.assign_license_post_request_body import AssignLicensePostRequestBody
 from msgraph.generated.users.item.events.events_request_builder import EventsRequestBuilder
 from msgraph.generated.users.item.events.item.event_item_request_builder import EventItemRequestBuilder
+from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
 from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph.graph_request_adapter import options as SDK_MIDDLEWARE_OPTIONS
 from msgraph.graph_service_client import GraphServiceClient
@@ -121,6 +124,7 @@ from core import (
 )
 from core.calendar import CalendarEvent
 from core.emails import EmailAddress
+from core.licences import ReleaseRefusal, ReleaseResult
 from core.links import JoinLink, parse_join_url
 from core.readiness import AccessCheck
 from core.recurrence import Unparseable, classify_meeting, last_occurrence, recurrence_from_graph
@@ -155,6 +159,7 @@ RESOURCE_UNITS = ((50, 3500), (500, 5000))
 RESOURCE_UNITS_LARGE = 8000
 RU_USERS = 1        # GET users/delta with $select: 2 RU − 1
 RU_SKUS = 2         # GET subscribedSkus with $select: 3 RU − 1
+RU_ASSIGN_LICENSE = 10  # POST assignLicense (an identity write)
 _UNREADABLE = (json.JSONDecodeError, orjson.JSONDecodeError, UnicodeDecodeError)
 _NO_MAILBOX_CODES = frozenset({"ErrorInvalidUser", "MailboxNotEnabledForRESTAPI", "ResourceNotFound",
                                "Request_ResourceNotFound", "ErrorItemNotFound"})
@@ -542,6 +547,70 @@ class GraphMeetingSource(_GraphConnector):
     def _backoff(self, failures: int) -> float:
         ceiling = min(self._retry.max_delay, self._retry.base_delay * 2 ** (failures - 1))
         return random.uniform(0, ceiling)
+
+
+class GraphLicenceRelease(_GraphConnector):
+    """Removes one SKU from a user with `assignLicense` (graph.md section 4.3), read before and after.
+
+    Both members are sent every time (`addLicenses: []`). A SKU the user holds only through a group cannot be
+    removed on the user: it is reported (GROUP_INHERITED, for the ministry to take them out of the licensing group)
+    and never sent, so it is never retried blindly. The re-read user is the proof the seat is free.
+    """
+
+    def remove_licence(self, user_id: str, sku_id: str) -> ReleaseResult:
+        with self._session() as session:
+            return session.run(self._remove(session, user_id, sku_id.lower()))
+
+    async def _remove(self, session: _GraphSession, user_id: str, sku_id: str) -> ReleaseResult:
+        before = await self._licence_state(session, user_id, sku_id)
+        if isinstance(before, ReleaseResult):
+            return before
+        sku = f"graph:sku:{sku_id}"
+        if before == "absent":
+            return ReleaseResult(user_id, released=True)
+        if before == "group":
+            return ReleaseResult(user_id, released=False, before=sku, refusal=ReleaseRefusal.GROUP_INHERITED,
+                                 detail="assigned by group membership")
+        body = AssignLicensePostRequestBody(add_licenses=[], remove_licenses=[UUID(sku_id)])
+        builder = session.client.users.by_user_id(user_id).assign_license
+        try:
+            await self._call(f"assignLicense for {user_id}", lambda: builder.post(body), key=self._identity_key,
+                             cost=RU_ASSIGN_LICENSE)
+        except NotFound:
+            return ReleaseResult(user_id, released=False, before=sku, refusal=ReleaseRefusal.NOT_FOUND)
+        except PermanentConnectorError as refused:
+            inherited = "inherited from group" in str(refused.__cause__ or "").lower()
+            return ReleaseResult(user_id, released=False, before=sku,
+                                 refusal=ReleaseRefusal.GROUP_INHERITED if inherited else ReleaseRefusal.REFUSED,
+                                 detail=str(refused))
+        after = await self._licence_state(session, user_id, sku_id)
+        if isinstance(after, ReleaseResult):
+            return after
+        if after != "absent":
+            return ReleaseResult(user_id, released=False, before=sku, after=sku,
+                                 refusal=ReleaseRefusal.NOT_APPLIED, detail="the user reads back with the SKU")
+        return ReleaseResult(user_id, released=True, before=sku)
+
+    async def _licence_state(self, session: _GraphSession, user_id: str,
+                             sku_id: str) -> Literal["absent", "direct", "group"] | ReleaseResult:
+        """Whether the user holds the SKU, and how: directly (removable) or only through groups."""
+        query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(
+            select=["id", "assignedLicenses", "licenseAssignmentStates"])
+        item = session.client.users.by_user_id(user_id)
+        try:
+            user = await self._get(session, f"user {user_id}", lambda: item.to_get_request_information(
+                RequestConfiguration(query_parameters=query)), key=self._identity_key)
+        except NotFound:
+            return ReleaseResult(user_id, released=False, refusal=ReleaseRefusal.NOT_FOUND)
+        states = [state for state in user.get("licenseAssignmentStates") or []
+                  if isinstance(state, Mapping) and str(state.get("skuId", "")).lower() == sku_id]
+        assigned = any(isinstance(licence, Mapping) and str(licence.get("skuId", "")).lower() == sku_id
+                       for licence in user.get("assignedLicenses") or [])
+        if not assigned and not states:
+            return "absent"
+        if states and all(state.get("assignedByGroup") for state in states):
+            return "group"
+        return "direct"
 
 
 class GraphCalendar(_GraphConnector):

@@ -80,6 +80,7 @@ from core import (
     SourceAccount,
     parse_email,
 )
+from core.licences import ReleaseRefusal, ReleaseResult
 from core.links import JoinLink, parse_join_url, parse_meeting_reference
 from core.readiness import AccessCheck
 from core.recurrence import Unparseable, classify_meeting, last_occurrence, recurrence_from_webex
@@ -167,9 +168,26 @@ class WebexClient:
 
         return call_with_retries(attempt, self._retry, stats=self._stats, sleep=self._sleep)
 
-    def _checked(self, response: httpx.Response) -> Json:
+    def patch(self, path: str, body: Mapping[str, Any]) -> tuple[int, Json]:
+        """PATCH a path under api_url with a JSON body (idempotent writes only: retried like a GET); the status
+        (200, or 206 when Webex applied part of it) and the body."""
+        def attempt() -> tuple[int, Json]:
+            self._throttle.acquire(f"{SYSTEM}:{self.config.org_id}")
+            try:
+                response = self._http.patch(path, json=dict(body))
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                raise Unreachable(SYSTEM, origin_of(self.config.api_url), type(exc).__name__) from exc
+            except httpx.TimeoutException as exc:
+                raise TransientConnectorError(SYSTEM, f"PATCH {_path(path)}: timed out") from exc
+            except httpx.TransportError as exc:
+                raise TransientConnectorError(SYSTEM, f"PATCH {_path(path)}: {type(exc).__name__}") from exc
+            return response.status_code, self._checked(response, ok=(200, 206))
+
+        return call_with_retries(attempt, self._retry, stats=self._stats, sleep=self._sleep)
+
+    def _checked(self, response: httpx.Response, *, ok: tuple[int, ...] = (200,)) -> Json:
         status = response.status_code
-        where = f"GET {_path(str(response.request.url))}"
+        where = f"{response.request.method} {_path(str(response.request.url))}"
         tracking = response.headers.get("TrackingID") or "-"
         if status == 429:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -183,7 +201,7 @@ class WebexClient:
             raise NotFound(SYSTEM, f"{where}: HTTP 404 (tracking {tracking})")
         if status >= 500:
             raise TransientConnectorError(SYSTEM, f"{where}: HTTP {status} (tracking {tracking})")
-        if status != 200:
+        if status not in ok:
             raise PermanentConnectorError(SYSTEM, f"{where}: HTTP {status} (tracking {tracking})")
         try:
             body = response.json()
@@ -385,6 +403,48 @@ def _licence(item: Json) -> LicenceSku | None:
 
 
 # ------------------------------------------------------------------------------------------------ meetings
+
+class WebexLicenceRelease(_WebexBase):
+    """Removes one licence from a person with `PATCH /licenses/users` (webex.md section 4.3, option B).
+
+    A 206 means Webex applied part of the request: only what the person, read again, no longer holds counts as
+    released. The person is read before (a licence already gone is released without a call) and after.
+    """
+
+    def remove_licence(self, person_id: str, licence_id: str) -> ReleaseResult:
+        before = self._licences_of(person_id)
+        if isinstance(before, ReleaseResult):
+            return before
+        sku = f"webex:licence:{licence_id}"
+        if licence_id not in before:
+            return ReleaseResult(person_id, released=True)
+        try:
+            status, _body = self._client.patch("licenses/users", {
+                "personId": person_id, "orgId": self.config.org_id,
+                "licenses": [{"id": licence_id, "operation": "remove"}]})
+        except NotFound:
+            return ReleaseResult(person_id, released=False, before=sku, refusal=ReleaseRefusal.NOT_FOUND)
+        except PermanentConnectorError as refused:
+            return ReleaseResult(person_id, released=False, before=sku, refusal=ReleaseRefusal.REFUSED,
+                                 detail=str(refused))
+        after = self._licences_of(person_id)
+        if isinstance(after, ReleaseResult):
+            return after
+        if licence_id in after:
+            return ReleaseResult(person_id, released=False, before=sku, after=sku,
+                                 refusal=ReleaseRefusal.NOT_APPLIED,
+                                 detail=f"HTTP {status}: the person reads back with the licence")
+        return ReleaseResult(person_id, released=True, before=sku, detail="HTTP 206, partly applied"
+                             if status == 206 else None)
+
+    def _licences_of(self, person_id: str) -> list[str] | ReleaseResult:
+        try:
+            person, _next = self._client.get(f"people/{person_id}")
+        except NotFound:
+            return ReleaseResult(person_id, released=False, refusal=ReleaseRefusal.NOT_FOUND)
+        licences = person.get("licenses") if isinstance(person, dict) else None
+        return [str(item) for item in licences] if isinstance(licences, list) else []
+
 
 class WebexMeetingSource(_WebexBase):
     """Each host's meeting series (host-only, with invitees), a page per batch of hosts."""

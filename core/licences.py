@@ -96,6 +96,7 @@ class ReleaseRefusal(StrEnum):
     NOT_PERMITTED = "NOT_PERMITTED"                  # Zoom code 1108: the application may not change this user
     PENDING_USER = "PENDING_USER"                    # Zoom code 1120: an invitation never accepted
     BASIC_USER_CAP = "BASIC_USER_CAP"                # Zoom codes 2033/3412: the account's Basic-user cap is reached
+    GROUP_INHERITED = "GROUP_INHERITED"              # Graph: the licence comes from a group; remove them from it
     REFUSED = "REFUSED"                              # another documented refusal (the detail says which)
     NOT_APPLIED = "NOT_APPLIED"                      # accepted, but the re-read shows the licence still there
 

@@ -1,0 +1,50 @@
+"""Removing a Microsoft licence: assignLicense with both members, read before and after (graph.md §4.3); a SKU
+held through a group is reported and never sent. Against the sandbox's Graph (which refuses what Graph refuses)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from connectors.graph import GraphLicenceRelease
+from connectors.retry import RetryStats
+from connectors.throttle import NoThrottle
+from core.licences import ReleaseRefusal
+from tests.connectors.contract import TEST_RETRY
+from tests.connectors.harness_graph import graph_config
+
+
+def _users(data: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (data / "teams" / "users.jsonl").read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+
+
+def _held(user: dict[str, Any], *, by_group: bool) -> str | None:
+    return next((str(state["skuId"]) for state in user.get("licenseAssignmentStates") or []
+                 if bool(state.get("assignedByGroup")) is by_group), None)
+
+
+def test_a_direct_licence_is_removed_and_a_group_licence_is_reported(
+        sandbox_factory: Any, contract_ministry: tuple[Path, dict[str, Any]]) -> None:
+    server = sandbox_factory()
+    release = GraphLicenceRelease(graph_config(server), throttle=NoThrottle(), retry=TEST_RETRY, stats=RetryStats())
+    users = _users(contract_ministry[0])
+    direct = next(user for user in users if _held(user, by_group=False)
+                  and not any(s.get("assignedByGroup") for s in user.get("licenseAssignmentStates") or []))
+    sku = _held(direct, by_group=False)
+    assert sku is not None
+    done = release.remove_licence(direct["id"], sku)
+    assert (done.released, done.before, done.refusal) == (True, f"graph:sku:{sku.lower()}", None), done
+    again = release.remove_licence(direct["id"], sku)  # the re-read shows it gone: nothing sent twice
+    assert (again.released, again.before) == (True, None)
+
+    grouped = next(user for user in users if _held(user, by_group=True)
+                   and all(s.get("assignedByGroup") for s in user.get("licenseAssignmentStates") or []
+                           if s.get("skuId") == _held(user, by_group=True)))
+    group_sku = _held(grouped, by_group=True)
+    assert group_sku is not None
+    held = release.remove_licence(grouped["id"], group_sku)
+    assert (held.released, held.refusal) == (False, ReleaseRefusal.GROUP_INHERITED), held
+    missing = release.remove_licence("00000000-0000-0000-0000-000000000000", sku)
+    assert (missing.released, missing.refusal) == (False, ReleaseRefusal.NOT_FOUND)
