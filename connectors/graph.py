@@ -557,6 +557,10 @@ class GraphLicenceRelease(_GraphConnector):
     and never sent, so it is never retried blindly. The re-read user is the proof the seat is free.
     """
 
+    def release(self, account_external_id: str, sku_key: str) -> ReleaseResult:
+        """The LicenceReleaser role (the SKU key is the skuId)."""
+        return self.remove_licence(account_external_id, sku_key)
+
     def remove_licence(self, user_id: str, sku_id: str) -> ReleaseResult:
         with self._session() as session:
             return session.run(self._remove(session, user_id, sku_id.lower()))

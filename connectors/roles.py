@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from core import DirectoryEntry, HostRef, LicenceSku, Meeting, Page, Platform, Quarantined, Removed, SourceAccount
+from core.licences import ReleaseResult
 
 __all__ = ["AccountSource", "Directory", "HostRef", "LicenceSource", "MeetingSource"]
 
@@ -30,6 +31,19 @@ class LicenceSource(Protocol):
     platform: Platform
 
     def fetch_licences(self) -> list[LicenceSku]: ...
+
+
+class LicenceReleaser(Protocol):
+    """Frees one account's paid seat of one SKU at the source, and says what the source shows afterwards.
+
+    `sku_key` is the key `LicenceSource.fetch_licences` gives (Zoom `zoom:type:2`, a Graph skuId, a Webex licence
+    id). A documented refusal is a ReleaseResult with its reason, never an exception; only a release the re-read
+    account confirms is `released`.
+    """
+
+    platform: Platform
+
+    def release(self, account_external_id: str, sku_key: str) -> ReleaseResult: ...
 
 
 class MeetingSource(Protocol):

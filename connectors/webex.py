@@ -411,6 +411,10 @@ class WebexLicenceRelease(_WebexBase):
     released. The person is read before (a licence already gone is released without a call) and after.
     """
 
+    def release(self, account_external_id: str, sku_key: str) -> ReleaseResult:
+        """The LicenceReleaser role (the SKU key is the licence id)."""
+        return self.remove_licence(account_external_id, sku_key)
+
     def remove_licence(self, person_id: str, licence_id: str) -> ReleaseResult:
         before = self._licences_of(person_id)
         if isinstance(before, ReleaseResult):

@@ -543,6 +543,12 @@ class ZoomLicenceRelease(_ZoomConnector):
     downgrade Zoom accepted but the re-read does not show is NOT_APPLIED, never counted as released.
     """
 
+    def release(self, account_external_id: str, sku_key: str) -> ReleaseResult:
+        """The LicenceReleaser role: a paid Zoom type (`zoom:type:2`…) is released by the downgrade to Basic."""
+        if sku_key == _sku(BASIC):
+            return ReleaseResult(account_external_id, released=True, before=sku_key, after=sku_key)
+        return self.downgrade_to_basic(account_external_id)
+
     def downgrade_to_basic(self, user_id: str) -> ReleaseResult:
         path = f"users/{quote(user_id, safe='@')}"
         before = self._type_of(path, user_id)

@@ -9,6 +9,7 @@ from typing import Any
 
 from connectors.graph import GraphLicenceRelease
 from connectors.retry import RetryStats
+from connectors.roles import LicenceReleaser
 from connectors.throttle import NoThrottle
 from core.licences import ReleaseRefusal
 from tests.connectors.contract import TEST_RETRY
@@ -36,7 +37,8 @@ def test_a_direct_licence_is_removed_and_a_group_licence_is_reported(
     assert sku is not None
     done = release.remove_licence(direct["id"], sku)
     assert (done.released, done.before, done.refusal) == (True, f"graph:sku:{sku.lower()}", None), done
-    again = release.remove_licence(direct["id"], sku)  # the re-read shows it gone: nothing sent twice
+    releaser: LicenceReleaser = release
+    again = releaser.release(direct["id"], sku)  # the re-read shows it gone: nothing sent twice
     assert (again.released, again.before) == (True, None)
 
     grouped = next(user for user in users if _held(user, by_group=True)

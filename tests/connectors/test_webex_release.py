@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.retry import RetryStats
+from connectors.roles import LicenceReleaser
 from connectors.throttle import NoThrottle
 from connectors.webex import WebexConfig, WebexLicenceRelease
 from core.licences import ReleaseRefusal
@@ -39,7 +40,8 @@ def test_a_licence_is_removed_and_one_webex_keeps_is_not_counted(
     with release:
         done = release.remove_licence(person["id"], removable)
         assert (done.released, done.refusal) == (True, None), done
-        assert release.remove_licence(person["id"], removable).before is None  # gone: nothing sent again
+        releaser: LicenceReleaser = release
+        assert releaser.release(person["id"], removable).before is None  # gone: nothing sent again
         partial = release.remove_licence(person["id"], kept)
         assert (partial.released, partial.refusal) == (False, ReleaseRefusal.NOT_APPLIED), partial
         assert partial.detail is not None and "206" in partial.detail
