@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -205,6 +206,27 @@ class Contract(Base):
     vat_included: Mapped[bool] = mapped_column(Boolean)
     content_hash: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime]
+
+
+class ContractAmendment(Base):
+    """A change of a contract's committed quantity, effective on a date, with the evidence that proves it
+    (append-only: a later amendment supersedes it; core.contracts.QuantityChange)."""
+
+    __tablename__ = "contract_amendment"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "contract_ref"], ["contract.tenant_id", "contract.contract_ref"],
+                             ondelete="CASCADE"),
+        Index(None, "tenant_id", "contract_ref", "effective"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    tenant_id: Mapped[str] = _tenant_fk()
+    contract_ref: Mapped[str] = mapped_column(String(128))
+    effective: Mapped[date] = mapped_column(Date)
+    quantity: Mapped[int] = mapped_column(Integer)
+    evidence: Mapped[str] = mapped_column(Text)
+    recorded_by: Mapped[str] = mapped_column(String(128))
+    recorded_at: Mapped[datetime]
 
 
 class Person(Base):

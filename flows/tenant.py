@@ -15,11 +15,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from core.contracts import Contract, ContractInvalid
 from core.emails import normalise_domain
 from core.identity import routing_table
+from core.money import Money
+from core.records import Platform
 from flows.errors import OperatorError
 
 _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_ISO_4217 = re.compile(r"[A-Z]{3}")  # the code's form; whether the currency exists is not checked
 
 
 class TenantFileError(OperatorError, ValueError):
@@ -235,13 +239,55 @@ class ContractLine(_Strict):
     cancellation_window_days: int = Field(default=0, ge=0)
     vat_included: bool = False
 
+    @field_validator("currency")
+    @classmethod
+    def _iso_4217(cls, value: str) -> str:
+        if not _ISO_4217.fullmatch(value):
+            raise ValueError(f"must be an ISO 4217 code in capitals such as EUR, not {value!r}")
+        return value
+
     @model_validator(mode="after")
     def _coherent(self) -> ContractLine:
         if self.commit_floor > self.committed_qty:
-            raise ValueError("commit_floor must not exceed committed_qty")
+            raise ValueError(f"commit_floor must not exceed committed_qty ({self.commit_floor} > "
+                             f"{self.committed_qty})")
         if self.term_start and self.term_end and self.term_start >= self.term_end:
             raise ValueError("term_start must be before term_end")
+        if self.term_start is not None and (self.renewal_date or self.term_end) is not None:
+            self.to_contract()  # every other rule of core.contracts.Contract (ContractInvalid names the field)
         return self
+
+    def to_contract(self) -> Contract:
+        """The line as a `core.contracts.Contract`; ContractInvalid (a ValueError naming the field) when it cannot
+        be one, e.g. without `term_start` or without both `renewal_date` and `term_end`."""
+        if self.term_start is None:
+            raise ContractInvalid("term_start", "required to record the contract")
+        renewal = self.renewal_date or self.term_end
+        if renewal is None:
+            raise ContractInvalid("renewal_date", "required (or term_end) to record the contract")
+        price = Money(self.unit_price, self.currency) if self.unit_price is not None else None
+        renewal_price = (Money(self.renewal_unit_price, self.currency) if self.renewal_unit_price is not None
+                         else None)
+        return Contract(vendor=self.vendor, contract_ref=self.contract_ref, platform=Platform(self.platform),
+                        sku_key=self.sku_key, unit_price=price, committed_qty=self.committed_qty,
+                        term_start=self.term_start, renewal_date=renewal, commit_floor=self.commit_floor,
+                        billing_period_months=self.billing_period_months, term_end=self.term_end,
+                        renewal_unit_price=renewal_price, notice_days=self.notice_days,
+                        auto_renew=self.auto_renew, true_down_dates=tuple(self.true_down_dates),
+                        cancellation_window_days=self.cancellation_window_days, vat_included=self.vat_included)
+
+
+def _where(loc: tuple[int | str, ...], document: dict[str, object]) -> str:
+    """`contracts[ZOOM-2025-001].unit_price` rather than `contracts.0.unit_price`: a contract line is named by its
+    reference when it has one."""
+    parts = [str(part) for part in loc]
+    lines = document.get("contracts")
+    if len(loc) >= 2 and loc[0] == "contracts" and isinstance(loc[1], int) and isinstance(lines, list):
+        line = lines[loc[1]] if loc[1] < len(lines) else None
+        ref = line.get("contract_ref") if isinstance(line, dict) else None
+        if isinstance(ref, str) and ref.strip():
+            parts[:2] = [f"contracts[{ref}]"]
+    return ".".join(parts) or "(top level)"
 
 
 class TenantConfig(_Strict):
@@ -263,6 +309,16 @@ class TenantConfig(_Strict):
 
     _check_domains = field_validator("domains", "alias_domains")(_mail_domains)
 
+    @field_validator("contracts")
+    @classmethod
+    def _unique_refs(cls, lines: list[ContractLine]) -> list[ContractLine]:
+        seen: set[str] = set()
+        for line in lines:
+            if line.contract_ref in seen:
+                raise ValueError(f"contract_ref {line.contract_ref!r} appears twice (unique per tenant)")
+            seen.add(line.contract_ref)
+        return lines
+
     @classmethod
     def load(cls, path: Path) -> TenantConfig:
         """Read and validate a tenant file; relative paths in it are relative to the file."""
@@ -281,9 +337,10 @@ class TenantConfig(_Strict):
             config = cls.model_validate(document)
         except ValidationError as exc:
             first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+            where = _where(first["loc"], document)
+            message = first["msg"].removeprefix("Value error, ")
             more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-            raise TenantFileError(f"tenant file {path}: {where}: {first['msg']}{more}",
+            raise TenantFileError(f"tenant file {path}: {where}: {message}{more}",
                                   code=f"INVALID:{first['type']}") from None
         if config.directory.ldif_path is not None and not config.directory.ldif_path.is_absolute():
             directory = config.directory.model_copy(
