@@ -185,6 +185,18 @@ def prepare_demo(data_dir: Path, options: DemoOptions) -> tuple[Path, dict[str, 
 PREVIOUS_RUN = ("bascule.db", "bascule.db-wal", "bascule.db-shm", "ministry", "mail", "tenant.toml", "demo.env")
 
 
+def _free_or_any(port: int) -> int:
+    """`port` when nothing listens on it on loopback, else 0 (any free port)."""
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return 0
+    return port
+
+
 def clear_previous_run(data_dir: Path) -> bool:
     """Remove what an earlier demo wrote in `data_dir`; True when there was something to remove."""
     import shutil
@@ -242,8 +254,11 @@ def run_demo(data_dir: Path, database_url: str, options: DemoOptions) -> dict[st
             os.environ.setdefault(name, value)
     ministry = data_dir / "ministry"
     tls_dir = ministry / "tls"  # where `bascule sandbox serve --data DATA_DIR/ministry` looks for its certificate
-    config = SandboxConfig(data_dir=ministry, tls_dir=tls_dir, rate_limits=False)
-    with SandboxServer(config) as server, SmtpSink(spool=data_dir / "mail") as sink:
+    # `bascule sandbox serve`'s default ports when they are free: the Visio links the wave hands out then stay
+    # valid when a person serves the demo's ministry again to go on with it.
+    config = SandboxConfig(data_dir=ministry, tls_dir=tls_dir, rate_limits=False, port=_free_or_any(8700),
+                           tls_port=_free_or_any(8701))
+    with SandboxServer(config) as server, SmtpSink(spool=data_dir / "mail", port=_free_or_any(8725)) as sink:
         tenant_file.write_text(render_sandbox_tenant(manifest, ldif_path="ministry/directory.ldif",
                                                      sandbox_url=server.url, tls_url=server.tls_url,
                                                      ca_file=str(server.ca_file), smtp_port=sink.port),
