@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from core.adoption import AdoptionEvent, LiveKitEventName, MigratedRoom, SubSighting, parse_room_role
@@ -85,25 +85,29 @@ class AdoptionRepository:
         return sorted(str(anchor) for anchor in self._session.execute(query).scalars())
 
     def record_sightings(self, sightings: Sequence[SubSighting], *, source: str = "livekit") -> int:
-        """Store each (person, sub) seen, widening its first/last seen; seeing the same again changes nothing.
-        Returns how many observations were new."""
+        """Store each (person, sub) seen, widening its first/last seen in the database itself (so two runs at once
+        cannot narrow it); seeing the same again changes nothing. Returns how many observations were new."""
+        if not sightings:
+            return 0
         table = table_of(models.ProconnectObservation)
-        new = 0
+        mine = table.c.tenant_id == self._tenant_id
+        before = int(self._session.execute(select(func.count()).select_from(table).where(mine)).scalar_one())
+        upsert_plain(self._session, table, [
+            {"tenant_id": self._tenant_id, "person_anchor": sighting.person_anchor, "sub": sighting.sub,
+             "source": source, "first_seen_at": sighting.first_seen, "last_seen_at": sighting.last_seen}
+            for sighting in sightings], key=["tenant_id", "person_anchor", "sub", "source"], update=[])
         for sighting in sightings:
-            found = self._session.execute(select(table.c.id, table.c.first_seen_at, table.c.last_seen_at).where(
-                table.c.tenant_id == self._tenant_id, table.c.person_anchor == sighting.person_anchor,
-                table.c.sub == sighting.sub, table.c.source == source)).first()
-            if found is None:
-                self._session.execute(table.insert().values(
-                    tenant_id=self._tenant_id, person_anchor=sighting.person_anchor, sub=sighting.sub,
-                    source=source, first_seen_at=sighting.first_seen, last_seen_at=sighting.last_seen))
-                new += 1
-                continue
-            first, last = min(found.first_seen_at, sighting.first_seen), max(found.last_seen_at, sighting.last_seen)
-            if (first, last) != (found.first_seen_at, found.last_seen_at):
-                self._session.execute(update(table).where(table.c.id == found.id)
-                                      .values(first_seen_at=first, last_seen_at=last))
-        return new
+            self._session.execute(
+                update(table).where(mine, table.c.person_anchor == sighting.person_anchor,
+                                    table.c.sub == sighting.sub, table.c.source == source,
+                                    (table.c.first_seen_at > sighting.first_seen)
+                                    | (table.c.last_seen_at < sighting.last_seen))
+                .values(first_seen_at=case((table.c.first_seen_at > sighting.first_seen, sighting.first_seen),
+                                           else_=table.c.first_seen_at),
+                        last_seen_at=case((table.c.last_seen_at < sighting.last_seen, sighting.last_seen),
+                                          else_=table.c.last_seen_at)))
+        after = int(self._session.execute(select(func.count()).select_from(table).where(mine)).scalar_one())
+        return after - before
 
     def subs_by_person(self) -> dict[str, set[str]]:
         """Every sub observed for each person (any source)."""
