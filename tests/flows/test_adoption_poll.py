@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import subprocess
 import sys
 import uuid
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import create_engine, insert, text
 
 from connectors.livekit import LiveKitConfig, LiveKitRooms
 from connectors.retry import RetryPolicy, RetryStats
@@ -35,7 +34,6 @@ T1 = datetime(2026, 11, 23, 10, tzinfo=UTC)
 @dataclass
 class State:
     url: str
-    db: Path
     tenant: Path
     alice_room: str
     bob_room: str
@@ -57,8 +55,20 @@ def sim(server: SandboxServer) -> livekit.LiveKitSimulator:
 @pytest.fixture
 def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: SandboxServer,
           contract_ministry: tuple[Path, dict[str, Any]]) -> Iterator[State]:
-    """A state database with one wave of three people (Alice and Bob host a migrated room each, Carol hosts
+    """A SQLite state database with one wave of three people (Alice and Bob host a migrated room each, Carol hosts
     none) and a tenant file whose [visio.livekit] points at the sandbox."""
+    yield from _state(f"sqlite:///{tmp_path / 'state.db'}", tmp_path, monkeypatch, server, contract_ministry)
+
+
+@pytest.fixture
+def state_on_both(migrated_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: SandboxServer,
+                  contract_ministry: tuple[Path, dict[str, Any]]) -> Iterator[State]:
+    """The same on SQLite and on PostgreSQL."""
+    yield from _state(migrated_url, tmp_path, monkeypatch, server, contract_ministry)
+
+
+def _state(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: SandboxServer,
+           contract_ministry: tuple[Path, dict[str, Any]]) -> Iterator[State]:
     from db import models
     from db.engine import make_engine, make_session_factory
     from db.migrate import upgrade
@@ -72,8 +82,6 @@ def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: SandboxServer
     text = re.sub(r'(\[visio\.livekit\][^\[]*?url = )"[^"]*"', rf'\1"{server.url}/livekit"', text)
     assert f'"{server.url}/livekit"' in text
     tenant.write_text(text, encoding="utf-8")
-    db = tmp_path / "state.db"
-    url = f"sqlite:///{db}"
     upgrade(url)
     monkeypatch.setenv("BASCULE_DATABASE_URL", url)
     monkeypatch.setenv("BASCULE_DATA_DIR", str(tmp_path))
@@ -96,7 +104,7 @@ def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: SandboxServer
                 access_level="trusted", owner_email=f"{anchor}@example.gouv.fr", wave_id=wave_id,
                 host_anchor=anchor, created_at=now))
     engine.dispose()
-    yield State(url, db, tenant, *rooms)
+    yield State(url, tenant, *rooms)
     dispose_engines()
 
 
@@ -107,20 +115,25 @@ def _client(server: SandboxServer) -> LiveKitRooms:
                         stats=RetryStats())
 
 
-def _rows(db: Path, query: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(db) as connection:
-        return list(connection.execute(query))
+def _rows(url: str, query: str) -> list[tuple[Any, ...]]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(text(query))]
+    finally:
+        engine.dispose()
 
 
-def _instant(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
+def _instant(value: str | datetime) -> datetime:
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def test_polling_twice_stores_evidence_once_ignores_guests_and_observes_subs(
-        state: State, server: SandboxServer, sim: livekit.LiveKitSimulator) -> None:
+        state_on_both: State, server: SandboxServer, sim: livekit.LiveKitSimulator) -> None:
     from flows.adoption import poll_rooms
 
+    state = state_on_both
     sim.join(state.alice_room, ALICE_SUB, room_role="owner")
     guest = sim.join(state.alice_room)                                # a guest: random identity, not evidence
     sim.join(state.alice_room, BOB_SUB, room_role="member")           # Bob in Alice's room
@@ -128,14 +141,14 @@ def test_polling_twice_stores_evidence_once_ignores_guests_and_observes_subs(
     try:
         first = poll_rooms(state.url, TENANT, _client(server), seen_at=T1, batch_size=1)
         again = poll_rooms(state.url, TENANT, _client(server), seen_at=T1 + timedelta(hours=4))
-        stored = _rows(state.db, "select event_id, participant_identity, room_role from adoption_event "
+        stored = _rows(state.url, "select event_id, participant_identity, room_role from adoption_event "
                                  "order by event_id")
         assert (first.rooms, first.active_rooms, first.evidence_new, first.guests) == (2, 1, 2, 1)
         assert (again.evidence_new, again.evidence_known, again.observations_new) == (0, 2, 0)
         assert stored == sorted([(f"poll:{state.alice_room}:{ALICE_SUB}:2026-11-23", ALICE_SUB, "owner"),
                                  (f"poll:{state.alice_room}:{BOB_SUB}:2026-11-23", BOB_SUB, "member")])
         assert guest not in {identity for _, identity, _ in stored}
-        observed = _rows(state.db, "select person_anchor, sub, source, first_seen_at, last_seen_at "
+        observed = _rows(state.url, "select person_anchor, sub, source, first_seen_at, last_seen_at "
                                    "from proconnect_observation")
         assert [(anchor, sub, source) for anchor, sub, source, *_ in observed] == [
             ("anchor-alice", ALICE_SUB, "livekit")]
@@ -143,7 +156,7 @@ def test_polling_twice_stores_evidence_once_ignores_guests_and_observes_subs(
 
         next_day = poll_rooms(state.url, TENANT, _client(server), seen_at=T1 + timedelta(days=1))
         assert (next_day.evidence_new, next_day.observations_new) == (2, 0)
-        observed = _rows(state.db, "select first_seen_at, last_seen_at from proconnect_observation")
+        observed = _rows(state.url, "select first_seen_at, last_seen_at from proconnect_observation")
         assert [(_instant(a), _instant(b)) for a, b in observed] == [(T1, T1 + timedelta(days=1))]
     finally:
         for room, identity in ((state.alice_room, ALICE_SUB), (state.alice_room, guest),
@@ -152,11 +165,12 @@ def test_polling_twice_stores_evidence_once_ignores_guests_and_observes_subs(
 
 
 def test_webhook_events_give_observations_and_the_summary_end_to_end(
-        state: State, server: SandboxServer, sim: livekit.LiveKitSimulator) -> None:
+        state_on_both: State, server: SandboxServer, sim: livekit.LiveKitSimulator) -> None:
     from db.adoption import AdoptionRepository
     from flows.adoption import poll_rooms, summarise
     from flows.runtime import transaction
 
+    state = state_on_both
     # Bob hosted his room on day 1 (a webhook, stored by `adoption serve`), then joined Alice's as a member on day 2.
     with transaction(state.url) as session:
         AdoptionRepository(session, TENANT).record([AdoptionEvent(
@@ -176,7 +190,7 @@ def test_webhook_events_give_observations_and_the_summary_end_to_end(
     assert (rows["anchor-bob"].first_seen, rows["anchor-bob"].days_active, rows["anchor-bob"].hosted) == (T1, 3, True)
     assert not rows["anchor-alice"].seen and not rows["anchor-alice"].hosted   # she never joined
     assert rows["anchor-carol"].days_active == 0
-    assert _rows(state.db, "select person_anchor, sub from proconnect_observation") == [("anchor-bob", BOB_SUB)]
+    assert _rows(state.url, "select person_anchor, sub from proconnect_observation") == [("anchor-bob", BOB_SUB)]
 
 
 def test_webhook_only_instances_get_their_observations_from_the_report(state: State) -> None:
