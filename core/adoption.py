@@ -10,9 +10,9 @@ Display names are never kept: they are personal data and adoption does not need 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 __all__ = [
@@ -24,15 +24,22 @@ __all__ = [
     "Evidence",
     "EvidenceKind",
     "LiveKitEventName",
+    "MigratedRoom",
+    "PersonAdoption",
     "RoomParticipant",
     "RoomRole",
+    "SubSighting",
     "WebhookIgnored",
     "WebhookOutcome",
     "WebhookRejected",
     "WebhookRejection",
     "assess_events",
+    "observed_subs",
     "parse_authenticated",
     "parse_room_role",
+    "poll_event_id",
+    "polled_events",
+    "summarise_adoption",
 ]
 
 
@@ -240,3 +247,115 @@ def _classify(event: AdoptionEvent) -> Evidence | DiscardReason:
         return DiscardReason.ANONYMOUS
     kind = EvidenceKind.HOST_JOINED if event.room_role is RoomRole.OWNER else EvidenceKind.AGENT_JOINED
     return Evidence(kind, event.event_id, event.room_name, event.created_at, sub=event.participant_identity)
+
+
+# ----------------------------------------------------------------------------------------------- polling
+
+POLL_PREFIX = "poll:"
+
+
+def poll_event_id(room_name: str, identity: str, day: date) -> str:
+    """The id of "this identity was in this room on this day" as polling sees it: polling the same room again the
+    same day gives the same id, so it is stored once (`poll:<room>:<identity>:<YYYY-MM-DD>`)."""
+    return f"{POLL_PREFIX}{room_name}:{identity}:{day.isoformat()}"
+
+
+def polled_events(participants: Mapping[str, Sequence[RoomParticipant]], *, seen_at: datetime) -> list[AdoptionEvent]:
+    """What one RoomService poll proves, as `participant_joined` events dated when the poll saw them (`seen_at`, so
+    the day of the id is the day they were active). Guests are not evidence: their identity is a random id."""
+    day = seen_at.date()
+    events: list[AdoptionEvent] = []
+    for room_name, people in participants.items():
+        for person in people:
+            if not person.authenticated or not person.identity:
+                continue
+            events.append(AdoptionEvent(event_id=poll_event_id(room_name, person.identity, day),
+                                        event=LiveKitEventName.PARTICIPANT_JOINED, room_name=room_name,
+                                        created_at=seen_at, participant_identity=person.identity,
+                                        authenticated=True, room_role=person.room_role))
+    return events
+
+
+# ----------------------------------------------------------------------------------------------- sub observations
+
+@dataclass(frozen=True, slots=True)
+class MigratedRoom:
+    """A Visio room bascule created: its Meet UUID (= the LiveKit room name) and the person it was created for."""
+
+    meet_id: str
+    host_anchor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SubSighting:
+    """A ProConnect `sub` seen for a person, first and last (an observation with history, never a key)."""
+
+    person_anchor: str
+    sub: str
+    first_seen: datetime
+    last_seen: datetime
+
+
+def observed_subs(evidence: Iterable[Evidence], rooms: Iterable[MigratedRoom]) -> list[SubSighting]:
+    """Which person a sub belongs to, as far as LiveKit shows it: the owner (`room_role` owner) of a migrated room
+    whose host is a known person is that person. Other logged-in participants are not attributed: nothing says who
+    they are (their sub is kept in the events, and matches later once the same sub owns a room)."""
+    hosts = {room.meet_id: room.host_anchor for room in rooms if room.host_anchor}
+    spans: dict[tuple[str, str], tuple[datetime, datetime]] = {}
+    for item in evidence:
+        anchor = hosts.get(item.room_name)
+        if item.kind is not EvidenceKind.HOST_JOINED or item.sub is None or anchor is None:
+            continue
+        key = (anchor, item.sub)
+        first, last = spans.get(key, (item.at, item.at))
+        spans[key] = (min(first, item.at), max(last, item.at))
+    return [SubSighting(anchor, sub, first, last) for (anchor, sub), (first, last) in sorted(spans.items())]
+
+
+# ----------------------------------------------------------------------------------------------- per person
+
+@dataclass(frozen=True, slots=True)
+class PersonAdoption:
+    """One person's use of Visio as LiveKit showed it, beside their last activity on each old platform."""
+
+    person_anchor: str
+    first_seen: datetime | None
+    days_active: int                    # distinct UTC days with evidence
+    hosted: bool                        # joined their own migrated room, or joined a migrated room as its owner
+    last_activity: tuple[tuple[str, datetime | None], ...] = ()   # (platform, last activity), None = not known
+
+    @property
+    def seen(self) -> bool:
+        return self.first_seen is not None
+
+
+def summarise_adoption(people: Iterable[str], rooms: Iterable[MigratedRoom], events: Iterable[AdoptionEvent], *,
+                       subs: Mapping[str, Collection[str]] | None = None,
+                       last_activity: Mapping[str, Mapping[str, datetime | None]] | None = None,
+                       ) -> list[PersonAdoption]:
+    """Per person (in the order given): first seen in Visio, distinct days active, whether they hosted.
+
+    Only evidence counts (assess_events: deduplicated, on migrated rooms, logged-in participants). A person is
+    recognised by their subs: those given (stored observations) and those the events themselves show (observed_subs).
+    """
+    room_list = list(rooms)
+    host_of = {room.meet_id: room.host_anchor for room in room_list}
+    assessment = assess_events(events, migrated_rooms=host_of.keys())
+    joins = [item for item in assessment.evidence if item.sub is not None]
+    owners: dict[str, set[str]] = {}
+    for anchor, known in (subs or {}).items():
+        owners.setdefault(anchor, set()).update(known)
+    for sighting in observed_subs(joins, room_list):
+        owners.setdefault(sighting.person_anchor, set()).add(sighting.sub)
+    by_sub: dict[str, list[Evidence]] = {}
+    for item in joins:
+        by_sub.setdefault(item.sub or "", []).append(item)
+    summaries: list[PersonAdoption] = []
+    for anchor in people:
+        mine = [item for sub in sorted(owners.get(anchor, ())) for item in by_sub.get(sub, ())]
+        hosted = any(item.kind is EvidenceKind.HOST_JOINED or host_of.get(item.room_name) == anchor for item in mine)
+        activity = tuple(sorted((last_activity or {}).get(anchor, {}).items()))
+        summaries.append(PersonAdoption(
+            person_anchor=anchor, first_seen=min((item.at for item in mine), default=None),
+            days_active=len({item.at.date() for item in mine}), hosted=hosted, last_activity=activity))
+    return summaries

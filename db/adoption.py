@@ -1,13 +1,15 @@
-"""Adoption evidence as stored: LiveKit webhook events, once each (the event id is the key)."""
+"""Adoption evidence as stored: LiveKit events (webhooks, polls), once each (the event id is the key); the ProConnect
+`sub` observations they give; what the per-person summary reads (migrated rooms, wave members, source activity)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
-from core.adoption import AdoptionEvent
+from core.adoption import AdoptionEvent, LiveKitEventName, MigratedRoom, SubSighting, parse_room_role
 from db import models
 from db.models import table_of
 from db.upsert import upsert_plain
@@ -37,3 +39,98 @@ class AdoptionRepository:
         table = table_of(models.AdoptionEvent)
         return int(self._session.execute(select(func.count()).select_from(table)
                                          .where(table.c.tenant_id == self._tenant_id)).scalar_one())
+
+    def events(self, *, batch: int = 5000) -> Iterator[AdoptionEvent]:
+        """Every stored event of the tenant, read in pages by row id (never the whole table at once)."""
+        table = table_of(models.AdoptionEvent)
+        after = 0
+        while True:
+            rows = self._session.execute(
+                select(table.c.id, table.c.event_id, table.c.event, table.c.room_meet_id,
+                       table.c.participant_identity, table.c.authenticated, table.c.room_role, table.c.occurred_at)
+                .where(table.c.tenant_id == self._tenant_id, table.c.id > after)
+                .order_by(table.c.id).limit(batch)).all()
+            if not rows:
+                return
+            for row in rows:
+                try:
+                    name = LiveKitEventName(row.event)
+                except ValueError:
+                    continue
+                yield AdoptionEvent(event_id=row.event_id, event=name, room_name=row.room_meet_id,
+                                    created_at=row.occurred_at, participant_identity=row.participant_identity,
+                                    authenticated=bool(row.authenticated), room_role=parse_room_role(row.room_role))
+            after = rows[-1].id
+
+    def migrated_rooms(self, wave: str | None = None) -> list[MigratedRoom]:
+        """The Visio rooms bascule created for the tenant (of one wave), by Meet UUID."""
+        room, waves = table_of(models.Room), table_of(models.Wave)
+        query = select(room.c.meet_id, room.c.host_anchor).where(room.c.tenant_id == self._tenant_id)
+        if wave is not None:
+            query = query.join(waves, waves.c.id == room.c.wave_id).where(waves.c.name == wave)
+        return [MigratedRoom(row.meet_id, row.host_anchor) for row in self._session.execute(
+            query.order_by(room.c.meet_id))]
+
+    def wave_exists(self, wave: str) -> bool:
+        waves = table_of(models.Wave)
+        return self._session.execute(select(waves.c.id).where(
+            waves.c.tenant_id == self._tenant_id, waves.c.name == wave)).first() is not None
+
+    def migrated_people(self, wave: str | None = None) -> list[str]:
+        """The anchors of the people in the tenant's waves (of one wave), sorted."""
+        members, waves = table_of(models.WaveMember), table_of(models.Wave)
+        query = select(members.c.person_anchor).distinct().where(members.c.tenant_id == self._tenant_id)
+        if wave is not None:
+            query = query.join(waves, waves.c.id == members.c.wave_id).where(waves.c.name == wave)
+        return sorted(str(anchor) for anchor in self._session.execute(query).scalars())
+
+    def record_sightings(self, sightings: Sequence[SubSighting], *, source: str = "livekit") -> int:
+        """Store each (person, sub) seen, widening its first/last seen in the database itself (so two runs at once
+        cannot narrow it); seeing the same again changes nothing. Returns how many observations were new."""
+        if not sightings:
+            return 0
+        table = table_of(models.ProconnectObservation)
+        mine = table.c.tenant_id == self._tenant_id
+        before = int(self._session.execute(select(func.count()).select_from(table).where(mine)).scalar_one())
+        upsert_plain(self._session, table, [
+            {"tenant_id": self._tenant_id, "person_anchor": sighting.person_anchor, "sub": sighting.sub,
+             "source": source, "first_seen_at": sighting.first_seen, "last_seen_at": sighting.last_seen}
+            for sighting in sightings], key=["tenant_id", "person_anchor", "sub", "source"], update=[])
+        for sighting in sightings:
+            self._session.execute(
+                update(table).where(mine, table.c.person_anchor == sighting.person_anchor,
+                                    table.c.sub == sighting.sub, table.c.source == source,
+                                    (table.c.first_seen_at > sighting.first_seen)
+                                    | (table.c.last_seen_at < sighting.last_seen))
+                .values(first_seen_at=case((table.c.first_seen_at > sighting.first_seen, sighting.first_seen),
+                                           else_=table.c.first_seen_at),
+                        last_seen_at=case((table.c.last_seen_at < sighting.last_seen, sighting.last_seen),
+                                          else_=table.c.last_seen_at)))
+        after = int(self._session.execute(select(func.count()).select_from(table).where(mine)).scalar_one())
+        return after - before
+
+    def subs_by_person(self) -> dict[str, set[str]]:
+        """Every sub observed for each person (any source)."""
+        table = table_of(models.ProconnectObservation)
+        found: dict[str, set[str]] = {}
+        for anchor, sub in self._session.execute(select(table.c.person_anchor, table.c.sub).where(
+                table.c.tenant_id == self._tenant_id)):
+            found.setdefault(anchor, set()).add(sub)
+        return found
+
+    def last_activity(self, people: Sequence[str]) -> dict[str, dict[str, datetime | None]]:
+        """Per person, the latest activity each matched source account carries, by platform (None when the
+        extraction did not store one: Graph's signInActivity is not extracted yet)."""
+        accounts, matches = table_of(models.SourceAccount), table_of(models.IdentityMatch)
+        wanted = set(people)
+        found: dict[str, dict[str, datetime | None]] = {}
+        query = (select(matches.c.person_anchor, accounts.c.platform, func.max(accounts.c.last_activity))
+                 .join(accounts, (accounts.c.tenant_id == matches.c.tenant_id)
+                       & (accounts.c.platform == matches.c.platform)
+                       & (accounts.c.external_id == matches.c.account_external_id))
+                 .where(matches.c.tenant_id == self._tenant_id)
+                 .group_by(matches.c.person_anchor, accounts.c.platform))
+        for anchor, platform, last in self._session.execute(query):
+            if anchor in wanted:
+                found.setdefault(anchor, {})[str(platform)] = last
+        return found

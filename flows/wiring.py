@@ -165,3 +165,15 @@ def build_mail_sender(tenant: TenantConfig) -> Any:
     config = SmtpConfig(host=relay.host, port=relay.port, mailbox=relay.mailbox, mailbox_name=relay.mailbox_name,
                         username=relay.username, password=password, starttls=relay.starttls)
     return SmtpInvitationSender(config, throttle=NoThrottle(), retry=RETRY, stats=RetryStats())
+
+
+def build_livekit_rooms(tenant: TenantConfig, settings: Settings) -> Any:
+    """RoomService polling for the tenant's Visio LiveKit, or None without a [visio.livekit] section."""
+    from connectors.livekit import LiveKitConfig, LiveKitRooms
+
+    livekit = tenant.visio.livekit if tenant.visio else None
+    if livekit is None:
+        return None
+    config = LiveKitConfig(url=livekit.url, api_key=livekit.api_key,
+                           api_secret=read_secret(livekit.api_secret_env).get_secret_value())
+    return LiveKitRooms(config, throttle=NoThrottle(), retry=RETRY, stats=RetryStats())

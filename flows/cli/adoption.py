@@ -1,14 +1,60 @@
-"""`bascule adoption`: evidence that people use Visio (LiveKit webhooks)."""
+"""`bascule adoption`: evidence that people use Visio (LiveKit webhooks or polling) and the per-person summary."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
 
-from flows.cli.common import TenantOption, fail, load_tenant, state_database
+from flows.cli.common import TenantOption, as_job, fail, flow_function, load_tenant, settings, state_database
 
-app = typer.Typer(help="Adoption evidence: who uses Visio (LiveKit webhooks).", no_args_is_help=True)
+app = typer.Typer(help="Adoption evidence: who uses Visio (LiveKit webhooks or polling).", no_args_is_help=True)
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+@app.command("poll")
+def adoption_poll(
+    tenant: TenantOption,
+    batch_size: Annotated[int, typer.Option(min=1, max=5000, help="Migrated rooms per RoomService batch.")] = 500,
+    as_json: JsonOption = False,
+) -> None:
+    """Ask Visio's LiveKit who is in the tenant's migrated rooms now, and store the logged-in participants as
+    adoption evidence (for instances whose operators send no webhooks). Polling again the same day changes nothing;
+    guests are not evidence. Run it on a schedule (every few minutes during working hours)."""
+    def work() -> None:
+        from flows.runtime import configure_prefect
+
+        configure_prefect(settings())
+        report = flow_function("flows.adoption", "poll_adoption")(tenant_file=str(tenant), batch_size=batch_size)
+        if not hasattr(report, "rooms"):  # the run was stopped: Prefect's Cancelled state
+            raise typer.Exit(130)
+        from flows.adoption import render_poll
+
+        print(json.dumps(asdict(report), sort_keys=True, default=str) if as_json else render_poll(report))
+
+    as_job(work, tenant=tenant)
+
+
+@app.command("report")
+def adoption_report(
+    tenant: TenantOption,
+    wave: Annotated[str | None, typer.Option("--wave", help="Only this wave's people.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Per person of the tenant's waves: first seen in Visio, days active, whether they hosted their migrated room,
+    last activity on each old platform (as extraction stored it); counts first, then the first rows."""
+    def work() -> None:
+        from flows.runtime import configure_prefect
+
+        configure_prefect(settings())
+        report = flow_function("flows.adoption", "adoption_report")(tenant_file=str(tenant), wave=wave)
+        from flows.adoption import render_report
+
+        print(json.dumps(asdict(report), sort_keys=True, default=str) if as_json else render_report(report))
+
+    as_job(work, tenant=tenant)
 
 
 @app.command("serve")
