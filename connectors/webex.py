@@ -153,15 +153,7 @@ class WebexClient:
             raise PermanentConnectorError(SYSTEM, "a next-page link points outside the API host")
 
         def attempt() -> tuple[Json, str | None]:
-            self._throttle.acquire(f"{SYSTEM}:{self.config.org_id}")
-            try:
-                response = self._http.get(url, params=params, headers=headers)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                raise Unreachable(SYSTEM, origin_of(self.config.api_url), type(exc).__name__) from exc
-            except httpx.TimeoutException as exc:
-                raise TransientConnectorError(SYSTEM, f"GET {_path(url)}: timed out") from exc
-            except httpx.TransportError as exc:
-                raise TransientConnectorError(SYSTEM, f"GET {_path(url)}: {type(exc).__name__}") from exc
+            response = self._send("GET", url, params=params, headers=headers)
             body = self._checked(response)
             next_url = response.links.get("next", {}).get("url")
             return body, next_url
@@ -172,18 +164,22 @@ class WebexClient:
         """PATCH a path under api_url with a JSON body (idempotent writes only: retried like a GET); the status
         (200, or 206 when Webex applied part of it) and the body."""
         def attempt() -> tuple[int, Json]:
-            self._throttle.acquire(f"{SYSTEM}:{self.config.org_id}")
-            try:
-                response = self._http.patch(path, json=dict(body))
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                raise Unreachable(SYSTEM, origin_of(self.config.api_url), type(exc).__name__) from exc
-            except httpx.TimeoutException as exc:
-                raise TransientConnectorError(SYSTEM, f"PATCH {_path(path)}: timed out") from exc
-            except httpx.TransportError as exc:
-                raise TransientConnectorError(SYSTEM, f"PATCH {_path(path)}: {type(exc).__name__}") from exc
+            response = self._send("PATCH", path, json=dict(body))
             return response.status_code, self._checked(response, ok=(200, 206))
 
         return call_with_retries(attempt, self._retry, stats=self._stats, sleep=self._sleep)
+
+    def _send(self, method: str, url: str, **request: Any) -> httpx.Response:
+        """One request under the organisation's throttle; transport failures mapped to the connector errors."""
+        self._throttle.acquire(f"{SYSTEM}:{self.config.org_id}")
+        try:
+            return self._http.request(method, url, **request)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise Unreachable(SYSTEM, origin_of(self.config.api_url), type(exc).__name__) from exc
+        except httpx.TimeoutException as exc:
+            raise TransientConnectorError(SYSTEM, f"{method} {_path(url)}: timed out") from exc
+        except httpx.TransportError as exc:
+            raise TransientConnectorError(SYSTEM, f"{method} {_path(url)}: {type(exc).__name__}") from exc
 
     def _checked(self, response: httpx.Response, *, ok: tuple[int, ...] = (200,)) -> Json:
         status = response.status_code

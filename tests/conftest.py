@@ -175,3 +175,13 @@ def sandbox_factory(contract_ministry: tuple[Path, dict[str, Any]]) -> Iterator[
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def livekit_server(contract_ministry: tuple[Path, dict[str, Any]]) -> Iterator[Any]:
+    """The sandbox serving LiveKit alone (RoomService and the webhook simulator) over the contract ministry."""
+    from sandbox.server import SandboxConfig, SandboxServer
+
+    config = SandboxConfig(data_dir=contract_ministry[0], tls_port=None, systems=frozenset({"livekit"}))
+    with SandboxServer(config) as started:
+        yield started

@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,7 +36,7 @@ from core.adoption import (
 )
 from sandbox import livekit
 from sandbox.faults import FaultRates
-from sandbox.server import SandboxConfig, SandboxServer
+from sandbox.server import SandboxServer
 
 KEY, SECRET = livekit.API_KEY, livekit.API_SECRET
 OTHER_SECRET = "another-livekit-secret-0123456789abcdef"
@@ -46,10 +45,8 @@ FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05)
 
 
 @pytest.fixture(scope="module")
-def server(contract_ministry: tuple[Path, dict[str, Any]]) -> Iterator[SandboxServer]:
-    config = SandboxConfig(data_dir=contract_ministry[0], tls_port=None, systems=frozenset({"livekit"}))
-    with SandboxServer(config) as started:
-        yield started
+def server(livekit_server: SandboxServer) -> SandboxServer:
+    return livekit_server
 
 
 @pytest.fixture

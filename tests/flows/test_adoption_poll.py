@@ -23,7 +23,7 @@ from connectors.retry import RetryPolicy, RetryStats
 from connectors.throttle import NoThrottle
 from core.adoption import AdoptionEvent, LiveKitEventName, RoomRole
 from sandbox import livekit
-from sandbox.server import SandboxConfig, SandboxServer
+from sandbox.server import SandboxServer
 
 TENANT = "min-culture-exemple"   # the id write_tenant's file carries
 WAVE = "vague-adoption"
@@ -41,10 +41,8 @@ class State:
 
 
 @pytest.fixture(scope="module")
-def server(contract_ministry: tuple[Path, dict[str, Any]]) -> Iterator[SandboxServer]:
-    config = SandboxConfig(data_dir=contract_ministry[0], tls_port=None, systems=frozenset({"livekit"}))
-    with SandboxServer(config) as started:
-        yield started
+def server(livekit_server: SandboxServer) -> SandboxServer:
+    return livekit_server
 
 
 @pytest.fixture
