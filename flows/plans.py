@@ -272,7 +272,8 @@ def _meeting_line(row: Mapping[str, str]) -> str:
 
 
 def plan_markdown(summary: PlanSummary, *, title: str) -> str:
-    """The same tables as the terminal, as markdown (the Prefect artifact)."""
+    """The same tables as the terminal, as markdown (the Prefect artifact). Hosts are named by their directory
+    anchor, never by e-mail address: artifacts live on the Prefect server, beside the logs."""
     rows = ["| Action | State | Count |", "|---|---|---|"]
     rows += [f"| {kind} | {state} | {count} |" for kind, states in sorted(summary.actions.items())
              for state, count in sorted(states.items())]
@@ -284,15 +285,16 @@ def plan_markdown(summary: PlanSummary, *, title: str) -> str:
             + f"; {len(summary.excluded_named)} of them named explicitly.", ""] if summary.excluded else []
     reasons = ["| Reason | Meetings | Meaning |", "|---|---|---|"]
     reasons += [f"| {reason} | {n} | {_md(reason_text(reason))} |" for reason, n in summary.not_moving.items()]
-    meetings = ["| Platform | Meeting | Title | Series | Host | Action | State | Reason | Visio room |",
+    meetings = ["| Platform | Meeting | Title | Series | Host anchor | Action | State | Reason | Visio room |",
                 "|---|---|---|---|---|---|---|---|---|"]
-    meetings += [f"| {r['platform']} | {r['meeting_id']} | {_md(r['title'])} | {r['series']} | {_md(r['host'])} | "
+    meetings += [f"| {r['platform']} | {r['meeting_id']} | {_md(r['title'])} | {r['series']} | "
+                 f"{_md(r['host_anchor'] or '(unknown)')} | "
                  f"{r['action']} | {r['state']} | {r['reason']} | {r['visio_room']} |"
                  for r in [*summary.moving_sample, *summary.not_moving_sample]]
-    waiting = ["| Host | Status |", "|---|---|"]
-    waiting += [f"| {_md(r['host'] or r['anchor'])} | {r['status']} |" for r in summary.waiting_sample]
-    hosts = ["| Host | Visio rooms | Teams events rewritten | ICS updates mailed |", "|---|---|---|---|"]
-    hosts += [f"| {_md(str(r['email'] or r['anchor']))} | {r['rooms']} | {r['events']} | {r['invitations']} |"
+    waiting = ["| Host anchor | Status |", "|---|---|"]
+    waiting += [f"| {_md(r['anchor'] or '(unknown)')} | {r['status']} |" for r in summary.waiting_sample]
+    hosts = ["| Host anchor | Visio rooms | Teams events rewritten | ICS updates mailed |", "|---|---|---|---|"]
+    hosts += [f"| {_md(str(r['anchor'] or '(unknown)'))} | {r['rooms']} | {r['events']} | {r['invitations']} |"
               for r in summary.host_sample]
     return "\n".join([
         f"## {title}: {summary.state}, {summary.members} persons", "", *left, *rows, "",

@@ -882,7 +882,8 @@ def test_the_plan_csv_has_every_action_once_and_the_dry_run_says_what_apply_woul
 
     markdown = plan_markdown(plan_summary(pipeline.url, "min-culture-exemple",
                                           load_wave(pipeline.url, "min-culture-exemple", "vague-csv")), title="Plan")
-    assert "| Reason | Meetings | Meaning |" in markdown and "| Host | Visio rooms |" in markdown
+    assert "| Reason | Meetings | Meaning |" in markdown and "| Host anchor | Visio rooms |" in markdown
+    assert "@" not in markdown  # hosts by anchor: no e-mail address in Prefect
     for reason, count in reasons.items():
         assert f"| {reason} | {count} |" in markdown
     assert f"### Meetings: {moving} move, {sum(reasons.values())} do not" in markdown and "{'" not in markdown
