@@ -73,6 +73,7 @@ from kiota_abstractions.method import Method
 from kiota_abstractions.request_information import RequestInformation
 from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
 from kiota_http.middleware.options import RetryHandlerOption
+from msgraph.generated.models.assigned_license import AssignedLicense
 from msgraph.generated.models.body_type import BodyType
 from msgraph.generated.models.event import Event
 from msgraph.generated.models.item_body import ItemBody
@@ -124,7 +125,7 @@ from core import (
 )
 from core.calendar import CalendarEvent
 from core.emails import EmailAddress
-from core.licences import ReleaseRefusal, ReleaseResult
+from core.licences import ReleaseRefusal, ReleaseResult, RestoreResult
 from core.links import JoinLink, parse_join_url
 from core.readiness import AccessCheck
 from core.recurrence import Unparseable, classify_meeting, last_occurrence, recurrence_from_graph
@@ -564,6 +565,36 @@ class GraphLicenceRelease(_GraphConnector):
     def remove_licence(self, user_id: str, sku_id: str) -> ReleaseResult:
         with self._session() as session:
             return session.run(self._remove(session, user_id, sku_id.lower()))
+
+    def restore(self, account_external_id: str, sku_key: str) -> RestoreResult:
+        """Grant the SKU again (`addLicenses` with it, `removeLicenses: []`), read before and after."""
+        with self._session() as session:
+            return session.run(self._grant(session, account_external_id, sku_key.lower()))
+
+    async def _grant(self, session: _GraphSession, user_id: str, sku_id: str) -> RestoreResult:
+        sku = f"graph:sku:{sku_id}"
+        before = await self._licence_state(session, user_id, sku_id)
+        if isinstance(before, ReleaseResult):
+            return RestoreResult(user_id, restored=False, refusal=before.refusal)
+        if before != "absent":
+            return RestoreResult(user_id, restored=True, after=sku)
+        body = AssignLicensePostRequestBody(add_licenses=[AssignedLicense(sku_id=UUID(sku_id), disabled_plans=[])],
+                                            remove_licenses=[])
+        builder = session.client.users.by_user_id(user_id).assign_license
+        try:
+            await self._call(f"assignLicense for {user_id}", lambda: builder.post(body), key=self._identity_key,
+                             cost=RU_ASSIGN_LICENSE)
+        except NotFound:
+            return RestoreResult(user_id, restored=False, refusal=ReleaseRefusal.NOT_FOUND)
+        except PermanentConnectorError as refused:   # no seat left, no usage location…: the text says which
+            return RestoreResult(user_id, restored=False, refusal=ReleaseRefusal.REFUSED, detail=str(refused))
+        after = await self._licence_state(session, user_id, sku_id)
+        if isinstance(after, ReleaseResult):
+            return RestoreResult(user_id, restored=False, refusal=after.refusal)
+        if after == "absent":
+            return RestoreResult(user_id, restored=False, refusal=ReleaseRefusal.NOT_APPLIED,
+                                 detail="the user reads back without the SKU")
+        return RestoreResult(user_id, restored=True, after=sku)
 
     async def _remove(self, session: _GraphSession, user_id: str, sku_id: str) -> ReleaseResult:
         before = await self._licence_state(session, user_id, sku_id)

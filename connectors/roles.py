@@ -6,9 +6,9 @@ from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from core import DirectoryEntry, HostRef, LicenceSku, Meeting, Page, Platform, Quarantined, Removed, SourceAccount
-from core.licences import ReleaseResult
+from core.licences import ReleaseResult, RestoreResult
 
-__all__ = ["AccountSource", "Directory", "HostRef", "LicenceSource", "MeetingSource"]
+__all__ = ["AccountSource", "Directory", "HostRef", "LicenceReleaser", "LicenceSource", "MeetingSource"]
 
 
 class Directory(Protocol):
@@ -44,6 +44,11 @@ class LicenceReleaser(Protocol):
     platform: Platform
 
     def release(self, account_external_id: str, sku_key: str) -> ReleaseResult: ...
+
+    def restore(self, account_external_id: str, sku_key: str) -> RestoreResult:
+        """Grant the same SKU again (a licence released too early); read before (already held: nothing is sent)
+        and after (only a re-read showing the SKU counts as restored)."""
+        ...
 
 
 class MeetingSource(Protocol):

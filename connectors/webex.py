@@ -80,7 +80,7 @@ from core import (
     SourceAccount,
     parse_email,
 )
-from core.licences import ReleaseRefusal, ReleaseResult
+from core.licences import ReleaseRefusal, ReleaseResult, RestoreResult
 from core.links import JoinLink, parse_join_url, parse_meeting_reference
 from core.readiness import AccessCheck
 from core.recurrence import Unparseable, classify_meeting, last_occurrence, recurrence_from_webex
@@ -436,6 +436,31 @@ class WebexLicenceRelease(_WebexBase):
                                  detail=f"HTTP {status}: the person reads back with the licence")
         return ReleaseResult(person_id, released=True, before=sku, detail="HTTP 206, partly applied"
                              if status == 206 else None)
+
+    def restore(self, account_external_id: str, sku_key: str) -> RestoreResult:
+        """Give the licence back (`operation: add`); a 206 counts only if the person, read again, holds it."""
+        person_id, licence_id = account_external_id, sku_key
+        sku = f"webex:licence:{licence_id}"
+        before = self._licences_of(person_id)
+        if isinstance(before, ReleaseResult):
+            return RestoreResult(person_id, restored=False, refusal=before.refusal)
+        if licence_id in before:
+            return RestoreResult(person_id, restored=True, after=sku)
+        try:
+            status, _body = self._client.patch("licenses/users", {
+                "personId": person_id, "orgId": self.config.org_id,
+                "licenses": [{"id": licence_id, "operation": "add"}]})
+        except NotFound:
+            return RestoreResult(person_id, restored=False, refusal=ReleaseRefusal.NOT_FOUND)
+        except PermanentConnectorError as refused:
+            return RestoreResult(person_id, restored=False, refusal=ReleaseRefusal.REFUSED, detail=str(refused))
+        after = self._licences_of(person_id)
+        if isinstance(after, ReleaseResult):
+            return RestoreResult(person_id, restored=False, refusal=after.refusal)
+        if licence_id not in after:
+            return RestoreResult(person_id, restored=False, refusal=ReleaseRefusal.NOT_APPLIED,
+                                 detail=f"HTTP {status}: the person reads back without the licence")
+        return RestoreResult(person_id, restored=True, after=sku)
 
     def _licences_of(self, person_id: str) -> list[str] | ReleaseResult:
         try:

@@ -67,7 +67,7 @@ from core import (
     parse_email,
 )
 from core.emails import EmailAddress
-from core.licences import ReleaseRefusal, ReleaseResult
+from core.licences import ReleaseRefusal, ReleaseResult, RestoreResult
 from core.links import JoinLink, parse_join_url
 from core.readiness import AccessCheck
 from core.recurrence import Unparseable, classify_meeting, last_occurrence, recurrence_from_zoom
@@ -549,6 +549,39 @@ class ZoomLicenceRelease(_ZoomConnector):
             return ReleaseResult(account_external_id, released=True, before=sku_key, after=sku_key)
         return self.downgrade_to_basic(account_external_id)
 
+    def restore(self, account_external_id: str, sku_key: str) -> RestoreResult:
+        """Give the paid type back (`PATCH /users/{id}` with exactly `{"type": N}`, N from `zoom:type:N`)."""
+        wanted = _type_from_sku(sku_key)
+        if wanted is None:
+            return RestoreResult(account_external_id, restored=False, refusal=ReleaseRefusal.REFUSED,
+                                 detail=f"{sku_key!r} is not a Zoom user type")
+        user_id = account_external_id
+        path = f"users/{quote(user_id, safe='@')}"
+        before = self._type_of(path, user_id)
+        if isinstance(before, ReleaseResult):
+            return RestoreResult(user_id, restored=False, refusal=before.refusal)
+        if before == wanted:
+            return RestoreResult(user_id, restored=True, after=sku_key)
+
+        def send(client: Any) -> requests.Response:
+            return client.user.patch_request(f"/{path}", data={"type": wanted})  # type: ignore[no-any-return]
+
+        try:
+            self._session.call(LIGHT, f"restore user {user_id}", send)
+        except NotFound:
+            return RestoreResult(user_id, restored=False, refusal=ReleaseRefusal.NOT_FOUND)
+        except _BadRequest as refused:
+            return RestoreResult(user_id, restored=False,
+                                 refusal=_RELEASE_REFUSALS.get(refused.code or 0, ReleaseRefusal.REFUSED),
+                                 detail=f"code {refused.code}")
+        after = self._type_of(path, user_id)
+        if isinstance(after, ReleaseResult):
+            return RestoreResult(user_id, restored=False, refusal=after.refusal)
+        if after != wanted:
+            return RestoreResult(user_id, restored=False, after=_sku(after), refusal=ReleaseRefusal.NOT_APPLIED,
+                                 detail="the user reads back unchanged")
+        return RestoreResult(user_id, restored=True, after=_sku(after))
+
     def downgrade_to_basic(self, user_id: str) -> ReleaseResult:
         path = f"users/{quote(user_id, safe='@')}"
         before = self._type_of(path, user_id)
@@ -590,6 +623,11 @@ class ZoomLicenceRelease(_ZoomConnector):
 
 def _sku(user_type: int | None) -> str | None:
     return f"zoom:type:{user_type}" if user_type is not None else None
+
+
+def _type_from_sku(sku_key: str) -> int | None:
+    prefix, _, number = sku_key.rpartition(":")
+    return int(number) if prefix == "zoom:type" and number.isdigit() else None
 
 
 # ----------------------------------------------------------------------------------------------- meetings

@@ -10,6 +10,7 @@ from enum import StrEnum
 from core.records import LicenceSku, Platform
 
 __all__ = ["GOV_BENCHMARK_ANNUAL_UNIT_COST", "CostModel", "PricedSku", "ReleaseRefusal", "ReleaseResult",
+           "RestoreResult",
            "annual_unit_cost", "price_licences"]
 
 GOV_BENCHMARK_ANNUAL_UNIT_COST = Decimal("10")  # €1 000 000 per year per 100 000 users (savings.md §1)
@@ -109,5 +110,16 @@ class ReleaseResult:
     released: bool
     before: str | None = None                         # the licence as read before (e.g. "zoom:type:2")
     after: str | None = None                          # as read back afterwards
+    refusal: ReleaseRefusal | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreResult:
+    """What giving a licence back did, as read back from the source (the same SKU granted again)."""
+
+    account_external_id: str
+    restored: bool
+    after: str | None = None
     refusal: ReleaseRefusal | None = None
     detail: str | None = None

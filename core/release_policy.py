@@ -16,7 +16,7 @@ from enum import StrEnum
 
 from core.waves import WaveState
 
-__all__ = ["HoldReason", "PersonEvidence", "ReleaseDecision", "ReleasePolicy", "decide"]
+__all__ = ["HoldReason", "PersonEvidence", "ReleaseDecision", "ReleasePolicy", "ReleaseState", "decide"]
 
 
 class HoldReason(StrEnum):
@@ -30,6 +30,24 @@ class HoldReason(StrEnum):
     IN_GRACE_PERIOD = "IN_GRACE_PERIOD"              # verified less than the grace period ago
     HOSTS_ON_SOURCE = "HOSTS_ON_SOURCE"              # hosted a meeting on the old platform since the cutover
     NOT_ENOUGH_VISIO_DAYS = "NOT_ENOUGH_VISIO_DAYS"  # seen in Visio on too few distinct days within the window
+    # Licence-level (the person is releasable, this licence is not a seat to free):
+    SUITE_SKU = "SUITE_SKU"                          # Teams inside a suite (mail, files): removing it saves nothing
+    GROUP_INHERITED = "GROUP_INHERITED"              # Graph: assigned by a group; the ministry removes them from it
+    REFUSED_AT_SOURCE = "REFUSED_AT_SOURCE"          # the source refused the release (the detail says why)
+
+
+class ReleaseState(StrEnum):
+    """Where one licence's release is (the outbox row `decommission.state`)."""
+
+    PLANNED = "planned"                  # releasable at the last plan, not sent yet
+    CLAIMED = "claimed"                  # a run took it; after a kill the next run re-reads the source first
+    RELEASED = "released"                # the source, read back, shows the seat free
+    REFUSED = "refused"                  # a documented refusal (reason); not retried until the plan says so again
+    FAILED = "failed"                    # a transient failure; the next run tries again
+    RESTORE_PENDING = "restore_pending"  # a restore was asked for
+    RESTORING = "restoring"              # a run took the restore
+    RESTORED = "restored"                # the source, read back, shows the same SKU granted again
+    RESTORE_FAILED = "restore_failed"    # the source refused to grant it again (reason)
 
 
 @dataclass(frozen=True, slots=True)

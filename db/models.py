@@ -595,10 +595,22 @@ class AdoptionEvent(Base):
 
 
 class Decommission(Base):
-    """A source licence released after adoption evidence, with the platform's before/after."""
+    """The release outbox: one source licence (account × SKU) bascule releases after adoption evidence.
+
+    planned → claimed → released | refused (the source's documented refusal) | failed (retried by the next run);
+    a released licence may be given back within the tenant's window: restore_pending → restoring → restored
+    (| restore_failed). The claim is committed before the source is called; the source is read before each write,
+    so a run killed between the call and its record sends nothing twice. `generation` counts the releases of the
+    licence: released again after a restore, it is a new generation under a new idempotency key.
+    """
 
     __tablename__ = "decommission"
-    __table_args__ = (UniqueConstraint("tenant_id", "platform", "account_external_id", "sku_key"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "platform", "account_external_id", "sku_key"),
+        UniqueConstraint("tenant_id", "idempotency_key"),
+        Index(None, "tenant_id", "state"),
+        Index(None, "tenant_id", "person_anchor"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     tenant_id: Mapped[str] = _tenant_fk()
@@ -612,6 +624,18 @@ class Decommission(Base):
     evidence: Mapped[str | None] = mapped_column(Text)
     released_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    person_anchor: Mapped[str | None] = mapped_column(String(255))
+    wave_name: Mapped[str | None] = mapped_column(String(128))
+    generation: Mapped[int] = mapped_column(Integer, server_default="0")
+    reason: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    claimed_at: Mapped[datetime | None]
+    planned_at: Mapped[datetime | None]
+    restore_until: Mapped[datetime | None]
+    restored_at: Mapped[datetime | None]
 
 
 class SavingsSnapshot(Base):

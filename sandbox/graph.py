@@ -323,6 +323,13 @@ class GraphState:
             self._history.setdefault(str(record["id"]), []).append(previous)
             self.events.put(str(record["id"]), record)
 
+    def set_prepaid(self, sku_id: str, enabled: int) -> None:
+        """The seats the tenant pays for a SKU (`prepaidUnits.enabled`): a test or scenario buys or cancels seats."""
+        with self.lock:
+            for sku in self._skus:
+                if str(sku.get("skuId", "")).lower() == sku_id.lower():
+                    sku.setdefault("prepaidUnits", {})["enabled"] = enabled
+
     def adjust_consumed(self, sku_id: str, delta: int) -> None:
         with self.lock:
             for sku in self._skus:

@@ -12,6 +12,7 @@ from connectors.retry import RetryStats
 from connectors.roles import LicenceReleaser
 from connectors.throttle import NoThrottle
 from core.licences import ReleaseRefusal
+from sandbox import graph as sandbox_graph
 from tests.connectors.contract import TEST_RETRY
 from tests.connectors.harness_graph import graph_config
 
@@ -50,3 +51,27 @@ def test_a_direct_licence_is_removed_and_a_group_licence_is_reported(
     assert (held.released, held.refusal) == (False, ReleaseRefusal.GROUP_INHERITED), held
     missing = release.remove_licence("00000000-0000-0000-0000-000000000000", sku)
     assert (missing.released, missing.refusal) == (False, ReleaseRefusal.NOT_FOUND)
+
+
+def test_a_removed_licence_is_granted_again_and_a_full_sku_is_refused(
+        sandbox_factory: Any, contract_ministry: tuple[Path, dict[str, Any]]) -> None:
+    server = sandbox_factory()
+    releaser: LicenceReleaser = GraphLicenceRelease(graph_config(server), throttle=NoThrottle(), retry=TEST_RETRY,
+                                                    stats=RetryStats())
+    users = _users(contract_ministry[0])
+    direct = next(user for user in users if _held(user, by_group=False) and user.get("usageLocation")
+                  and not any(s.get("assignedByGroup") for s in user.get("licenseAssignmentStates") or []))
+    sku = _held(direct, by_group=False)
+    assert sku is not None
+    assert releaser.release(direct["id"], sku).released
+    restored = releaser.restore(direct["id"], sku)
+    assert (restored.restored, restored.after, restored.refusal) == (True, f"graph:sku:{sku.lower()}", None), restored
+    assert releaser.release(direct["id"], sku).before == f"graph:sku:{sku.lower()}"   # the read shows it held again
+    # Released again, then its seat taken by someone else: Graph refuses to grant it, and the reason says so.
+    assert releaser.release(direct["id"], sku).released
+    state = sandbox_graph.state_of(server.sandbox)
+    sku_record = state.sku(sku)
+    assert sku_record is not None
+    state.set_prepaid(sku, int(sku_record.get("consumedUnits") or 0))
+    full = releaser.restore(direct["id"], sku)
+    assert (full.restored, full.refusal) == (False, ReleaseRefusal.REFUSED) and "available" in (full.detail or "")

@@ -47,3 +47,24 @@ def test_a_licence_is_removed_and_one_webex_keeps_is_not_counted(
         assert partial.detail is not None and "206" in partial.detail
         missing = release.remove_licence("Y2lzY29zcGFyazovL3VzL1BFT1BMRS9ub2JvZHk", removable)
         assert (missing.released, missing.refusal) == (False, ReleaseRefusal.NOT_FOUND)
+
+
+def test_a_removed_licence_is_added_back_and_the_person_shows_it(
+        sandbox_factory: Any, contract_ministry: tuple[Path, dict[str, Any]]) -> None:
+    data = contract_ministry[0]
+    catalogue = json.loads((data / "webex" / "licenses.json").read_text(encoding="utf-8"))
+    items = catalogue["items"] if isinstance(catalogue, dict) else catalogue
+    implicit = {item["id"] for item in items if item.get("name") in IMPLICIT_LICENCE_NAMES}
+    people = [json.loads(line) for line in (data / "webex" / "people.jsonl").read_text(encoding="utf-8").splitlines()
+              if line.strip()]
+    person = next(p for p in people if any(lic not in implicit for lic in p.get("licenses") or []))
+    removable = next(lic for lic in person["licenses"] if lic not in implicit)
+    release = _release(sandbox_factory())
+    with release:
+        releaser: LicenceReleaser = release
+        assert releaser.release(person["id"], removable).released
+        restored = releaser.restore(person["id"], removable)
+        assert (restored.restored, restored.refusal) == (True, None), restored
+        assert releaser.release(person["id"], removable).before == f"webex:licence:{removable}"
+        missing = releaser.restore("Y2lzY29zcGFyazovL3VzL1BFT1BMRS9ub2JvZHk", removable)
+        assert (missing.restored, missing.refusal) == (False, ReleaseRefusal.NOT_FOUND)

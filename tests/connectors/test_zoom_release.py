@@ -87,3 +87,29 @@ def test_refusals_are_reasons(tmp_path: Path, contract_ministry: tuple[Path, dic
                                                                         "zoom:type:2"), refused
         missing = release.downgrade_to_basic("no-such-user-000")
         assert (missing.released, missing.refusal) == (False, ReleaseRefusal.NOT_FOUND)
+
+
+def test_a_released_seat_is_restored_with_exactly_the_paid_type_and_the_listing_shows_it(
+        sandbox_factory: Any, contract_ministry: tuple[Path, dict[str, Any]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    server = sandbox_factory()
+    paid = next(user for user in _users(contract_ministry[0])
+                if user.get("type") == 2 and user.get("id") and user.get("status", "active") == "active"
+                and not str(user.get("email", "")).startswith("zoomroom"))
+    releaser: LicenceReleaser = _release(server)
+    assert releaser.release(paid["id"], "zoom:type:2").released
+    sent: list[Any] = []
+    real_patch = requests.patch
+
+    def recording_patch(url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        sent.append(json.loads(kwargs.get("data") or "null"))
+        return real_patch(url, *args, **kwargs)
+
+    monkeypatch.setattr(requests, "patch", recording_patch)
+    restored = releaser.restore(paid["id"], "zoom:type:2")
+    assert (restored.restored, restored.after, restored.refusal) == (True, "zoom:type:2", None), restored
+    assert sent == [{"type": 2}]
+    assert _type_listed(server, paid["id"]) == "2"
+    assert releaser.restore(paid["id"], "zoom:type:2").restored and len(sent) == 1   # held already: nothing sent
+    assert releaser.restore(paid["id"], "graph:sku:x").refusal is ReleaseRefusal.REFUSED
+    assert releaser.restore("no-such-user-000", "zoom:type:2").refusal is ReleaseRefusal.NOT_FOUND
