@@ -550,6 +550,13 @@ class GraphMeetingSource(_GraphConnector):
         return random.uniform(0, ceiling)
 
 
+def _with_message(error: PermanentConnectorError) -> str:
+    """The error and Graph's own message (ODataError's `error.message`), which names the cause."""
+    cause = error.__cause__
+    message = getattr(getattr(cause, "error", None), "message", None)
+    return f"{error}: {message}" if isinstance(message, str) and message else str(error)
+
+
 class GraphLicenceRelease(_GraphConnector):
     """Removes one SKU from a user with `assignLicense` (graph.md section 4.3), read before and after.
 
@@ -586,8 +593,9 @@ class GraphLicenceRelease(_GraphConnector):
                              cost=RU_ASSIGN_LICENSE)
         except NotFound:
             return RestoreResult(user_id, restored=False, refusal=ReleaseRefusal.NOT_FOUND)
-        except PermanentConnectorError as refused:   # no seat left, no usage location…: the text says which
-            return RestoreResult(user_id, restored=False, refusal=ReleaseRefusal.REFUSED, detail=str(refused))
+        except PermanentConnectorError as refused:   # no seat left, no usage location…: Graph's message says which
+            return RestoreResult(user_id, restored=False, refusal=ReleaseRefusal.REFUSED,
+                                 detail=_with_message(refused))
         after = await self._licence_state(session, user_id, sku_id)
         if isinstance(after, ReleaseResult):
             return RestoreResult(user_id, restored=False, refusal=after.refusal)
@@ -617,7 +625,7 @@ class GraphLicenceRelease(_GraphConnector):
             inherited = "inherited from group" in str(refused.__cause__ or "").lower()
             return ReleaseResult(user_id, released=False, before=sku,
                                  refusal=ReleaseRefusal.GROUP_INHERITED if inherited else ReleaseRefusal.REFUSED,
-                                 detail=str(refused))
+                                 detail=_with_message(refused))
         after = await self._licence_state(session, user_id, sku_id)
         if isinstance(after, ReleaseResult):
             return after
