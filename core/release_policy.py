@@ -34,6 +34,7 @@ class HoldReason(StrEnum):
     SUITE_SKU = "SUITE_SKU"                          # Teams inside a suite (mail, files): removing it saves nothing
     GROUP_INHERITED = "GROUP_INHERITED"              # Graph: assigned by a group; the ministry removes them from it
     REFUSED_AT_SOURCE = "REFUSED_AT_SOURCE"          # the source refused the release (the detail says why)
+    RESTORED = "RESTORED"                            # given back by `licences restore`: not released again
 
 
 class ReleaseState(StrEnum):

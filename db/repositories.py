@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, func, literal, select, update
+from sqlalchemy import delete, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from core import (
@@ -252,7 +252,9 @@ class SourceAccountRepository:
         return result
 
     def _assignments(self, accounts: Sequence[SourceAccount], *, now: datetime) -> None:
-        """The licences each account holds now; a licence no longer held becomes `unassigned` (not released by us)."""
+        """The licences each account holds now: held → `assigned` (a licence bascule released and the source shows
+        held again was re-granted: it is a seat again, savings.md §6); no longer held → `unassigned`, unless bascule
+        released it (`released` stays, with its date)."""
         if not accounts:
             return
         table = table_of(models.LicenceAssignment)
@@ -263,7 +265,7 @@ class SourceAccountRepository:
             insert = dialect_insert(self._session, table)
             self._session.execute(insert.on_conflict_do_update(
                 index_elements=["tenant_id", "platform", "account_external_id", "sku_key"],
-                set_={"state": case((table.c.state == "released", table.c.state), else_=literal("assigned"))}), held)
+                set_={"state": literal("assigned")}), held)
         for account in accounts:
             self._session.execute(
                 update(table)

@@ -20,6 +20,7 @@ from core.emails import normalise_domain
 from core.identity import routing_table
 from core.money import Money
 from core.records import Platform
+from core.release_policy import ReleasePolicy
 from flows.errors import OperatorError
 
 _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
@@ -200,6 +201,39 @@ class WaveSettings(_Strict):
     visio_requests_per_second: float = Field(default=20.0, gt=0)
 
 
+# Microsoft SKUs that are Teams alone (part numbers): the only Microsoft licences whose removal frees a paid Teams
+# seat. Teams inside a suite (E1/E3/E5…) is never removed: the suite carries mail and files, billing is per SKU.
+TEAMS_STANDALONE_SKUS = ("Microsoft_Teams_Enterprise_New", "Microsoft_Teams_EEA_New", "Microsoft_Teams_Essentials",
+                         "TEAMS_ESSENTIALS_AAD", "Teams_Ess")
+
+
+class ReleaseSettings(_Strict):
+    """When a person's source licence may go (core.release_policy) and how releases run (issue 12)."""
+
+    min_visio_days: int = Field(default=3, ge=1)            # distinct days seen in Visio…
+    window_days: int = Field(default=30, ge=1)              # …within this many days
+    grace_days: int = Field(default=7, ge=0)                # after the wave was verified
+    exempt_webinar_hosts: bool = True
+    exempt_large_meetings: bool = True
+    large_meeting_invitees: int = Field(default=150, ge=1)  # "large": more invitees than this
+    keep_licence_csv: Path | None = None                    # people who keep their licence (email or anchor column)
+    teams_standalone_skus: list[str] = Field(default_factory=lambda: list(TEAMS_STANDALONE_SKUS))
+    restore_window_days: int = Field(default=30, ge=0)      # how long after its release a licence may be restored
+    batch_size: int = Field(default=100, ge=1, le=2000)     # licences per Prefect task (never one task per person)
+
+    @model_validator(mode="after")
+    def _window_holds_the_days(self) -> ReleaseSettings:
+        if self.window_days < self.min_visio_days:
+            raise ValueError(f"window_days ({self.window_days}) must be at least min_visio_days "
+                             f"({self.min_visio_days}): a day counts once")
+        return self
+
+    def policy(self, exempt_anchors: frozenset[str] = frozenset()) -> ReleasePolicy:
+        return ReleasePolicy(min_visio_days=self.min_visio_days, window_days=self.window_days,
+                             grace_days=self.grace_days, exempt_webinar_hosts=self.exempt_webinar_hosts,
+                             exempt_large_meetings=self.exempt_large_meetings, exempt_anchors=exempt_anchors)
+
+
 class SkuPrice(_Strict):
     """A contract price per SKU, per user per year."""
 
@@ -306,6 +340,7 @@ class TenantConfig(_Strict):
     waves: WaveSettings = WaveSettings()
     cost_model: CostModel = CostModel()
     contracts: list[ContractLine] = Field(default_factory=list)
+    release: ReleaseSettings = ReleaseSettings()
 
     _check_domains = field_validator("domains", "alias_domains")(_mail_domains)
 
@@ -346,6 +381,10 @@ class TenantConfig(_Strict):
             directory = config.directory.model_copy(
                 update={"ldif_path": (path.parent / config.directory.ldif_path).resolve()})
             config = config.model_copy(update={"directory": directory})
+        keep = config.release.keep_licence_csv
+        if keep is not None and not keep.is_absolute():
+            config = config.model_copy(update={"release": config.release.model_copy(
+                update={"keep_licence_csv": (path.parent / keep).resolve()})})
         teams = config.sources.teams
         if teams is not None and teams.ca_file is not None and not teams.ca_file.is_absolute():
             sources = config.sources.model_copy(
@@ -357,7 +396,8 @@ class TenantConfig(_Strict):
     def check_files(self, path: Path) -> None:
         """Every file the tenant names exists and can be read; else one line naming the setting and the file."""
         named = {"directory.ldif_path": self.directory.ldif_path if self.directory.kind == "ldif" else None,
-                 "sources.teams.ca_file": self.sources.teams.ca_file if self.sources.teams else None}
+                 "sources.teams.ca_file": self.sources.teams.ca_file if self.sources.teams else None,
+                 "release.keep_licence_csv": self.release.keep_licence_csv}
         for setting, file in named.items():
             if file is None:
                 continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -59,66 +60,99 @@ def _share(settings: Settings) -> float:
     return 0.97 / max(1, settings.account_slots if settings.shared_limits else 1)
 
 
+def _internal_domains(tenant: TenantConfig) -> frozenset[str]:
+    """The normal form the connectors' parsed invitee addresses carry (IDNA): an accented domain is internal too."""
+    return frozenset(key for domain in (*tenant.domains, *tenant.alias_domains)
+                     if (key := normalise_domain(domain)) is not None)
+
+
+def _zoom(tenant: TenantConfig, settings: Settings) -> tuple[Any, Throttle]:
+    from connectors.zoom import ZoomConfig, throttle_rates
+
+    zoom = tenant.sources.zoom
+    assert zoom is not None
+    config = ZoomConfig(api_url=zoom.api_url, oauth_url=zoom.oauth_url, account_id=zoom.account_id,
+                        client_id=zoom.client_id, client_secret=read_secret(zoom.client_secret_env).get_secret_value(),
+                        plan=zoom.plan, internal_domains=_internal_domains(tenant),
+                        hosts_per_page=MEETING_HOSTS_PER_PAGE)
+    return config, _pace(settings, throttle_rates(zoom.account_id, zoom.plan, share=_share(settings)))
+
+
+def _graph(tenant: TenantConfig, settings: Settings, *, internal: bool = True) -> tuple[Any, Throttle]:
+    from connectors.graph import GraphConfig
+    from connectors.graph import throttle_rates as graph_rates
+
+    teams = tenant.sources.teams
+    assert teams is not None
+    config = GraphConfig(tenant_id=teams.tenant_id, client_id=teams.client_id,
+                         client_secret=read_secret(teams.client_secret_env).get_secret_value(),
+                         graph_url=teams.graph_url, authority=teams.authority, ca_file=teams.ca_file)
+    if internal:
+        config = replace(config, internal_domains=_internal_domains(tenant), hosts_per_page=MEETING_HOSTS_PER_PAGE)
+    # A ministry has more than 500 users: the largest identity budget of graph.md §8 applies.
+    return config, _pace(settings, graph_rates(teams.tenant_id, users=GRAPH_TENANT_USERS, share=_share(settings)))
+
+
+def _webex(tenant: TenantConfig, settings: Settings) -> tuple[Any, Throttle]:
+    from connectors.webex import PEOPLE_IDS_PER_LOOKUP, WebexConfig
+
+    webex = tenant.sources.webex
+    assert webex is not None
+    config = WebexConfig(api_url=webex.api_url, org_id=webex.org_id,
+                         access_token=read_secret(webex.access_token_env).get_secret_value(),
+                         internal_domains=tuple(sorted(_internal_domains(tenant))),
+                         hosts_per_page=min(MEETING_HOSTS_PER_PAGE, PEOPLE_IDS_PER_LOOKUP))
+    return config, _pace(settings, {f"webex:{webex.org_id}": WEBEX_REQUESTS_PER_SECOND * _share(settings) / 0.97})
+
+
 def build_sources(tenant: TenantConfig, settings: Settings, now: datetime | None) -> list[SourceSet]:
     """One SourceSet per platform the tenant has; secrets read now, from the environment or Prefect."""
     clock: Callable[[], datetime] = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
-    # The normal form the connectors' parsed invitee addresses carry (IDNA): an accented domain is internal too.
-    internal = frozenset(key for domain in (*tenant.domains, *tenant.alias_domains)
-                         if (key := normalise_domain(domain)) is not None)
-    share = _share(settings)
     sources: list[SourceSet] = []
     if tenant.sources.zoom is not None:
-        from connectors.zoom import (
-            ZoomAccountSource,
-            ZoomConfig,
-            ZoomLicenceSource,
-            ZoomMeetingSource,
-            throttle_rates,
-        )
+        from connectors.zoom import ZoomAccountSource, ZoomLicenceSource, ZoomMeetingSource
 
-        zoom = tenant.sources.zoom
-        config = ZoomConfig(api_url=zoom.api_url, oauth_url=zoom.oauth_url, account_id=zoom.account_id,
-                            client_id=zoom.client_id,
-                            client_secret=read_secret(zoom.client_secret_env).get_secret_value(),
-                            plan=zoom.plan, internal_domains=internal, hosts_per_page=MEETING_HOSTS_PER_PAGE)
-        sources.append(_source_set(Platform.ZOOM, (ZoomAccountSource, ZoomLicenceSource, ZoomMeetingSource), config,
-                                   _pace(settings, throttle_rates(zoom.account_id, zoom.plan, share=share)), clock))
+        sources.append(_source_set(Platform.ZOOM, (ZoomAccountSource, ZoomLicenceSource, ZoomMeetingSource),
+                                   *_zoom(tenant, settings), clock))
     if tenant.sources.teams is not None:
-        from connectors.graph import (
-            GraphAccountSource,
-            GraphConfig,
-            GraphLicenceSource,
-            GraphMeetingSource,
-        )
-        from connectors.graph import throttle_rates as graph_rates
+        from connectors.graph import GraphAccountSource, GraphLicenceSource, GraphMeetingSource
 
-        teams = tenant.sources.teams
-        config_graph = GraphConfig(tenant_id=teams.tenant_id, client_id=teams.client_id,
-                                   client_secret=read_secret(teams.client_secret_env).get_secret_value(),
-                                   graph_url=teams.graph_url, authority=teams.authority, ca_file=teams.ca_file,
-                                   internal_domains=internal, hosts_per_page=MEETING_HOSTS_PER_PAGE)
-        # A ministry has more than 500 users: the largest identity budget of graph.md §8 applies.
-        sources.append(_source_set(
-            Platform.TEAMS, (GraphAccountSource, GraphLicenceSource, GraphMeetingSource), config_graph,
-            _pace(settings, graph_rates(teams.tenant_id, users=GRAPH_TENANT_USERS, share=share)), clock))
+        sources.append(_source_set(Platform.TEAMS, (GraphAccountSource, GraphLicenceSource, GraphMeetingSource),
+                                   *_graph(tenant, settings), clock))
     if tenant.sources.webex is not None:
-        from connectors.webex import (
-            PEOPLE_IDS_PER_LOOKUP,
-            WebexAccountSource,
-            WebexConfig,
-            WebexLicenceSource,
-            WebexMeetingSource,
-        )
+        from connectors.webex import WebexAccountSource, WebexLicenceSource, WebexMeetingSource
 
-        webex = tenant.sources.webex
-        config_webex = WebexConfig(api_url=webex.api_url, org_id=webex.org_id,
-                                   access_token=read_secret(webex.access_token_env).get_secret_value(),
-                                   internal_domains=tuple(sorted(internal)),
-                                   hosts_per_page=min(MEETING_HOSTS_PER_PAGE, PEOPLE_IDS_PER_LOOKUP))
-        sources.append(_source_set(
-            Platform.WEBEX, (WebexAccountSource, WebexLicenceSource, WebexMeetingSource), config_webex,
-            _pace(settings, {f"webex:{webex.org_id}": WEBEX_REQUESTS_PER_SECOND * share / 0.97}), clock))
+        sources.append(_source_set(Platform.WEBEX, (WebexAccountSource, WebexLicenceSource, WebexMeetingSource),
+                                   *_webex(tenant, settings), clock))
     return sources
+
+
+def build_releasers(tenant: TenantConfig, settings: Settings, stack: ExitStack) -> dict[str, Any]:
+    """The tenant's licence releasers by platform (connectors.roles.LicenceReleaser), paced at the same share of
+    each account's rate as extraction; closed with `stack`."""
+    releasers: dict[str, Any] = {}
+    if tenant.sources.zoom is not None:
+        from connectors.zoom import ZoomLicenceRelease
+
+        config, throttle = _zoom(tenant, settings)
+        releasers[Platform.ZOOM.value] = ZoomLicenceRelease(config, throttle=throttle, retry=RETRY, stats=RetryStats())
+    if tenant.sources.teams is not None:
+        from connectors.graph import GraphLicenceRelease
+
+        config, throttle = _graph(tenant, settings)
+        releasers[Platform.TEAMS.value] = GraphLicenceRelease(config, throttle=throttle, retry=RETRY,
+                                                              stats=RetryStats())
+    if tenant.sources.webex is not None:
+        from connectors.webex import WebexLicenceRelease
+
+        config, throttle = _webex(tenant, settings)
+        releasers[Platform.WEBEX.value] = stack.enter_context(WebexLicenceRelease(
+            config, throttle=throttle, retry=RETRY, stats=RetryStats()))
+    for releaser in releasers.values():
+        close = getattr(releaser, "close", None)
+        if close is not None and not hasattr(releaser, "__exit__"):
+            stack.callback(close)
+    return releasers
 
 
 def build_targets(tenant: TenantConfig, settings: Settings, stack: ExitStack) -> Any:
@@ -138,16 +172,10 @@ def build_targets(tenant: TenantConfig, settings: Settings, stack: ExitStack) ->
         stats=RetryStats()))
     calendar = None
     if tenant.sources.teams is not None:
-        from connectors.graph import GraphCalendar, GraphConfig
-        from connectors.graph import throttle_rates as graph_rates
+        from connectors.graph import GraphCalendar
 
-        teams = tenant.sources.teams
-        calendar = stack.enter_context(GraphCalendar(
-            GraphConfig(tenant_id=teams.tenant_id, client_id=teams.client_id,
-                        client_secret=read_secret(teams.client_secret_env).get_secret_value(),
-                        graph_url=teams.graph_url, authority=teams.authority, ca_file=teams.ca_file),
-            throttle=_pace(settings, graph_rates(teams.tenant_id, users=GRAPH_TENANT_USERS, share=share)),
-            retry=RETRY, stats=RetryStats()))
+        config, throttle = _graph(tenant, settings, internal=False)
+        calendar = stack.enter_context(GraphCalendar(config, throttle=throttle, retry=RETRY, stats=RetryStats()))
     mail = build_mail_sender(tenant)
     mail_domain = tenant.mail.mailbox.rpartition("@")[2] if tenant.mail is not None else "bascule.invalid"
     return Targets(visio=visio, calendar=calendar, mail=mail, mail_domain=mail_domain,

@@ -28,6 +28,7 @@ import itertools
 import math
 import secrets
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -102,11 +103,29 @@ class ZoomOptions:
     basic_user_cap: int | None = None              # PATCH to type 1 refused with code 3412 beyond this many Basic users
 
 
+_APIS: weakref.WeakKeyDictionary[Sandbox, _ZoomApi] = weakref.WeakKeyDictionary()
+
+
 def mount(sandbox: Sandbox, options: ZoomOptions | None = None) -> SystemMount:
     """The Zoom stand-in, mounted under /zoom."""
     api = _ZoomApi(sandbox, options or ZoomOptions())
+    _APIS[sandbox] = api
     return SystemMount(name="zoom", prefix=PREFIX, app=api.app(), throttled=api.injected_throttle,
                        server_error=api.server_error, fault_exempt=lambda path: path == TOKEN_PATH)
+
+
+def schedule_meeting(sandbox: Sandbox, host_id: str, like: str, *, meeting_id: int, topic: str) -> None:
+    """A host schedules a new meeting in Zoom's own web portal (what the policy's HOSTS_ON_SOURCE watches for):
+    a copy of their meeting `like` under a new id and topic, listed from now on. For tests and the demo."""
+    api = _APIS[sandbox]
+    model = api.meetings.get(like)
+    if model is None:
+        raise KeyError(f"no Zoom meeting {like}")
+    created = _utc_z(sandbox.now())
+    join_url = str(model.get("join_url", "")).replace(f"/j/{model['id']}", f"/j/{meeting_id}")
+    api.meetings.put(str(meeting_id), {**model, "id": meeting_id, "topic": topic, "created_at": created,
+                                       "uuid": base64.b64encode(secrets.token_bytes(16)).decode("ascii"),
+                                       "join_url": join_url, "host_id": host_id, "_host": host_id})
 
 
 def label_of(method: str, path: str) -> str:
