@@ -775,6 +775,7 @@ class _GraphApi:
             states.append({"skuId": sku_id, "disabledPlans": disabled, "assignedByGroup": None, "state": "Active",
                            "error": "None", "lastUpdatedDateTime": now})
         record["assignedLicenses"] = assigned
+        self.sandbox.count(f"{SYSTEM}:write:assign_license")
         record["licenseAssignmentStates"] = states
         record["assignedPlans"] = self._assigned_plans(record, assigned, now)
         # user-delta.md: changes to licenseAssignmentStates are not tracked by delta.

@@ -668,6 +668,7 @@ class WebexApi:
                 sites.remove(entry)
         after = {**person, "licenses": licences, "siteUrls": sites}
         state.save_person(person, after)
+        self.sandbox.count("webex:write:patch_licences")
         emails = person.get("emails") or [""]
         response = {"orgId": state.org_id, "personId": person["id"], "email": emails[0], "licenses": licences,
                     "siteUrls": [{"siteUrl": s.split("#")[0], "accountType": "attendee" if "#" in s else "host"}

@@ -1,0 +1,248 @@
+"""Licences released at the source only after adoption evidence, through the outbox (issue 12, points 2-3).
+
+End to end on the sandbox: a wave cut over and verified, Visio use arriving as signed LiveKit webhooks through the
+receiver, a host who goes on scheduling Zoom meetings, then `licences plan` (the dry run), `licences release
+--apply` killed mid-way and run again, and `licences restore`. The sources are the sandbox's Zoom, Graph and Webex,
+read back after each write."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from connectors.livekit import WebhookVerifier
+from sandbox import livekit
+from sandbox import zoom as sandbox_zoom
+from tests.flows import test_cutover as cutover_tests
+from tests.flows.test_cutover import WAVE, Killed, Pipeline, _cutover, _hosts_log_in_first
+from tests.web.test_adoption_receiver import _free_port
+
+# The cutover tests' fixtures: a ministry extracted and mapped, a wave planned and frozen, a fresh sandbox.
+planned = cutover_tests.planned
+pipeline = cutover_tests.pipeline
+
+T0 = datetime.now(UTC).replace(microsecond=0)          # the wave is verified now
+PLAN_AT = T0 + timedelta(days=10)                       # past the 7 days of grace, inside the 30-day window
+
+
+@pytest.fixture
+def receiver(pipeline: Pipeline) -> Iterator[str]:
+    """The LiveKit webhook receiver over the pipeline's database, for its tenant."""
+    from flows.tenant import TenantConfig
+    from web.adoption import WEBHOOK_PATH, adoption_app
+
+    tenant_id = TenantConfig.load(pipeline.tenant).id
+    verifier = WebhookVerifier(api_key=livekit.API_KEY, api_secret=livekit.API_SECRET)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(adoption_app(pipeline.url, tenant_id, verifier), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "the receiver did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _verified(pipeline: Pipeline) -> None:
+    from flows.cutover import verify_wave
+
+    _hosts_log_in_first(pipeline)
+    _cutover(pipeline)
+    assert verify_wave(str(pipeline.tenant), WAVE, now=T0.isoformat())["state"] == "verified"
+
+
+def _use_visio(url: str, rooms: dict[str, str], days: dict[str, int]) -> livekit.LiveKitSimulator:
+    """Each host joins their migrated room as its owner on `days[host]` distinct days after the cutover."""
+    clock = [T0]
+    sim = livekit.LiveKitSimulator(livekit.LiveKitOptions(webhook_urls=(url,)), clock=lambda: clock[0])
+    for host, count in days.items():
+        for day in range(count):
+            clock[0] = T0 + timedelta(days=1 + day, hours=9)
+            sub = f"sub-{host}"
+            sim.join(rooms[host], sub, room_role="owner")
+            sim.leave(rooms[host], sub)
+    assert sim.posted and all(posted.status == 200 for posted in sim.posted), sim.posted[:3]
+    return sim
+
+
+def _in_scope(pipeline: Pipeline) -> dict[str, list[tuple[str, str, str]]]:
+    """Wave members holding a licence that includes meetings: anchor → (platform, account, sku)."""
+    rows = pipeline.query(
+        "select m.person_anchor, a.platform, a.account_external_id, a.sku_key from identity_match m "
+        "join licence_assignment a on a.tenant_id = m.tenant_id and a.platform = m.platform "
+        " and a.account_external_id = m.account_external_id and a.state = 'assigned' "
+        "join licence_sku s on s.tenant_id = a.tenant_id and s.platform = a.platform and s.sku_key = a.sku_key "
+        " and s.includes_meetings = :yes "
+        "join wave_member w on w.person_anchor = m.person_anchor", yes=True)
+    found: dict[str, list[tuple[str, str, str]]] = {}
+    for anchor, platform, account, sku in rows:
+        found.setdefault(anchor, []).append((platform, account, sku))
+    return found
+
+
+def _plan(pipeline: Pipeline, **options: Any) -> Any:
+    from flows.licences import compute_plan
+    from flows.tenant import TenantConfig
+
+    return compute_plan(pipeline.url, TenantConfig.load(pipeline.tenant), wave=None, now=PLAN_AT, **options)
+
+
+def _rows(pipeline: Pipeline, path: Path) -> list[dict[str, str]]:
+    import csv
+
+    from flows.licences import compute_plan
+    from flows.tenant import TenantConfig
+
+    compute_plan(pipeline.url, TenantConfig.load(pipeline.tenant), wave=None, now=PLAN_AT, csv_path=path)
+    with path.open(encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _release(pipeline: Pipeline) -> Any:
+    from flows.licences import release_licences
+
+    return release_licences(str(pipeline.tenant), apply=True, now=PLAN_AT.isoformat(), actor="test")
+
+
+def _zoom_type(pipeline: Pipeline, user_id: str) -> int | None:
+    api = sandbox_zoom._APIS[pipeline.server.sandbox]
+    record = api.users.get(user_id)
+    return None if record is None else record.get("type")
+
+
+def test_only_people_with_evidence_are_released_exactly_once_and_restore_gives_the_seat_back(
+        pipeline: Pipeline, receiver: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from db.releases import ReleaseRepository
+
+    _verified(pipeline)
+    scope = _in_scope(pipeline)
+    rooms = {host: meet_id for meet_id, host in pipeline.query("select meet_id, host_anchor from room")}
+    zoom_hosts = sorted(anchor for anchor, lines in scope.items() if anchor in rooms
+                        and any(platform == "zoom" for platform, _, _ in lines))
+    assert len(zoom_hosts) >= 4, zoom_hosts
+    stalled, hosting, *active = zoom_hosts
+    sim = _use_visio(receiver, rooms, {stalled: 1, hosting: 3, **dict.fromkeys(active, 3)})
+
+    # A forged and a replayed delivery change nothing: the stalled host still has one day.
+    joined = next(item for item in sim.deliveries if item.event == "participant_joined"
+                  and item.room == rooms[stalled])
+    forged = livekit.Delivery("EV_forged00001", joined.event, joined.room, joined.created_at,
+                              joined.body.replace(joined.event_id.encode(), b"EV_forged00001"),
+                              joined.authorization)
+    assert [posted.status for posted in sim.deliver(forged)] == [400]
+    assert [posted.status for posted in sim.replay(joined.event_id, times=2)] == [200, 200]
+
+    # The `hosting` host schedules a new Zoom meeting after the cutover; the next extraction sees it.
+    (zoom_account, like), = pipeline.query(
+        "select m.account_external_id, mt.external_id from identity_match m join meeting mt "
+        "on mt.platform = m.platform and mt.host_account_id = m.account_external_id "
+        "where m.person_anchor = :anchor and m.platform = 'zoom' order by mt.external_id limit 1", anchor=hosting)
+    sandbox_zoom.schedule_meeting(pipeline.server.sandbox, zoom_account, like, meeting_id=98765432101,
+                                  topic="Point hebdo (créé après la bascule)")
+    from flows.extract import extract
+
+    extract(str(pipeline.tenant), now=(T0 + timedelta(days=2)).isoformat())
+
+    # The dry run: writes nothing, one reason per person held.
+    before = pipeline.query("select count(*) from decommission")
+    rows = _rows(pipeline, tmp_path / "plan.csv")
+    assert pipeline.query("select count(*) from decommission") == before == [(0,)]
+    by_person: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        by_person.setdefault(row["person"], []).append(row)
+    assert {row["reason"] for row in by_person[stalled]} == {"NOT_ENOUGH_VISIO_DAYS"}
+    assert {row["reason"] for row in by_person[hosting]} == {"HOSTS_ON_SOURCE"}
+    releasable = {row["person"] for row in rows if row["releasable"] == "yes"}
+    assert releasable and releasable <= set(active), "only people seen in Visio on enough days are releasable"
+    for anchor in set(active) - releasable:   # an active host still held is held for a reason that is not evidence
+        assert {row["reason"] for row in by_person[anchor]} - {"NOT_ENOUGH_VISIO_DAYS", "HOSTS_ON_SOURCE", ""}
+    expected = {(row["platform"], row["account"], row["sku_key"]) for row in rows if row["releasable"] == "yes"}
+    plan = _plan(pipeline)
+    assert plan.licences_releasable == len(expected) and plan.people_releasable == len(releasable)
+    assert sum(line.releasable for line in plan.skus) == len(expected)
+
+    # Released, killed after the sources were called for part of the first batch, then run again.
+    monkeypatch.setenv("BASCULE_DATABASE_URL", pipeline.url)
+    real_record = ReleaseRepository.record
+    calls = Counter[str]()
+
+    def record(self: Any, *args: Any, **kwargs: Any) -> None:
+        calls["record"] += 1
+        if calls["record"] == 2:
+            raise Killed("killed")
+        real_record(self, *args, **kwargs)
+
+    monkeypatch.setattr(ReleaseRepository, "record", record)
+    with pytest.raises(Killed):
+        _release(pipeline)
+    monkeypatch.setattr(ReleaseRepository, "record", real_record)
+    assert pipeline.query("select count(*) from decommission where state = 'claimed'")[0][0] > 0
+    writes_before = dict(pipeline.server.sandbox.stats)
+    outcome = _release(pipeline)
+    released = {(platform, account, sku) for platform, account, sku in pipeline.query(
+        "select platform, account_external_id, sku_key from decommission where state = 'released'")}
+    refused = {(platform, account, sku) for platform, account, sku in pipeline.query(
+        "select platform, account_external_id, sku_key from decommission where state = 'refused'")}
+    assert released | refused == expected and not released & refused
+    assert outcome.reconciled > 0 and outcome.totals.get("claimed", 0) == 0
+    writes = Counter({key: pipeline.server.sandbox.stats[key] for key in (
+        "zoom:write:patch_user", "teams:write:assign_license", "webex:write:patch_licences")})
+    by_platform = Counter(platform for platform, _, _ in released)
+    # Exactly one write per licence freed, across the killed run and the re-run (the re-run read first).
+    assert writes["zoom:write:patch_user"] == by_platform["zoom"]
+    assert writes["teams:write:assign_license"] == by_platform["teams"]
+    assert writes["webex:write:patch_licences"] == by_platform["webex"] + sum(
+        1 for platform, _, _ in refused if platform == "webex")
+    assert writes_before["zoom:write:patch_user"] >= 1   # the killed run had sent some
+    for platform, account, _sku in released:
+        if platform == "zoom":
+            assert _zoom_type(pipeline, account) == 1
+    # Audited, and the licence's assignment follows.
+    assert pipeline.query("select count(*) from audit_event where action = 'licence.release'")[0][0] >= len(expected)
+    assert {row[0] for row in pipeline.query(
+        "select state from licence_assignment a join decommission d on d.platform = a.platform "
+        "and d.account_external_id = a.account_external_id and d.sku_key = a.sku_key where d.state = 'released'")} \
+        == {"released"}
+
+    # Run again: nothing more is sent, nothing changes.
+    again = _release(pipeline)
+    assert again.released == 0 and pipeline.server.sandbox.stats["zoom:write:patch_user"] == writes[
+        "zoom:write:patch_user"]
+
+    # Restore one person's Zoom licence: the sandbox shows it paid again, the next plan holds it.
+    (person, account), (late_person, late_account) = [(anchor, acc) for anchor, platform, acc in pipeline.query(
+        "select person_anchor, platform, account_external_id from decommission where state = 'released' "
+        "order by 1") if platform == "zoom"][:2]
+    emails = dict(pipeline.query("select anchor, primary_email from person where anchor in (:a, :b)", a=person,
+                                 b=late_person))
+    from flows.licences import restore_licences
+
+    soon = (PLAN_AT + timedelta(days=1)).isoformat()
+    dry = restore_licences(str(pipeline.tenant), emails=[emails[person].upper()], now=soon)
+    assert dry.dry_run and dry.queued >= 1 and _zoom_type(pipeline, account) == 1
+    done = restore_licences(str(pipeline.tenant), emails=[emails[person]], apply=True, now=soon, actor="test")
+    assert done.restored >= 1 and not done.failed
+    assert _zoom_type(pipeline, account) == 2
+    assert pipeline.query("select state from decommission where account_external_id = :a", a=account) == [
+        ("restored",)]
+    assert pipeline.query("select state from licence_assignment where account_external_id = :a and platform = "
+                          "'zoom'", a=account) == [("assigned",)]
+    assert {row["reason"] for row in _rows(pipeline, tmp_path / "after.csv") if row["person"] == person} == {
+        "RESTORED"}
+    # Outside the window (30 days after its release) nothing is granted, and the outcome says so.
+    late = restore_licences(str(pipeline.tenant), emails=[emails[late_person]], apply=True,
+                            now=(PLAN_AT + timedelta(days=31)).isoformat())
+    assert late.restored == 0 and late.queued == 0 and late.outside_window
+    assert _zoom_type(pipeline, late_account) == 1
