@@ -273,6 +273,9 @@ def run_demo(data_dir: Path, database_url: str, options: DemoOptions) -> dict[st
         identities = map_identities(str(tenant_file))
         wave = run_demo_wave(database_url, tenant_file, server)
         wave["mails_captured"] = len(list((data_dir / "mail").glob("*.eml")))  # the sink spools, keeps none
+        from flows.demo_release import run_demo_release
+
+        money = run_demo_release(database_url, tenant_file, DEMO_WAVE)
     # From now on the tenant names what `bascule sandbox serve --data DATA_DIR/ministry` serves by default.
     tenant_file.write_text(render_sandbox_tenant(manifest, ldif_path="ministry/directory.ldif",
                                                  ca_file="ministry/tls/cert.pem"), encoding="utf-8")
@@ -309,6 +312,7 @@ def run_demo(data_dir: Path, database_url: str, options: DemoOptions) -> dict[st
                        "unmatched": sum(counts.get("unmatched", 0) for counts in identities["accounts"].values()),
                        "conflicts": {kind: count for kind, count in identities["conflicts"].items() if count}},
         "wave": wave,
+        **money,
     }
 
 
@@ -413,10 +417,44 @@ def render_summary(summary: dict[str, Any]) -> str:
             + "; verify: " + ("verified" if wave["verified"] else
                               f"{wave['verify_problems']} problems; not applied: " + counted(wave["not_applied"])),
         ]
+    lines += _money_lines(summary)
     where = summary.get("where")
     if where:
         lines += _continue_lines(summary["tenant"], where, wave)
     return "\n".join(lines)
+
+
+def _money_lines(summary: dict[str, Any]) -> list[str]:
+    """Adoption, licences released and held, the contract amended, the savings figures."""
+    use, release = summary.get("visio_use"), summary.get("release")
+    if not use or not release:
+        return []
+    plan = summary["plan"]
+    lines = [
+        f"  Visio use (simulated) {use['seen_three_days']} of {use['hosts']} hosts seen on 3 days, "
+        f"{use['seen_once']} once, {use['not_seen']} never ({use['webhooks']} signed webhooks, "
+        f"{use['webhooks_refused']} refused)",
+        f"  licences             plan {DAYS_LATER_TEXT}: {plan['releasable_licences']} releasable of "
+        f"{plan['people']} people; released {release['released']} ("
+        f"€{release['seats_freed_annual']} a year of seats freed), refused "
+        + (", ".join(f"{reason} {n}" for reason, n in sorted(release["refused_by_reason"].items())) or "none"),
+        "                       held: " + (", ".join(f"{reason} {n}" for reason, n in sorted(
+            release["held_by_reason"].items(), key=lambda item: -item[1])) or "nobody"),
+    ]
+    amended = summary.get("contract_amended")
+    if amended:
+        lines.append(f"  contract amended     {amended['contract']}: {amended['from']} → {amended['to']} seats from "
+                     f"{amended['effective']} ({amended['evidence']})")
+    savings = summary.get("savings")
+    if savings:
+        lines.append(f"  savings              potential €{savings['potential_annual']}/yr, stranded "
+                     f"€{savings['stranded']}, realised €{savings['realised_run_rate']}/yr "
+                     f"({savings['realised_status']}); benchmark €{savings['benchmark_annual']}/yr "
+                     f"({savings['users_left']} users left)")
+    return lines
+
+
+DAYS_LATER_TEXT = "10 days after the cutover"
 
 
 def _continue_lines(tenant_id: str, where: dict[str, str], wave: dict[str, Any] | None) -> list[str]:

@@ -25,6 +25,7 @@ class JsonlStore:
         self._offsets: dict[str, tuple[int, int]] = {}
         self._order: list[str] = []
         self._groups: dict[str, dict[str, list[str]]] = {name: {} for name in (groups or {})}
+        self._group_of = dict(groups or {})
         self._overlay: dict[str, Record] = {}
         self._deleted: set[str] = set()
         self._lock = threading.Lock()
@@ -81,10 +82,13 @@ class JsonlStore:
                 yield record
 
     def put(self, key: str, record: Record) -> None:
-        """Replace (or add) a record; later reads return it."""
+        """Replace (or add) a record; later reads return it (an added record joins its groups)."""
         with self._lock:
             if key not in self._offsets and key not in self._overlay:
                 self._order.append(key)
+                for name, group_of in self._group_of.items():
+                    for group in group_of(record):
+                        self._groups[name].setdefault(group, []).append(key)
             self._overlay[key] = orjson.loads(orjson.dumps(record))
             self._deleted.discard(key)
 

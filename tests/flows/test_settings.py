@@ -71,6 +71,11 @@ def test_example_tenant_loads_with_paths_relative_to_the_file(tmp_path: Path) ->
     (('kind = "ldif"', 'kind = "ldap"'), "needs url and base_dn"),
     (('access_token_env = "BASCULE_WEBEX_ACCESS_TOKEN"', 'access_token_env = "Bearer abc.def"'),
      "must be the NAME of an environment variable"),
+    (("window_days = 30 ", "window_days = 2 "), "release: Value error, window_days .2. must be at least"
+                                                "|release: window_days .2. must be at least min_visio_days"),
+    (("grace_days = 7 ", "grace_days = -1 "), "release.grace_days: Input should be greater than or equal to 0"),
+    (("large_meeting_invitees = 150", "large_meeting_invitees = 150\nmin_days = 3"),
+     "release.min_days: Extra inputs are not permitted"),
 ])
 def test_invalid_tenant_files_say_where_and_why(tmp_path: Path, change: tuple[str, str], message: str) -> None:
     old, new = change
@@ -93,3 +98,16 @@ def test_a_file_the_tenant_names_must_exist_and_the_error_names_it(tmp_path: Pat
     (tmp_path / missing).mkdir()
     with pytest.raises(TenantFileError, match=f"{setting}: .* is not a file"):
         TenantConfig.load(path)
+
+
+def test_the_release_policy_defaults_and_its_keep_list_relative_to_the_file(tmp_path: Path) -> None:
+    config = TenantConfig.load(_tenant(tmp_path, EXAMPLE))
+    policy = config.release.policy()
+    assert (policy.min_visio_days, policy.window_days, policy.grace_days) == (3, 30, 7)
+    assert config.release.large_meeting_invitees == 150 and config.release.restore_window_days == 30
+    text = EXAMPLE.replace('# keep_licence_csv = "keep-licence.csv"', 'keep_licence_csv = "keep.csv"')
+    path = _tenant(tmp_path, text)
+    with pytest.raises(TenantFileError, match="release.keep_licence_csv: .*keep.csv does not exist"):
+        TenantConfig.load(path)
+    (tmp_path / "keep.csv").write_text("email\n", encoding="utf-8")
+    assert TenantConfig.load(path).release.keep_licence_csv == (tmp_path / "keep.csv").resolve()
