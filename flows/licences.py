@@ -45,7 +45,7 @@ from flows.settings import Settings
 from flows.tenant import TenantConfig
 
 __all__ = ["ReleaseOutcome", "ReleasePlan", "RestoreOutcome", "licences_plan", "release_licences",
-           "render_outcome", "render_plan", "render_restore", "restore_licences"]
+           "render_outcome", "render_plan", "render_release_dry_run", "render_restore", "restore_licences"]
 
 PEOPLE_PER_BATCH = 1000
 SHOWN_ROWS = 15
@@ -141,8 +141,11 @@ def keep_list(path: Path | None, session: Any, tenant_id: str) -> tuple[frozense
     if isinstance(decoded, csv_text.NotText):
         raise KeepListError(f"{path}: {decoded.reason}")
     lines = list(io.StringIO(decoded.text, newline=""))
+    delimiter = csv_text.sep_hint(lines[0]) if lines else None
+    if delimiter is not None:   # Excel's `sep=;` line names the delimiter; it is no row of the table
+        lines = lines[1:]
     first = lines[0] if lines else ""
-    delimiter = csv_text.delimiter_of(first, ("email", "anchor", "reason"))
+    delimiter = delimiter or csv_text.delimiter_of(first, ("email", "anchor", "reason"))
     try:
         rows = list(csv.DictReader(lines, delimiter=delimiter))
     except csv.Error as error:
@@ -602,6 +605,12 @@ def render_plan(plan: ReleasePlan, *, markdown: bool = False) -> str:
     if plan.planned or plan.withdrawn:
         lines += ["", f"Written to the outbox: {plan.planned} planned, {plan.withdrawn} withdrawn."]
     return "\n".join(lines)
+
+
+def render_release_dry_run(plan: ReleasePlan) -> str:
+    return (f"DRY RUN — nothing was released. --apply releases the {plan.licences_releasable} releasable licences "
+            "(each read back from its source, audited; run it again after any interruption).\n\n"
+            + render_plan(plan))
 
 
 def render_outcome(outcome: ReleaseOutcome, *, markdown: bool = False) -> str:

@@ -69,8 +69,8 @@ def licences_release(
     actor = by or os.environ.get("USER") or "bascule"
 
     def work() -> None:
-        _run("release_licences", "render_outcome" if apply else "render_plan", as_json, tenant_file=str(tenant),
-             wave=wave, apply=apply, retry_refused=retry_refused, actor=actor)
+        _run("release_licences", "render_outcome" if apply else "render_release_dry_run", as_json,
+             tenant_file=str(tenant), wave=wave, apply=apply, retry_refused=retry_refused, actor=actor)
 
     as_job(work, tenant=tenant)
 

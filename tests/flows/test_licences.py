@@ -261,3 +261,107 @@ def test_only_people_with_evidence_are_released_exactly_once_and_restore_gives_t
                             now=(PLAN_AT + timedelta(days=31)).isoformat())
     assert late.restored == 0 and late.queued == 0 and late.outside_window
     assert _zoom_type(pipeline, late_account) == 1
+
+
+def _tenant_with(pipeline: Pipeline, extra: str) -> Path:
+    """The pipeline's tenant file with its [release] table replaced."""
+    text = pipeline.tenant.read_text(encoding="utf-8")
+    assert "[release]" not in text
+    path = pipeline.tenant.with_name("tenant-release.toml")
+    path.write_text(text + "\n[release]\n" + extra, encoding="utf-8")
+    return path
+
+
+def test_exemptions_and_the_keep_list_hold_people_who_would_be_released(
+        pipeline: Pipeline, receiver: str, tmp_path: Path) -> None:
+    from flows.licences import compute_plan
+    from flows.tenant import TenantConfig
+
+    _verified(pipeline)
+    scope = _in_scope(pipeline)
+    rooms = {host: meet_id for meet_id, host in pipeline.query("select meet_id, host_anchor from room")}
+    hosts = sorted(anchor for anchor in scope if anchor in rooms)
+    _use_visio(receiver, rooms, dict.fromkeys(hosts, 3))
+    base = compute_plan(pipeline.url, TenantConfig.load(pipeline.tenant), wave=None, now=PLAN_AT)
+    first = {row for row in _releasable(pipeline, pipeline.tenant)}
+    assert len(first) >= 3 and base.people_releasable == len(first)
+    listed, large, *_rest = sorted(first)
+
+    # One person on the ministry's keep list (as Excel saves it: Windows-1252, semicolons, a sep= line), one who
+    # hosts a meeting of 200 invitees; a row naming nobody is counted, not fatal.
+    (email,), = pipeline.query("select primary_email from person where anchor = :a", a=listed)
+    keep = tmp_path / "garder.csv"
+    keep.write_bytes(f"sep=;\r\nemail;raison\r\n{email.upper()};élue\r\nnobody@nowhere.example;départ\r\n"
+                     .encode("cp1252"))
+    from sqlalchemy import text
+
+    from flows.runtime import transaction
+
+    with transaction(pipeline.url) as session:
+        session.execute(text("update meeting set invitee_count = 200 where host_account_id in (select "
+                             "account_external_id from identity_match where person_anchor = :a)"), {"a": large})
+    tenant = _tenant_with(pipeline, f'keep_licence_csv = "{keep}"\n')
+    plan = compute_plan(pipeline.url, TenantConfig.load(tenant), wave=None, now=PLAN_AT)
+    assert plan.keep_list == {"rows": 2, "people": 1, "unknown": 1}
+    after = _releasable(pipeline, tenant)
+    assert after == first - {listed, large}
+    assert plan.people_held.get("EXEMPT_LISTED") == base.people_held.get("EXEMPT_LISTED", 0) + 1
+    assert plan.people_held.get("EXEMPT_LARGE_MEETINGS", 0) >= 1
+
+    # The exemption switched off (and a larger threshold) gives them back; a stricter policy holds everyone.
+    relaxed = _tenant_with(pipeline, "exempt_large_meetings = false\n")
+    assert large in _releasable(pipeline, relaxed)
+    strict = _tenant_with(pipeline, "min_visio_days = 4\n")
+    assert not _releasable(pipeline, strict)
+    late = _tenant_with(pipeline, "grace_days = 20\n")
+    held = compute_plan(pipeline.url, TenantConfig.load(late), wave=None, now=PLAN_AT)
+    assert held.people_releasable == 0 and held.people_held.get("IN_GRACE_PERIOD", 0) >= base.people_releasable
+
+
+def _releasable(pipeline: Pipeline, tenant: Path) -> set[str]:
+    from flows.licences import compute_plan
+    from flows.tenant import TenantConfig
+
+    path = tenant.with_suffix(".csv")
+    compute_plan(pipeline.url, TenantConfig.load(tenant), wave=None, now=PLAN_AT, csv_path=path)
+    import csv
+
+    with path.open(encoding="utf-8") as handle:
+        return {row["person"] for row in csv.DictReader(handle) if row["releasable"] == "yes"}
+
+
+@pytest.mark.slow
+def test_the_commands_plan_dry_run_and_refuse_what_cannot_be(pipeline: Pipeline, tmp_path: Path) -> None:
+    """Through `bascule licences` in its own process: the plan in JSON and CSV, the release's dry run, a restore
+    naming nobody refused in one line."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {**os.environ, "BASCULE_DATA_DIR": str(tmp_path / ".bascule"), "BASCULE_DATABASE_URL": pipeline.url}
+    env.pop("PREFECT_HOME", None)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "flows.cli", "licences", *args, "--tenant",
+                               str(pipeline.tenant)], cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=300, check=False)
+
+    planned = run("plan", "--json", "--csv", str(tmp_path / "plan.csv"))
+    assert planned.returncode == 0, planned.stderr[-2000:]
+    plan = json.loads(planned.stdout)
+    # The wave is frozen, not cut over: everyone in scope is held, by their wave's state.
+    assert plan["people"] > 0 and plan["people_releasable"] == 0
+    assert set(plan["people_held"]) <= {"WAVE_NOT_VERIFIED", "NOT_IN_WAVE", "EXEMPT_WEBINAR_HOST",
+                                        "EXEMPT_LARGE_MEETINGS"}
+    assert "@" not in json.dumps(plan["sample"])   # anchors, never e-mail addresses, outside the CSV file
+    assert len((tmp_path / "plan.csv").read_text(encoding="utf-8").splitlines()) == 1 + plan["licences_releasable"] \
+        + sum(plan["licences_held"].values())
+    dry = run("release")
+    assert dry.returncode == 0 and dry.stdout.startswith("DRY RUN"), dry.stdout[:500]
+    assert "People held, by reason" in dry.stdout and pipeline.query("select count(*) from decommission") == [(0,)]
+    refused = run("restore", "--email", "personne@nulle-part.example", "--apply")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "no person known with personne@nulle-part.example" in refused.stderr
