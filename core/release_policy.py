@@ -13,10 +13,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 from core.waves import WaveState
 
-__all__ = ["HoldReason", "PersonEvidence", "ReleaseDecision", "ReleasePolicy", "ReleaseState", "decide"]
+__all__ = ["VISIO_DAY_ZONE", "HoldReason", "PersonEvidence", "ReleaseDecision", "ReleasePolicy", "ReleaseState",
+           "decide"]
+
+
+VISIO_DAY_ZONE = ZoneInfo("Europe/Paris")   # a day in Visio is a day of the agents' calendar, not a UTC day
 
 
 class HoldReason(StrEnum):

@@ -479,6 +479,7 @@ class Room(Base):
         UniqueConstraint("tenant_id", "meet_id"),
         UniqueConstraint("tenant_id", "action_key"),
         Index(None, "tenant_id", "slug"),   # a slug Visio repeats is refused (VISIO_ID_REUSED)
+        Index(None, "tenant_id", "host_anchor"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -581,7 +582,8 @@ class AdoptionEvent(Base):
     """Evidence that people use Visio (LiveKit webhooks on migrated rooms)."""
 
     __tablename__ = "adoption_event"
-    __table_args__ = (UniqueConstraint("tenant_id", "event_id"),)
+    __table_args__ = (UniqueConstraint("tenant_id", "event_id"),
+                      Index(None, "tenant_id", "participant_identity"))   # a person's days, by their subs
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     tenant_id: Mapped[str] = _tenant_fk()

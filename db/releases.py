@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -52,6 +53,7 @@ class PersonFacts:
     hosts_webinars: bool = False
     largest_invitees: int = 0
     licences: list[LicenceLine] = field(default_factory=list)
+    wave_key: tuple[datetime, int] | None = None    # (created_at, id) of the wave kept: the latest
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,77 +89,151 @@ class ReleaseRepository:
         self._session = session
         self._tenant_id = tenant_id
         self._outbox = table_of(models.Decommission)
+        self._sku_cache: dict[tuple[str, str], tuple[str, bool]] | None = None
 
     # -- reading what the policy needs
 
-    def _in_scope(self) -> Any:
-        """(person, licence) rows: assigned licences, on meeting SKUs, of accounts matched to a person."""
+    def people_in_scope(self, *, wave: str | None = None, after: str | None = None, limit: int = 1000) -> list[str]:
+        """Anchors of people holding a licence in scope (of one wave's members), in anchor order, after `after`.
+
+        Walks identity_match in anchor order and keeps a person when one of their accounts holds such a licence
+        (EXISTS on licence_assignment's unique index): each call reads about `limit` people's rows."""
         matches, held, skus = (table_of(models.IdentityMatch), table_of(models.LicenceAssignment),
                                table_of(models.LicenceSku))
-        return (select(matches.c.person_anchor, held.c.platform, held.c.account_external_id, held.c.sku_key,
-                       skus.c.name)
-                .join(held, and_(held.c.tenant_id == matches.c.tenant_id, held.c.platform == matches.c.platform,
-                                 held.c.account_external_id == matches.c.account_external_id))
-                .join(skus, and_(skus.c.tenant_id == held.c.tenant_id, skus.c.platform == held.c.platform,
-                                 skus.c.sku_key == held.c.sku_key))
-                .where(matches.c.tenant_id == self._tenant_id, held.c.state == "assigned",
-                       skus.c.includes_meetings.is_(True)))
-
-    def people_in_scope(self, *, wave: str | None = None, after: str | None = None, limit: int = 1000) -> list[str]:
-        """Anchors of people holding a licence in scope (of one wave's members), in anchor order, after `after`."""
-        scope = self._in_scope().subquery()
-        query = select(scope.c.person_anchor).distinct()
+        licensed = exists(select(held.c.id).join(skus, and_(
+            skus.c.tenant_id == held.c.tenant_id, skus.c.platform == held.c.platform,
+            skus.c.sku_key == held.c.sku_key)).where(
+            held.c.tenant_id == matches.c.tenant_id, held.c.platform == matches.c.platform,
+            held.c.account_external_id == matches.c.account_external_id, held.c.state == "assigned",
+            skus.c.includes_meetings.is_(True)))
+        query = select(matches.c.person_anchor).where(matches.c.tenant_id == self._tenant_id, licensed)
         if wave is not None:
             members, waves = table_of(models.WaveMember), table_of(models.Wave)
             query = query.where(exists(select(members.c.id).join(waves, waves.c.id == members.c.wave_id).where(
-                members.c.tenant_id == self._tenant_id, members.c.person_anchor == scope.c.person_anchor,
+                members.c.tenant_id == self._tenant_id, members.c.person_anchor == matches.c.person_anchor,
                 waves.c.name == wave)))
         if after is not None:
-            query = query.where(scope.c.person_anchor > after)
+            query = query.where(matches.c.person_anchor > after)
         return [str(anchor) for anchor in self._session.execute(
-            query.order_by(scope.c.person_anchor).limit(limit)).scalars()]
+            query.group_by(matches.c.person_anchor).order_by(matches.c.person_anchor).limit(limit)).scalars()]
+
+    def _skus(self) -> dict[tuple[str, str], tuple[str, bool]]:
+        """The tenant's SKUs (a few dozen): (platform, key) → (name, includes meetings)."""
+        if self._sku_cache is None:
+            skus = table_of(models.LicenceSku)
+            self._sku_cache = {(row.platform, row.sku_key): (row.name, bool(row.includes_meetings))
+                               for row in self._session.execute(select(
+                                   skus.c.platform, skus.c.sku_key, skus.c.name, skus.c.includes_meetings).where(
+                                   skus.c.tenant_id == self._tenant_id))}
+        return self._sku_cache
 
     def facts(self, anchors: Sequence[str]) -> dict[str, PersonFacts]:
-        """Per person of the batch: licences in scope, latest wave, meetings still on the old platforms."""
+        """Per person of the batch (anchors in order, as people_in_scope gives them): licences in scope, latest
+        wave, meetings still on the old platforms.
+
+        The batch's accounts are read by anchor range on identity_match, then their licences and meetings by
+        account on each table's (tenant, platform, account) index: a few queries per batch whose cost follows the
+        batch, whatever the planner knows of the tables."""
         found = {anchor: PersonFacts(anchor) for anchor in anchors}
+        if not anchors:
+            return found
+        first, last = min(anchors), max(anchors)
         people, matches, meetings = (table_of(models.Person), table_of(models.IdentityMatch),
                                      table_of(models.Meeting))
-        members, waves = table_of(models.WaveMember), table_of(models.Wave)
-        scope = self._in_scope().subquery()
-        for chunk in _chunks(list(found)):
-            for row in self._session.execute(select(scope).where(scope.c.person_anchor.in_(chunk))
-                                             .order_by(scope.c.person_anchor, scope.c.platform, scope.c.sku_key)):
-                found[row.person_anchor].licences.append(
-                    LicenceLine(row.platform, row.account_external_id, row.sku_key, row.name))
-            for anchor, department in self._session.execute(select(people.c.anchor, people.c.department).where(
-                    people.c.tenant_id == self._tenant_id, people.c.anchor.in_(chunk))):
+        held, members, waves = (table_of(models.LicenceAssignment), table_of(models.WaveMember),
+                                table_of(models.Wave))
+        owner: dict[tuple[str, str], str] = {}
+        for anchor, platform, account in self._session.execute(
+                select(matches.c.person_anchor, matches.c.platform, matches.c.account_external_id).where(
+                    matches.c.tenant_id == self._tenant_id, matches.c.person_anchor >= first,
+                    matches.c.person_anchor <= last)):
+            if anchor in found:
+                owner[(platform, account)] = anchor
+        skus = self._skus()
+        by_platform: dict[str, list[str]] = {}
+        for platform, account in owner:
+            by_platform.setdefault(platform, []).append(account)
+        for platform, accounts in sorted(by_platform.items()):
+            for chunk in _chunks(sorted(accounts)):
+                for account, sku_key in self._session.execute(select(held.c.account_external_id, held.c.sku_key)
+                                                              .where(held.c.tenant_id == self._tenant_id,
+                                                                     held.c.platform == platform,
+                                                                     held.c.account_external_id.in_(chunk),
+                                                                     held.c.state == "assigned")):
+                    name, with_meetings = skus.get((platform, sku_key), (sku_key, False))
+                    if with_meetings:
+                        found[owner[(platform, account)]].licences.append(
+                            LicenceLine(platform, account, sku_key, name))
+                for account, created, invitees, flags in self._session.execute(
+                        select(meetings.c.host_account_id, meetings.c.created_at, meetings.c.invitee_count,
+                               meetings.c.flags).where(
+                            meetings.c.tenant_id == self._tenant_id, meetings.c.platform == platform,
+                            meetings.c.host_account_id.in_(chunk), meetings.c.removed_at.is_(None))):
+                    facts = found[owner[(platform, account)]]
+                    if facts.last_meeting_seen is None or created > facts.last_meeting_seen:
+                        facts.last_meeting_seen = created
+                    facts.hosts_webinars |= bool((flags or {}).get("webinar"))
+                    facts.largest_invitees = max(facts.largest_invitees, int(invitees or 0))
+        for facts in found.values():
+            facts.licences.sort(key=lambda line: (line.platform, line.sku_key, line.account_external_id))
+        for anchor, department in self._session.execute(select(people.c.anchor, people.c.department).where(
+                people.c.tenant_id == self._tenant_id, people.c.anchor >= first, people.c.anchor <= last)):
+            if anchor in found:
                 found[anchor].department = department
-            # A person's wave: the latest one they were put in that was not cancelled.
-            for row in self._session.execute(
-                    select(members.c.person_anchor, waves.c.name, waves.c.state, waves.c.cut_over_at,
-                           waves.c.updated_at, waves.c.created_at)
-                    .join(waves, waves.c.id == members.c.wave_id)
-                    .where(members.c.tenant_id == self._tenant_id, members.c.person_anchor.in_(chunk),
-                           waves.c.state != WaveState.CANCELLED.value)
-                    .order_by(members.c.person_anchor, waves.c.created_at, waves.c.id)):
-                facts = found[row.person_anchor]
-                facts.wave, facts.wave_state, facts.cut_over_at = row.name, WaveState(row.state), row.cut_over_at
+        # A person's wave: the latest one they were put in that was not cancelled.
+        wave_rows = {row.id: row for row in self._session.execute(select(
+            waves.c.id, waves.c.name, waves.c.state, waves.c.cut_over_at, waves.c.updated_at, waves.c.created_at)
+            .where(waves.c.tenant_id == self._tenant_id, waves.c.state != WaveState.CANCELLED.value))}
+        for chunk in _chunks(list(anchors)):
+            for anchor, wave_id in self._session.execute(select(members.c.person_anchor, members.c.wave_id).where(
+                    members.c.tenant_id == self._tenant_id, members.c.person_anchor.in_(chunk))):
+                wave = wave_rows.get(wave_id)
+                person = found[anchor]
+                if wave is None or (person.wave_key is not None and (wave.created_at, wave.id) < person.wave_key):
+                    continue
+                person.wave, person.wave_state, person.cut_over_at = wave.name, WaveState(wave.state), wave.cut_over_at
+                person.wave_key = (wave.created_at, wave.id)
                 # A verified wave changes only to rolled back: its last update is when it was verified.
-                facts.verified_at = row.updated_at if row.state == WaveState.VERIFIED.value else None
-            for row in self._session.execute(
-                    select(matches.c.person_anchor, meetings.c.created_at, meetings.c.invitee_count,
-                           meetings.c.flags)
-                    .join(meetings, and_(meetings.c.tenant_id == matches.c.tenant_id,
-                                         meetings.c.platform == matches.c.platform,
-                                         meetings.c.host_account_id == matches.c.account_external_id))
-                    .where(matches.c.tenant_id == self._tenant_id, matches.c.person_anchor.in_(chunk),
-                           meetings.c.removed_at.is_(None))):
-                facts = found[row.person_anchor]
-                if facts.last_meeting_seen is None or row.created_at > facts.last_meeting_seen:
-                    facts.last_meeting_seen = row.created_at
-                facts.hosts_webinars |= bool((row.flags or {}).get("webinar"))
-                facts.largest_invitees = max(facts.largest_invitees, int(row.invitee_count or 0))
+                person.verified_at = wave.updated_at if wave.state == WaveState.VERIFIED.value else None
         return found
+
+    def visio_days(self, anchors: Sequence[str], *, zone: ZoneInfo) -> dict[str, frozenset[date]]:
+        """The distinct days (in `zone`) each person of the batch was seen in Visio, as core.adoption counts
+        evidence: a logged-in participant joining a room bascule migrated, each event once. A person is known by
+        their subs: the ProConnect observations stored, and whoever joined their own migrated room as its owner.
+        Read by index (rooms by host, events by room and by participant), never the tenant's events at once."""
+        found: dict[str, set[date]] = {anchor: set() for anchor in anchors}
+        if not anchors:
+            return {}
+        first, last = min(anchors), max(anchors)
+        rooms, events, seen = (table_of(models.Room), table_of(models.AdoptionEvent),
+                               table_of(models.ProconnectObservation))
+        joined = and_(events.c.tenant_id == self._tenant_id, events.c.event == "participant_joined",
+                      events.c.authenticated.is_(True), events.c.participant_identity.is_not(None))
+        subs: dict[str, set[str]] = {}
+        for anchor, sub in self._session.execute(select(seen.c.person_anchor, seen.c.sub).where(
+                seen.c.tenant_id == self._tenant_id, seen.c.person_anchor >= first, seen.c.person_anchor <= last)):
+            if anchor in found:
+                subs.setdefault(sub, set()).add(anchor)
+        host_of = {meet_id: anchor for meet_id, anchor in self._session.execute(
+            select(rooms.c.meet_id, rooms.c.host_anchor).where(
+                rooms.c.tenant_id == self._tenant_id, rooms.c.host_anchor >= first, rooms.c.host_anchor <= last))
+            if anchor in found}
+        for chunk in _chunks(sorted(host_of)):
+            for meet_id, sub in self._session.execute(select(events.c.room_meet_id, events.c.participant_identity)
+                                                      .where(joined, events.c.room_meet_id.in_(chunk),
+                                                             events.c.room_role == "owner")):
+                subs.setdefault(sub, set()).add(host_of[meet_id])
+        for chunk in _chunks(sorted(subs)):
+            for sub, moment in self._session.execute(
+                    select(events.c.participant_identity, events.c.occurred_at)
+                    .join(rooms, and_(rooms.c.tenant_id == events.c.tenant_id,
+                                      rooms.c.meet_id == events.c.room_meet_id))
+                    .where(joined, events.c.participant_identity.in_(chunk))):
+                day = moment.astimezone(zone).date()
+                for anchor in subs[sub]:
+                    found[anchor].add(day)
+        return {anchor: frozenset(days) for anchor, days in found.items()}
 
     def current(self, lines: Sequence[LicenceLine]) -> dict[tuple[str, str, str], tuple[ReleaseState, str | None,
                                                                                           str | None]]:

@@ -34,7 +34,7 @@ from core import csv_text
 from core.emails import normalise_email
 from core.licences import PricedSku, ReleaseResult, RestoreResult, price_licences
 from core.records import LicenceSku, Platform
-from core.release_policy import HoldReason, PersonEvidence, ReleaseState, decide
+from core.release_policy import VISIO_DAY_ZONE, HoldReason, PersonEvidence, ReleaseState, decide
 from db import models
 from db.adoption import AdoptionRepository
 from db.releases import LicenceLine, OutboxRow, PersonFacts, ReleaseRepository
@@ -224,7 +224,7 @@ def iter_plan(database: str, tenant: TenantConfig, *, wave: str | None, now: dat
                 break
             after = batch[-1]
             facts = releases.facts(batch)
-            adoption = AdoptionRepository(session, tenant.id).evidence_for(batch)
+            visio_days = releases.visio_days(batch, zone=VISIO_DAY_ZONE)
             emails = dict(session.execute(select(models.Person.anchor, models.Person.primary_email).where(
                 models.Person.tenant_id == tenant.id, models.Person.anchor.in_(batch))).all())
             current = releases.current([line for person in facts.values() for line in person.licences])
@@ -233,11 +233,11 @@ def iter_plan(database: str, tenant: TenantConfig, *, wave: str | None, now: dat
             rows: list[PlanRow] = []
             for anchor in batch:
                 person = facts[anchor]
-                seen = adoption.get(anchor)
-                decision = decide(_evidence(person, seen.days if seen else frozenset(),
+                decision = decide(_evidence(person, visio_days.get(anchor, frozenset()),
                                             policy_settings.large_meeting_invitees), policy, now=now)
                 plan.people += 1
                 person_releasable = False
+                line_reasons: Counter[str] = Counter()
                 for line in person.licences:
                     hold = ((decision.reason.value, decision.detail) if decision.reason is not None
                             else _licence_hold(line, tenant, current, retry_refused=retry_refused))
@@ -253,6 +253,7 @@ def iter_plan(database: str, tenant: TenantConfig, *, wave: str | None, now: dat
                         keep.add((line.platform, line.account_external_id, line.sku_key))
                     else:
                         sku.held += 1
+                        line_reasons[hold[0]] += 1
                         plan.licences_held[hold[0]] = plan.licences_held.get(hold[0], 0) + 1
                     rows.append(PlanRow(anchor, emails.get(anchor), person.department, person.wave, line.platform,
                                         line.account_external_id, line.sku_key, line.sku_name, hold is None,
@@ -262,8 +263,9 @@ def iter_plan(database: str, tenant: TenantConfig, *, wave: str | None, now: dat
                 elif person_releasable:
                     plan.people_releasable += 1
                 else:
-                    reasons = Counter(row.reason for row in rows if row.anchor == anchor and row.reason)
-                    first = reasons.most_common(1)[0][0] if reasons else "NOTHING_TO_RELEASE"
+                    # Releasable, but none of their licences is (Teams in a suite, refused before…): the most
+                    # frequent licence reason is theirs.
+                    first = line_reasons.most_common(1)[0][0] if line_reasons else "NOTHING_TO_RELEASE"
                     plan.people_held[first] = plan.people_held.get(first, 0) + 1
             if apply:
                 plan.planned += releases.plan(to_plan, now=now)

@@ -1,4 +1,4 @@
-"""release outbox: decommission rows claimed, recorded, audited and restorable
+"""release outbox: decommission rows claimed, recorded, audited and restorable; indexes the release plan reads by
 
 Revision ID: 0009
 Revises: 0008
@@ -39,7 +39,18 @@ def upgrade() -> None:
                               unique=False)
 
 
+    with op.batch_alter_table('adoption_event', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_adoption_event_tenant_id_participant_identity'),
+                              ['tenant_id', 'participant_identity'], unique=False)
+    with op.batch_alter_table('room', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_room_tenant_id_host_anchor'), ['tenant_id', 'host_anchor'], unique=False)
+
+
 def downgrade() -> None:
+    with op.batch_alter_table('room', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_room_tenant_id_host_anchor'))
+    with op.batch_alter_table('adoption_event', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_adoption_event_tenant_id_participant_identity'))
     with op.batch_alter_table('decommission', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_decommission_tenant_id_person_anchor'))
         batch_op.drop_index(batch_op.f('ix_decommission_tenant_id_state'))
