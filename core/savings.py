@@ -23,11 +23,12 @@ budget year, LOLF). Amounts keep full precision; snapshot rows are rounded to th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from enum import StrEnum
+from typing import TypeVar
 
 from dateutil.relativedelta import relativedelta
 
@@ -38,10 +39,12 @@ from core.money import Money, total
 from core.records import Platform
 
 __all__ = ["FORECAST_END", "Benchmark", "Figure", "FigureStatus", "ForecastMonth", "Scenario", "SeatCounts",
-           "SeatState", "SnapshotRow", "annual_unit_cost", "count_users_left", "fiscal_year_end", "forecast",
-           "gov_expected", "months_between", "net", "potential_annual", "realised_in_fy", "realised_run_rate",
-           "reclaimable", "snapshot_row", "stranded", "tally_seats", "true_up", "utilisation", "waste"]
+           "SeatState", "SnapshotRow", "allocate", "annual_unit_cost", "count_users_left", "fiscal_year_end",
+           "forecast", "gov_expected", "months_between", "net", "potential_annual", "realised_in_fy",
+           "realised_run_rate", "reclaimable", "snapshot_row", "stranded", "tally_seats", "true_up", "utilisation",
+           "waste"]
 
+K = TypeVar("K", bound=Hashable)
 FORECAST_END = date(2027, 12, 1)  # the last month of the forecast (savings.md §4.6: to the end of 2027)
 
 
@@ -435,3 +438,20 @@ def snapshot_row(*, tenant: str, contract: Contract, counts: SeatCounts, changes
         net=net(realised, migrated_users=migrated_users, scenario=scenario).amount.rounded(),
         gov_expected=gov_expected(users_left).amount.rounded(),
         status=realised.status, evidence_refs=realised.evidence, computed_at=computed_at)
+
+
+def allocate(amount: Money, weights: Mapping[K, int]) -> dict[K, Money]:
+    """`amount` (rounded to the cent) split pro rata of `weights`, to the cent, the parts adding up to it exactly
+    (the cents left over go to the largest remainders, ties to the first key); all to nothing when no weight."""
+    total_weight = sum(weights.values())
+    if any(weight < 0 for weight in weights.values()):
+        raise ValueError("weights must not be negative")
+    cents = int((amount.rounded().amount * 100).to_integral_value())
+    if total_weight == 0 or not weights:
+        return {key: Money.zero(amount.currency) for key in weights}
+    shares = {key: Decimal(cents) * weight / total_weight for key, weight in weights.items()}
+    floors = {key: int(share.to_integral_value(rounding=ROUND_FLOOR)) for key, share in shares.items()}
+    left = cents - sum(floors.values())
+    for key in sorted(weights, key=lambda item: (-(shares[item] - floors[item]), list(weights).index(item)))[:left]:
+        floors[key] += 1
+    return {key: Money(Decimal(value) / 100, amount.currency) for key, value in floors.items()}

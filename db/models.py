@@ -429,7 +429,8 @@ class WaveMember(Base):
     """A person selected into a wave."""
 
     __tablename__ = "wave_member"
-    __table_args__ = (UniqueConstraint("wave_id", "person_anchor"),)
+    __table_args__ = (UniqueConstraint("wave_id", "person_anchor"),
+                      Index(None, "tenant_id", "person_anchor"))   # a person's waves (release plan, savings)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     tenant_id: Mapped[str] = _tenant_fk()
@@ -667,6 +668,29 @@ class SavingsSnapshot(Base):
     gov_expected: Mapped[Decimal] = mapped_column(Numeric(14, 2))
     status: Mapped[str] = mapped_column(String(16))
     evidence_refs: Mapped[JsonList]
+    computed_at: Mapped[datetime]
+
+
+class SavingsBreakdown(Base):
+    """A month's figures split along one dimension the dashboard shows (savings.md §4.2): `direction` (the first
+    level of the directory's department), `wave`, `tool`, `sku`, `contract`; stored when the snapshots are computed,
+    so that pages read them and never recompute."""
+
+    __tablename__ = "savings_breakdown"
+    __table_args__ = (UniqueConstraint("tenant_id", "month", "dimension", "key"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    tenant_id: Mapped[str] = _tenant_fk()
+    month: Mapped[date] = mapped_column(Date)
+    dimension: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(512))
+    assigned: Mapped[int] = mapped_column(Integer)
+    reclaimed: Mapped[int] = mapped_column(Integer)
+    potential_annual: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    stranded: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    realised_run_rate: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    gov_expected: Mapped[Decimal] = mapped_column(Numeric(14, 2))
+    status: Mapped[str] = mapped_column(String(16))
     computed_at: Mapped[datetime]
 
 

@@ -234,6 +234,29 @@ class ReleaseSettings(_Strict):
                              exempt_large_meetings=self.exempt_large_meetings, exempt_anchors=exempt_anchors)
 
 
+def _ninety_days() -> dict[Literal["zoom", "teams", "webex"], int]:
+    return {"zoom": 90, "teams": 90, "webex": 90}
+
+
+class SavingsSettings(_Strict):
+    """How the savings are read (savings.md §4): the activity threshold per tool, and the scenario finance toggles."""
+
+    activity_days: dict[Literal["zoom", "teams", "webex"], int] = Field(
+        default_factory=_ninety_days)   # a seat is active when used within this many days
+    zoom_activity_buffer_days: int = Field(default=3, ge=0)   # Zoom's last_login_time lags (savings.md §4.4)
+    visio_cost_per_user: Decimal | None = Field(default=None, ge=0)      # charge-back scenario (unconfirmed)
+    one_off_costs_amortised: Decimal | None = Field(default=None, ge=0)  # migration costs per year
+    reduction_delay_months: int = Field(default=0, ge=0)       # planned reductions taking effect later
+
+    @field_validator("activity_days")
+    @classmethod
+    def _positive(cls, days: dict[str, int]) -> dict[str, int]:
+        for tool, count in days.items():
+            if count < 1:
+                raise ValueError(f"{tool}: at least 1 day, not {count}")
+        return days
+
+
 class SkuPrice(_Strict):
     """A contract price per SKU, per user per year."""
 
@@ -341,6 +364,7 @@ class TenantConfig(_Strict):
     cost_model: CostModel = CostModel()
     contracts: list[ContractLine] = Field(default_factory=list)
     release: ReleaseSettings = ReleaseSettings()
+    savings: SavingsSettings = SavingsSettings()
 
     _check_domains = field_validator("domains", "alias_domains")(_mail_domains)
 

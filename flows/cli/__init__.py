@@ -7,7 +7,19 @@ import sys
 
 import typer
 
-from flows.cli import adoption, contracts, db, directory, identities, licences, links, sandbox, stages, wave
+from flows.cli import (
+    adoption,
+    contracts,
+    db,
+    directory,
+    identities,
+    licences,
+    links,
+    sandbox,
+    savings,
+    stages,
+    wave,
+)
 from flows.cli.common import one_line
 
 app = typer.Typer(name="bascule", help="Move a ministry from Zoom, Teams and Webex to Visio.",
@@ -24,6 +36,7 @@ app.add_typer(links.app, name="links")
 app.add_typer(adoption.app, name="adoption")
 app.add_typer(contracts.app, name="contracts")
 app.add_typer(licences.app, name="licences")
+app.add_typer(savings.app, name="savings")
 
 
 def main() -> None:

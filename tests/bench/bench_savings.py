@@ -39,7 +39,8 @@ NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 CHUNK = 20_000
 
 
-def tenant_text(workdir: Path) -> str:
+def tenant_text(workdir: Path, agents: int = 200_000) -> str:
+    """The bench tenant: contract quantities in proportion to the ministry (Zoom 30 %, Teams 10 %, Webex 20 %)."""
     ldif = workdir / "empty.ldif"
     ldif.write_text("version: 1\n", encoding="utf-8")
     return f"""id = "{TENANT}"
@@ -62,8 +63,8 @@ platform = "zoom"
 sku_key = "zoom:type:2"
 unit_price = "150.00"
 billing_period_months = 12
-committed_qty = 60000
-commit_floor = 30000
+committed_qty = {agents * 3 // 10}
+commit_floor = {agents * 3 // 20}
 term_start = 2026-03-01
 term_end = 2027-03-01
 renewal_date = 2027-03-01
@@ -76,7 +77,7 @@ platform = "teams"
 sku_key = "{TEAMS_ENT}"
 unit_price = "5.30"
 billing_period_months = 1
-committed_qty = 20000
+committed_qty = {agents // 10}
 term_start = 2026-11-20
 term_end = 2027-11-20
 cancellation_window_days = 7
@@ -88,8 +89,8 @@ platform = "webex"
 sku_key = "{WEBEX_MEETINGS}"
 unit_price = "132.00"
 billing_period_months = 12
-committed_qty = 40000
-commit_floor = 20000
+committed_qty = {agents // 5}
+commit_floor = {agents // 10}
 term_start = 2024-07-01
 term_end = 2027-06-30
 """
@@ -238,7 +239,7 @@ def measure(agents: int, workdir: Path, database: str | None) -> dict[str, Any]:
     url = database or f"sqlite:///{workdir / 'savings.db'}"
     upgrade(url)
     tenant_file = workdir / "tenant.toml"
-    tenant_file.write_text(tenant_text(workdir), encoding="utf-8")
+    tenant_file.write_text(tenant_text(workdir, agents), encoding="utf-8")
     started = time.perf_counter()
     counts = fill(url, agents)
     from flows.contracts import amend_contract, sync_contracts
@@ -246,7 +247,7 @@ def measure(agents: int, workdir: Path, database: str | None) -> dict[str, Any]:
 
     tenant = TenantConfig.load(tenant_file)
     sync_contracts(url, tenant, tenant_file, now=NOW)
-    amend_contract(url, TENANT, "ZOOM-BENCH", quantity=40000, effective=date(2027, 3, 1),
+    amend_contract(url, TENANT, "ZOOM-BENCH", quantity=agents * 2 // 10, effective=date(2027, 3, 1),
                    evidence="avenant 2027-001", recorded_by="bench", now=NOW)
     setup = time.perf_counter() - started
     result: dict[str, Any] = {"agents": agents, "database": url.split(":", 1)[0], "setup_seconds": round(setup, 1),

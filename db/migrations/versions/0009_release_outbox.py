@@ -13,7 +13,7 @@ from alembic import op
 import db.types
 
 revision: str = '0009'
-down_revision: str | None = '0007'
+down_revision: str | None = '0008'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -42,11 +42,16 @@ def upgrade() -> None:
     with op.batch_alter_table('adoption_event', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_adoption_event_tenant_id_participant_identity'),
                               ['tenant_id', 'participant_identity'], unique=False)
+    with op.batch_alter_table('wave_member', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_wave_member_tenant_id_person_anchor'), ['tenant_id', 'person_anchor'],
+                              unique=False)
     with op.batch_alter_table('room', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_room_tenant_id_host_anchor'), ['tenant_id', 'host_anchor'], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('wave_member', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_wave_member_tenant_id_person_anchor'))
     with op.batch_alter_table('room', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_room_tenant_id_host_anchor'))
     with op.batch_alter_table('adoption_event', schema=None) as batch_op:
