@@ -434,8 +434,8 @@ def _money_lines(summary: dict[str, Any]) -> list[str]:
         f"  Visio use (simulated) {use['seen_three_days']} of {use['hosts']} hosts seen on 3 days, "
         f"{use['seen_once']} once, {use['not_seen']} never ({use['webhooks']} signed webhooks, "
         f"{use['webhooks_refused']} refused)",
-        f"  licences             plan {DAYS_LATER_TEXT}: {plan['releasable_licences']} releasable of "
-        f"{plan['people']} people; released {release['released']} ("
+        f"  licences             plan {DAYS_LATER_TEXT}: {plan['releasable_licences']} licences releasable "
+        f"({plan['releasable_people']} of {plan['people']} people holding one); released {release['released']} ("
         f"€{release['seats_freed_annual']} a year of seats freed), refused "
         + (", ".join(f"{reason} {n}" for reason, n in sorted(release["refused_by_reason"].items())) or "none"),
         "                       held: " + (", ".join(f"{reason} {n}" for reason, n in sorted(
@@ -447,10 +447,13 @@ def _money_lines(summary: dict[str, Any]) -> list[str]:
                      f"{amended['effective']} ({amended['evidence']})")
     savings = summary.get("savings")
     if savings:
-        lines.append(f"  savings              potential €{savings['potential_annual']}/yr, stranded "
-                     f"€{savings['stranded']}, realised €{savings['realised_run_rate']}/yr "
-                     f"({savings['realised_status']}); benchmark €{savings['benchmark_annual']}/yr "
-                     f"({savings['users_left']} users left)")
+        lines.append(f"  savings {savings['month'][:7]}     potential €{savings['potential_annual']}/yr, "
+                     f"{savings['reclaimed_seats']} seats reclaimed, stranded €{savings['stranded']}, realised "
+                     f"€{savings['realised_run_rate']}/yr ({savings['realised_status']})"
+                     + (f", €{savings['realised_run_rate_then']}/yr from {savings['realised_from'][:7]}"
+                        if savings.get("realised_from") else ""))
+        lines.append(f"                       State benchmark beside it: €{savings['benchmark_annual']}/yr "
+                     f"({savings['users_left']} agents left every licensed tool)")
     return lines
 
 
@@ -477,6 +480,8 @@ def _continue_lines(tenant_id: str, where: dict[str, str], wave: dict[str, Any] 
         f"  bascule wave plan --tenant {tenant} --wave vague-2 --department NAME",
         f"  bascule wave freeze|cutover --apply|verify --tenant {tenant} --wave vague-2",
         f"  bascule links lookup OLD-LINK --tenant {tenant}",
+        f"  bascule licences plan --tenant {tenant}     # who may lose their Zoom/Teams/Webex licence, and why not",
+        f"  bascule savings report --tenant {tenant} [--csv DIR]     # what finance reads",
         "  bascule sandbox login EMAIL        # a held host logs in to Visio once (the sandbox's ProConnect login)",
         *([f"  bascule wave show --tenant {tenant} --wave {wave['name']}     # the demo's wave ({wave['state']})"]
           if wave else []),

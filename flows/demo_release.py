@@ -110,7 +110,18 @@ def run_demo_release(database_url: str, tenant_file: Path, wave: str) -> dict[st
     sync_contracts(database_url, tenant, tenant_file)
     amended = _amend_zoom(database_url, tenant, released_zoom=_released(database_url, tenant.id, "zoom"),
                           amend=amend_contract)
+    from flows.savings import compute_snapshots
+
+    savings = compute_snapshots(database_url, tenant, month=at.date().replace(day=1), now=at)
+    head = savings.headline
+    later = next((item for item in savings.forecast if amended and item["month"] >= amended["effective"]), None)
     return {
+        "savings": {"month": savings.month.isoformat(), "potential_annual": head["potential_annual"],
+                    "reclaimed_seats": head["reclaimed_seats"], "stranded": head["stranded"],
+                    "realised_run_rate": head["realised_run_rate"], "realised_status": head["realised_status"],
+                    "realised_from": later["month"] if later else None,
+                    "realised_run_rate_then": later["run_rate"] if later else None,
+                    "benchmark_annual": head["benchmark_annual"], "users_left": head["users_left"]},
         "visio_use": use,
         "plan": {"people": plan.people, "releasable_people": plan.people_releasable,
                  "releasable_licences": plan.licences_releasable, "held_by_reason": dict(plan.people_held),

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,20 @@ def _check_first_demo(done: subprocess.CompletedProcess[str], tmp_path: Path) ->
                                                      "host_in_conflict", "external_guests", "dial_in",
                                                      "no_fixed_time", "registration"}
     assert sum(wave["meetings_flagged_by_kind"].values()) > 0
+    # After the wave: Visio use through the webhook receiver, licences released on that evidence only, a contract
+    # amended, and the savings figures (issue 12).
+    use, plan, release = summary["visio_use"], summary["plan"], summary["release"]
+    assert use["webhooks"] > 0 and use["webhooks_refused"] == 0 and use["seen_three_days"] > use["seen_once"] > 0
+    assert 0 < release["released"] <= plan["releasable_licences"] and not release["failed"]
+    assert release["held_by_reason"].get("NOT_ENOUGH_VISIO_DAYS", 0) >= use["seen_once"]
+    savings = summary["savings"]
+    assert savings["reclaimed_seats"] == release["released"]
+    assert 0 < savings["users_left"] <= release["released"]
+    assert Decimal(savings["benchmark_annual"]) == 10 * savings["users_left"]
+    assert Decimal(savings["stranded"]) > 0 and Decimal(savings["potential_annual"]) > 0
+    amended = summary["contract_amended"]
+    assert amended and amended["to"] < amended["from"] and savings["realised_from"] == amended["effective"]
+    assert Decimal(savings["realised_run_rate_then"]) == (amended["from"] - amended["to"]) * Decimal("150.00")
     where = summary["where"]
     assert Path(where["tenant_file"]).is_file() and Path(where["environment"]).is_file()
     assert len(list(Path(where["mail_spool"]).glob("*.eml"))) == wave["invitations_sent"]
@@ -69,6 +84,7 @@ def test_the_demo_runs_twice_and_a_second_wave_goes_on_its_data_through_a_restar
     assert "starting afresh" in again.stderr
     assert "{" not in again.stdout and "bascule demo" in again.stdout  # no Python dicts in what people read
     for said in ("Where the demo left its data", "bascule sandbox serve --data", "bascule sandbox login",
+                 "licences releasable", "State benchmark beside it", "bascule savings report",
                  first["where"]["environment"], first["where"]["tenant_file"], first["where"]["mail_spool"]):
         assert said in again.stdout, said
 
