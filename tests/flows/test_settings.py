@@ -107,7 +107,7 @@ def test_the_release_policy_defaults_and_its_keep_list_relative_to_the_file(tmp_
     assert config.release.large_meeting_invitees == 150 and config.release.restore_window_days == 30
     text = EXAMPLE.replace('# keep_licence_csv = "keep-licence.csv"', 'keep_licence_csv = "keep.csv"')
     path = _tenant(tmp_path, text)
-    with pytest.raises(TenantFileError, match="release.keep_licence_csv: .*keep.csv does not exist"):
+    with pytest.raises(TenantFileError, match=r"release\.keep_licence_csv: .*keep\.csv does not exist"):
         TenantConfig.load(path)
     (tmp_path / "keep.csv").write_text("email\n", encoding="utf-8")
     assert TenantConfig.load(path).release.keep_licence_csv == (tmp_path / "keep.csv").resolve()
