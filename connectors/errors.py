@@ -94,3 +94,8 @@ def _excerpt(text: str) -> str:
     flat = " ".join(_TAG.sub(" ", text).split())
     flat = _SECRET_LIKE.sub("<redacted>", _EMAIL_LIKE.sub("<e-mail>", flat))
     return flat if len(flat) <= EXCERPT_CHARS else flat[: EXCERPT_CHARS - 1].rstrip() + "…"
+
+
+class ActivityUnavailable(PermanentConnectorError):
+    """The source does not give its users' last activity to this application (Graph: no AuditLog.Read.All, or no
+    Entra ID P1/P2 licence): activity stays not known, and nothing else fails."""

@@ -89,12 +89,14 @@ from msgraph.generated.users.item.assign_license.assign_license_post_request_bod
 from msgraph.generated.users.item.events.events_request_builder import EventsRequestBuilder
 from msgraph.generated.users.item.events.item.event_item_request_builder import EventItemRequestBuilder
 from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
+from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph.graph_request_adapter import options as SDK_MIDDLEWARE_OPTIONS
 from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core import GraphClientFactory
 
 from connectors.errors import (
+    ActivityUnavailable,
     ConnectorAuthError,
     ConnectorError,
     NotFound,
@@ -131,8 +133,9 @@ from core.readiness import AccessCheck
 from core.recurrence import Unparseable, classify_meeting, last_occurrence, recurrence_from_graph
 from core.timezones import WINDOWS_TO_IANA
 
-__all__ = ["GRAPH_SCOPE", "TEAMS1_PLAN_ID", "GraphAccountSource", "GraphCalendar", "GraphConfig",
-           "GraphLicenceSource", "GraphMeetingSource", "check_access", "throttle_rates"]
+__all__ = ["GRAPH_SCOPE", "TEAMS1_PLAN_ID", "ActivityUnavailable", "GraphAccountSource", "GraphCalendar",
+           "GraphConfig", "GraphLicenceSource", "GraphMeetingSource", "GraphSignIns", "check_access",
+           "throttle_rates"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -406,6 +409,64 @@ class GraphAccountSource(_GraphConnector):
             configuration.headers.add("Prefer", f"odata.maxpagesize={self.config.page_size}")
             return builder.to_get_request_information(configuration)
         return await self._get(session, "users delta", request, key=self._identity_key, cost=RU_USERS)
+
+
+SIGN_IN_FIELDS = ("id", "signInActivity")
+SIGN_INS_PER_PAGE = 999      # the most $top allows on /users
+
+
+class GraphSignIns(_GraphConnector):
+    """When each user last signed in, from `GET /users?$select=id,signInActivity` (graph.md 3.1).
+
+    A sign-in changes no directory object, so `users/delta` never reports it: it is read again, in full, on every
+    extraction pass. A user's last activity is the later of `lastSignInDateTime` (interactive) and
+    `lastNonInteractiveSignInDateTime` (a client refreshing its token: the Teams client running counts); None when
+    the user never signed in. A tenant without the permission or the Entra ID P1 licence the property needs is
+    ActivityUnavailable, raised on the first page: Teams activity is then not known, and nothing else fails.
+    """
+
+    def iter_sign_ins(self) -> Iterator[list[tuple[str, datetime | None]]]:
+        bound = ListingBound(SYSTEM, "users signInActivity")
+        with self._session() as session:
+            url: str | None = None
+            while True:
+                try:
+                    body = session.run(self._sign_in_page(session, url))
+                except ConnectorAuthError as refused:
+                    raise ActivityUnavailable(SYSTEM, f"{refused}: signInActivity needs the AuditLog.Read.All "
+                                                      "permission and an Entra ID P1 or P2 licence") from refused
+                values = _values(body, "users signInActivity")
+                bound.page(len(values))
+                yield [(str(user["id"]), _last_sign_in(user.get("signInActivity"))) for user in values
+                       if isinstance(user, Mapping) and isinstance(user.get("id"), str)]
+                url = body.get("@odata.nextLink")
+                if not url:
+                    return
+                bound.check(url)
+
+    async def _sign_in_page(self, session: _GraphSession, url: str | None) -> dict[str, Any]:
+        def request() -> RequestInformation:
+            if url is not None:
+                return session.client.users.with_url(url).to_get_request_information()
+            query = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(select=list(SIGN_IN_FIELDS),
+                                                                             top=SIGN_INS_PER_PAGE)
+            return session.client.users.to_get_request_information(RequestConfiguration(query_parameters=query))
+        return await self._get(session, "users signInActivity", request, key=self._identity_key, cost=RU_USERS)
+
+
+def _last_sign_in(activity: object) -> datetime | None:
+    if not isinstance(activity, Mapping):
+        return None
+    found = []
+    for name in ("lastSignInDateTime", "lastNonInteractiveSignInDateTime"):
+        value = activity.get(name)
+        if isinstance(value, str):
+            try:
+                moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            found.append(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    return max(found, default=None)
 
 
 class GraphMeetingSource(_GraphConnector):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Protocol
 
 from core import DirectoryEntry, HostRef, LicenceSku, Meeting, Page, Platform, Quarantined, Removed, SourceAccount
 from core.licences import ReleaseResult, RestoreResult
 
-__all__ = ["AccountSource", "Directory", "HostRef", "LicenceReleaser", "LicenceSource", "MeetingSource"]
+__all__ = ["AccountSource", "ActivitySource", "Directory", "HostRef", "LicenceReleaser", "LicenceSource",
+           "MeetingSource"]
 
 
 class Directory(Protocol):
@@ -31,6 +33,13 @@ class LicenceSource(Protocol):
     platform: Platform
 
     def fetch_licences(self) -> list[LicenceSku]: ...
+
+
+class ActivitySource(Protocol):
+    """When each account was last active, read apart from the accounts (Graph's signInActivity: a sign-in changes no
+    directory object, so a delta pass never shows it). Pages of (external id, last activity or None)."""
+
+    def iter_sign_ins(self) -> Iterator[list[tuple[str, datetime | None]]]: ...
 
 
 class LicenceReleaser(Protocol):

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 
+from core.release_policy import VISIO_DAY_ZONE
+
 __all__ = [
     "ActiveRoom",
     "AdoptionAssessment",
@@ -320,7 +322,7 @@ class PersonAdoption:
 
     person_anchor: str
     first_seen: datetime | None
-    days_active: int                    # distinct UTC days with evidence
+    days_active: int                    # distinct days with evidence, in Paris time (the agents' calendar days)
     hosted: bool                        # joined their own migrated room, or joined a migrated room as its owner
     last_activity: tuple[tuple[str, datetime | None], ...] = ()   # (platform, last activity), None = not known
 
@@ -357,5 +359,6 @@ def summarise_adoption(people: Iterable[str], rooms: Iterable[MigratedRoom], eve
         activity = tuple(sorted((last_activity or {}).get(anchor, {}).items()))
         summaries.append(PersonAdoption(
             person_anchor=anchor, first_seen=min((item.at for item in mine), default=None),
-            days_active=len({item.at.date() for item in mine}), hosted=hosted, last_activity=activity))
+            days_active=len({item.at.astimezone(VISIO_DAY_ZONE).date() for item in mine}), hosted=hosted,
+            last_activity=activity))
     return summaries

@@ -120,7 +120,8 @@ class AdoptionRepository:
 
     def last_activity(self, people: Sequence[str]) -> dict[str, dict[str, datetime | None]]:
         """Per person, the latest activity each matched source account carries, by platform (None when the
-        extraction did not store one: Graph's signInActivity is not extracted yet)."""
+        source does not give it: a Teams tenant without Entra ID P1 or AuditLog.Read.All, a user who never signed
+        in)."""
         accounts, matches = table_of(models.SourceAccount), table_of(models.IdentityMatch)
         wanted = set(people)
         found: dict[str, dict[str, datetime | None]] = {}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, literal, select, update
+from sqlalchemy import bindparam, delete, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from core import (
@@ -273,6 +273,20 @@ class SourceAccountRepository:
                        table.c.account_external_id == account.external_id, table.c.state == "assigned",
                        table.c.sku_key.not_in(list(account.licences) or [""]))
                 .values(state="unassigned"))
+
+    def set_last_activity(self, page: Sequence[tuple[str, datetime | None]]) -> int:
+        """Each account's last activity as read apart from the account (Graph sign-ins); returns rows updated.
+        Not part of the account's content hash: a sign-in is no change of the account."""
+        if not page:
+            return 0
+        table = table_of(models.SourceAccount)
+        statement = (update(table).where(table.c.tenant_id == self._tenant_id,
+                                         table.c.platform == self._platform.value,
+                                         table.c.external_id == bindparam("account"))
+                     .values(last_activity=bindparam("moment")))
+        result = self._session.execute(statement, [{"account": account, "moment": moment}
+                                                   for account, moment in page])
+        return int(getattr(result, "rowcount", 0) or 0)
 
     def mark_removed(self, *, pass_id: str, now: datetime) -> int:
         """After a complete full listing: accounts it did not contain are marked removed."""

@@ -24,9 +24,9 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
-from connectors.errors import RateLimited
+from connectors.errors import ActivityUnavailable, RateLimited
 from connectors.retry import RetryStats
-from connectors.roles import AccountSource, LicenceSource, MeetingSource
+from connectors.roles import AccountSource, ActivitySource, LicenceSource, MeetingSource
 from core import HostRef, LicenceSku, Meeting, Page, Platform, Quarantined, Removed, SourceAccount
 from core.licences import CostModel, price_licences
 from db.repositories import (
@@ -56,6 +56,7 @@ class SourceSet:
     licences: LicenceSource
     meetings: MeetingSource
     stats: RetryStats | None = None
+    activity: ActivitySource | None = None   # last activity read apart (Graph's signInActivity)
 
 
 @dataclass
@@ -72,6 +73,8 @@ class StreamSummary:
     incomplete_hosts: int = 0   # hosts whose listing failed: quarantined, their meetings kept as they were
     resumed: bool = False
     delta: bool = False
+    activity_read: int = 0          # accounts whose last activity was read apart (Graph sign-ins)
+    activity_unknown: str | None = None   # why it could not be (the tenant's permission or licence)
 
     def count_quarantined(self, items: tuple[Any, ...] | list[Any]) -> None:
         for item in items:
@@ -128,6 +131,27 @@ def store_accounts_page(database_url: str, tenant_id: str, platform: Platform,
                                                       cursor=_encode(next_cursor, delta=delta), items_done=items_done,
                                                       complete=False, now=now)
     return result.inserted, result.updated, result.unchanged, gone, list(result.quarantined)
+
+
+@task(name="store-activity-page", cache_policy=NO_CACHE)
+def store_activity_page(database_url: str, tenant_id: str, platform: Platform,
+                        page: list[tuple[str, datetime | None]]) -> int:
+    """Each account's last activity, as the platform gives it apart from the accounts; returns accounts updated."""
+    with transaction(database_url) as session:
+        return SourceAccountRepository(session, tenant_id, platform).set_last_activity(page)
+
+
+def _read_activity(database_url: str, tenant_id: str, source: SourceSet, *, budget: str | None,
+                   users: StreamSummary) -> None:
+    """Every account's last activity, on every pass (full or delta: sign-ins are no directory change). A tenant
+    that does not give it (permission, licence) leaves it not known, says so once, and the extraction goes on."""
+    assert source.activity is not None
+    try:
+        for page in within_slots(source.activity.iter_sign_ins(), budget):
+            users.activity_read += store_activity_page(database_url, tenant_id, source.platform, page)
+    except ActivityUnavailable as refused:
+        users.activity_unknown = str(refused)
+        get_run_logger().warning("tenant %s %s: last activity not known: %s", tenant_id, source.platform, refused)
 
 
 @task(name="close-accounts-pass", cache_policy=NO_CACHE)
@@ -270,6 +294,9 @@ def _extract_platform(database_url: str, tenant_id: str, source: SourceSet, cost
                                          delta_cursor=last.delta_cursor if last else None, items_done=done)
     logger.info("tenant %s %s: users pass %s done (%d pages, %d new, %d changed, %d removed)", tenant_id, platform,
                 pass_id[:8], users.pages, users.inserted, users.updated, users.removed)
+
+    if source.activity is not None:
+        _read_activity(database_url, tenant_id, source, budget=budget, users=users)
 
     # Licences: the catalogue is small; priced by the tenant's cost model.
     with slot(budget):

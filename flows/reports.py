@@ -18,6 +18,10 @@ def render_extract(summary: Mapping[str, Mapping[str, Any]]) -> str:
         users, meetings = result["users"], result["meetings"]
         lines.append(f"{platform}: " + ("FAILED: " + str(result["error"]) if result.get("error") else "extracted"))
         lines.append(f"  users      {_stream(users)}")
+        if users.get("activity_read"):
+            lines.append(f"  activity   last sign-in read for {users['activity_read']} accounts")
+        if users.get("activity_unknown"):
+            lines.append(f"  activity   NOT KNOWN: {users['activity_unknown']}")
         lines.append(f"  licences   {result['licences']} SKUs")
         lines.append(f"  meetings   {_stream(meetings)} of {result['hosts']} hosts"
                      + (f"; {meetings['incomplete_hosts']} hosts whose listing failed (retried on the next pass)"

@@ -42,12 +42,15 @@ def cost_model(tenant: TenantConfig) -> CostModel:
 
 
 def _source_set(platform: Platform, roles: tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]],
-                config: object, throttle: Throttle, clock: Callable[[], datetime]) -> SourceSet:
-    """The three roles of a platform, sharing one throttle and one set of retry counters."""
+                config: object, throttle: Throttle, clock: Callable[[], datetime],
+                activity: Callable[..., Any] | None = None) -> SourceSet:
+    """The roles of a platform (and the reader of its users' activity, when it is read apart), sharing one
+    throttle and one set of retry counters."""
     stats = RetryStats()
     accounts, licences, meetings = (role(config, throttle=throttle, retry=RETRY, stats=stats, clock=clock)
                                     for role in roles)
-    return SourceSet(platform, accounts, licences, meetings, stats)
+    sign_ins = activity(config, throttle=throttle, retry=RETRY, stats=stats, clock=clock) if activity else None
+    return SourceSet(platform, accounts, licences, meetings, stats, sign_ins)
 
 
 def _pace(settings: Settings, rates: dict[str, float]) -> Throttle:
@@ -115,10 +118,10 @@ def build_sources(tenant: TenantConfig, settings: Settings, now: datetime | None
         sources.append(_source_set(Platform.ZOOM, (ZoomAccountSource, ZoomLicenceSource, ZoomMeetingSource),
                                    *_zoom(tenant, settings), clock))
     if tenant.sources.teams is not None:
-        from connectors.graph import GraphAccountSource, GraphLicenceSource, GraphMeetingSource
+        from connectors.graph import GraphAccountSource, GraphLicenceSource, GraphMeetingSource, GraphSignIns
 
         sources.append(_source_set(Platform.TEAMS, (GraphAccountSource, GraphLicenceSource, GraphMeetingSource),
-                                   *_graph(tenant, settings), clock))
+                                   *_graph(tenant, settings), clock, activity=GraphSignIns))
     if tenant.sources.webex is not None:
         from connectors.webex import WebexAccountSource, WebexLicenceSource, WebexMeetingSource
 

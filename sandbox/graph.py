@@ -629,6 +629,9 @@ class _GraphApi:
         if "signInActivity" in names and SIGN_IN_ACTIVITY not in token.roles:
             raise GraphError(403, "Authorization_RequestDenied",
                              "Calling principal does not have required MSGraph permissions AuditLog.Read.All")
+        if "signInActivity" in names and not self.sandbox.config.graph_premium:
+            raise GraphError(403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+                             "Neither tenant is B2C or tenant doesn't have premium license")
         return names
 
     def _get_user(self, call: _Call, token: _Token, user_segment: str) -> _Reply:

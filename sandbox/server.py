@@ -65,7 +65,7 @@ class Credentials:
     graph_client_id: str = "sandbox-graph-client"
     graph_client_secret: str = "sandbox-graph-secret"  # noqa: S105
     graph_roles: tuple[str, ...] = ("User.Read.All", "Organization.Read.All", "Calendars.ReadWrite",
-                                    "LicenseAssignment.ReadWrite.All")
+                                    "LicenseAssignment.ReadWrite.All", "AuditLog.Read.All")
     webex_access_token: str = "sandbox-webex-token"  # noqa: S105
     webex_scopes: tuple[str, ...] = ("spark-admin:people_read", "spark-admin:licenses_read",
                                      "meeting:admin_schedule_read", "spark-admin:people_write")
@@ -85,6 +85,9 @@ class SandboxConfig:
     rate_limits: bool = True
     zoom_plan: Literal["free", "pro", "business"] = "business"
     graph_mailbox_concurrency: int = 4
+    # Whether the Entra tenant has an Entra ID P1/P2 licence: without one, selecting signInActivity is a 403
+    # Authentication_RequestFromNonPremiumTenantOrB2CTenant (graph.md 3.1), whatever the application's permissions.
+    graph_premium: bool = True
     webex_rate_per_second: float | None = None
     token_lifetime_seconds: int = 3599
     latency_seconds: float = 0.0

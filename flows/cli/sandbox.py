@@ -71,6 +71,10 @@ def sandbox_serve(
     meet_version: Annotated[str, typer.Option(
         help="The Meet version Visio behaves as: v1.27.0 (the release: the token endpoint refuses form bodies) or "
              "main (later: it refuses multipart instead).")] = "v1.27.0",
+    graph_without_premium: Annotated[bool, typer.Option(
+        "--graph-without-premium",
+        help="An Entra tenant without ID P1/P2: selecting signInActivity is a 403 (Teams activity not known).")]
+    = False,
 ) -> None:
     """Serve the ministry as Zoom, Graph, Webex, Visio (Meet + LiveKit) and an SMTP sink on loopback until
     interrupted."""
@@ -102,7 +106,8 @@ def sandbox_serve(
     meet = MeetOptions(applications=applications, inactive_users=tuple(meet_inactive_user or ()),
                        base_url=None if meet_no_base_url else MeetOptions().base_url, version=meet_version)
     config = SandboxConfig(data_dir=data, port=port, tls_port=tls_port, tls_dir=data / "tls", rate_limits=rate_limits,
-                           zoom_plan=zoom_plan, faults=rates, meet=meet)  # type: ignore[arg-type]
+                           zoom_plan=zoom_plan, faults=rates, meet=meet,  # type: ignore[arg-type]
+                           graph_premium=not graph_without_premium)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     from sandbox.smtp import SmtpSink

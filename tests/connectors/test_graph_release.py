@@ -75,3 +75,36 @@ def test_a_removed_licence_is_granted_again_and_a_full_sku_is_refused(
     state.set_prepaid(sku, int(sku_record.get("consumedUnits") or 0))
     full = releaser.restore(direct["id"], sku)
     assert (full.restored, full.refusal) == (False, ReleaseRefusal.REFUSED) and "available" in (full.detail or "")
+
+
+def test_sign_ins_are_read_apart_and_a_tenant_without_premium_is_not_known_not_failed(
+        sandbox_factory: Any, contract_ministry: tuple[Path, dict[str, Any]]) -> None:
+    """The later of the interactive and non-interactive sign-ins, per user, read by `GET /users?$select=id,
+    signInActivity` through the SDK; without the licence (or the permission) Graph says 403 and it is
+    ActivityUnavailable, never an authentication failure of the whole platform."""
+    from datetime import datetime
+
+    import pytest
+
+    from connectors.errors import ActivityUnavailable, ConnectorAuthError
+    from connectors.graph import GraphSignIns
+    from sandbox.server import Credentials
+
+    users = {user["id"]: user for user in _users(contract_ministry[0])}
+    reader = GraphSignIns(graph_config(sandbox_factory()), throttle=NoThrottle(), retry=TEST_RETRY,
+                          stats=RetryStats())
+    pages = list(reader.iter_sign_ins())
+    found = dict(pair for page in pages for pair in page)
+    assert set(found) == set(users) and len(pages) >= 1
+    for user_id, moment in found.items():
+        activity = users[user_id]["signInActivity"]
+        expected = max(datetime.fromisoformat(activity[name].replace("Z", "+00:00"))
+                       for name in ("lastSignInDateTime", "lastNonInteractiveSignInDateTime"))
+        assert moment == expected, user_id
+
+    for refused in (sandbox_factory(graph_premium=False),
+                    sandbox_factory(credentials=Credentials(graph_roles=("User.Read.All",)))):
+        reader = GraphSignIns(graph_config(refused), throttle=NoThrottle(), retry=TEST_RETRY, stats=RetryStats())
+        with pytest.raises(ActivityUnavailable) as raised:
+            list(reader.iter_sign_ins())
+        assert not isinstance(raised.value, ConnectorAuthError) and "403" in str(raised.value)

@@ -84,3 +84,22 @@ def test_joining_ones_own_room_without_the_owner_role_is_hosting() -> None:
     assert bob.hosted and bob.days_active == 1
     (unknown,) = summarise_adoption(["anchor-bob"], ROOMS, events)   # no observation: the sub is nobody's yet
     assert not unknown.seen and not unknown.hosted
+
+
+def test_days_are_the_agents_calendar_days_in_paris_across_midnight_and_daylight_saving() -> None:
+    """23:30 and 00:30 in Paris are two days though one UTC day, in winter (UTC+1) and in summer (UTC+2); 00:30
+    and 23:30 UTC the same evening are one Paris day. The release policy counts the same days."""
+    cases = [
+        ([datetime(2026, 12, 4, 22, 30, tzinfo=UTC), datetime(2026, 12, 4, 23, 30, tzinfo=UTC)], 2),  # winter
+        ([datetime(2027, 7, 1, 21, 30, tzinfo=UTC), datetime(2027, 7, 1, 22, 30, tzinfo=UTC)], 2),    # summer
+        ([datetime(2027, 7, 1, 22, 30, tzinfo=UTC), datetime(2027, 7, 1, 23, 30, tzinfo=UTC)], 1),    # 00:30, 01:30
+        # The clocks go forward on 2027-03-28 at 02:00: 00:30 Paris (23:30 UTC on the 27th) and 03:30 Paris
+        # (01:30 UTC) are one day; back on 2027-10-31: 23:30 Paris (21:30 UTC) and 00:30 (23:30 UTC) are two.
+        ([datetime(2027, 3, 27, 23, 30, tzinfo=UTC), datetime(2027, 3, 28, 1, 30, tzinfo=UTC)], 1),
+        ([datetime(2027, 10, 31, 21, 30, tzinfo=UTC), datetime(2027, 10, 31, 23, 30, tzinfo=UTC)], 2),
+    ]
+    for moments, days in cases:
+        events = [joined(f"e{index}", ALICE_ROOM, ALICE_SUB, at, role=RoomRole.OWNER)
+                  for index, at in enumerate(moments)]
+        (alice,) = summarise_adoption(["anchor-alice"], ROOMS, events)
+        assert alice.days_active == days, moments

@@ -385,3 +385,25 @@ def test_snapshot_of_an_unpriced_contract_is_estimated() -> None:
     with pytest.raises(ValueError, match="first day"):
         snapshot_row(tenant="culture", contract=unpriced, counts=SeatCounts(), changes=[], month=date(2026, 7, 2),
                      users_left=0, migrated_users=0, computed_at=datetime(2026, 7, 2, tzinfo=UTC))
+
+
+@settings(max_examples=200, deadline=None)
+@given(cents=st.integers(min_value=0, max_value=10**9),
+       weights=st.dictionaries(st.text(min_size=1, max_size=4), st.integers(min_value=0, max_value=10**6),
+                               min_size=1, max_size=12))
+def test_an_allocation_adds_up_to_the_cent_and_each_part_is_within_a_cent_of_its_share(
+        cents: int, weights: dict[str, int]) -> None:
+    from core.savings import allocate
+
+    amount = Money(Decimal(cents) / 100, "EUR")
+    parts = allocate(amount, weights)
+    assert set(parts) == set(weights)
+    total_weight = sum(weights.values())
+    if total_weight == 0:
+        assert all(part.amount == 0 for part in parts.values())
+        return
+    assert sum(part.amount for part in parts.values()) == amount.amount
+    for key, part in parts.items():
+        exact = amount.amount * weights[key] / total_weight
+        assert abs(part.amount - exact) < Decimal("0.01"), (key, part, exact)
+        assert part.amount >= 0 and (weights[key] > 0 or part.amount == 0)

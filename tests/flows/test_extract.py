@@ -102,11 +102,20 @@ def test_extraction_delivers_every_record_then_a_second_run_changes_nothing(
         assert summary[platform]["error"] is None
         assert summary[platform]["licences"] > 0
 
+    # Teams activity: the sign-ins read apart on the pass, for every user (the first pass and the delta pass).
+    with sqlite3.connect(environment) as connection:
+        active = dict(connection.execute("select external_id, last_activity from source_account "
+                                         "where platform = 'teams'").fetchall())
+    assert active and all(active.values()), "every Teams user's last sign-in was read"
+    assert summary["teams"]["users"]["activity_read"] == len(active)
+    assert summary["teams"]["users"]["activity_unknown"] is None
+
     again = extract(str(_tenant(tmp_path, ministry, sandbox)), now=NOW, force=True)
     for platform in PLATFORMS:
         for stream in ("users", "meetings"):
             assert again[platform][stream]["inserted"] == again[platform][stream]["updated"] == 0, (platform, stream)
             assert again[platform][stream]["removed"] == 0, (platform, stream)
+    assert again["teams"]["users"]["delta"] and again["teams"]["users"]["activity_read"] == len(active)
     assert _database(environment) == state
 
 
@@ -236,3 +245,22 @@ def test_a_host_whose_listing_fails_is_quarantined_and_the_next_pass_picks_it_up
     again = extract(tenant, platforms=["zoom"], now=NOW, force=True)
     assert again["zoom"]["meetings"]["incomplete_hosts"] == 0
     assert _database(environment) == before  # the two hosts listed again; their quarantine entries resolved
+
+
+def test_a_tenant_without_sign_in_activity_is_extracted_with_teams_activity_not_known(
+        tmp_path: Path, ministry: tuple[Path, dict[str, Any]], environment: Path) -> None:
+    """Without Entra ID P1 (Graph's 403 on signInActivity) the extraction goes on; Teams activity stays unknown
+    (None, never a date made up) and the summary says why, once."""
+    from flows.extract import extract
+    from flows.reports import render_extract
+
+    with served_sandbox(ministry[0], extra=["--graph-without-premium"]) as served:
+        summary = extract(str(_tenant(tmp_path, ministry, served)), platforms=["teams"], now=NOW, force=True)
+    teams = summary["teams"]
+    assert teams["error"] is None and teams["users"]["inserted"] > 0 and teams["meetings"]["inserted"] > 0
+    assert "signInActivity needs the AuditLog.Read.All permission and an Entra ID P1" in teams["users"][
+        "activity_unknown"]
+    with sqlite3.connect(environment) as connection:
+        assert connection.execute("select count(*) from source_account where platform = 'teams' and "
+                                  "last_activity is not null").fetchone() == (0,)
+    assert "activity   NOT KNOWN" in render_extract(summary)
