@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
-from core.adoption import AdoptionEvent, LiveKitEventName, MigratedRoom, SubSighting, parse_room_role
+from core.adoption import AdoptionEvent, LiveKitEventName, MigratedRoom, RoomRole, SubSighting, parse_room_role
 from db import models
 from db.models import table_of
 from db.upsert import upsert_plain
@@ -108,6 +108,23 @@ class AdoptionRepository:
                                           else_=table.c.last_seen_at)))
         after = int(self._session.execute(select(func.count()).select_from(table).where(mine)).scalar_one())
         return after - before
+
+    def owner_sightings(self) -> list[SubSighting]:
+        """Who owns each migrated room's joins, as core.adoption.observed_subs reads them (a logged-in participant
+        joining a migrated room with a known host, as its owner), aggregated in SQL: one row per (host, sub) with
+        its first and last time, never the tenant's events in memory."""
+        events, rooms = table_of(models.AdoptionEvent), table_of(models.Room)
+        query = (select(rooms.c.host_anchor, events.c.participant_identity, func.min(events.c.occurred_at),
+                        func.max(events.c.occurred_at))
+                 .join(rooms, (rooms.c.tenant_id == events.c.tenant_id) & (rooms.c.meet_id == events.c.room_meet_id))
+                 .where(events.c.tenant_id == self._tenant_id,
+                        events.c.event == LiveKitEventName.PARTICIPANT_JOINED.value,
+                        events.c.authenticated.is_(True), events.c.participant_identity.is_not(None),
+                        events.c.room_role == RoomRole.OWNER.value, rooms.c.host_anchor.is_not(None))
+                 .group_by(rooms.c.host_anchor, events.c.participant_identity)
+                 .order_by(rooms.c.host_anchor, events.c.participant_identity))
+        return [SubSighting(str(anchor), str(sub), first, last)
+                for anchor, sub, first, last in self._session.execute(query)]
 
     def subs_by_person(self) -> dict[str, set[str]]:
         """Every sub observed for each person (any source)."""

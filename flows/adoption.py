@@ -19,8 +19,6 @@ from prefect.cache_policies import NO_CACHE
 
 from core.adoption import (
     PersonAdoption,
-    assess_events,
-    observed_subs,
     polled_events,
     summarise_adoption,
 )
@@ -106,12 +104,11 @@ def _poll_batch(database: str, tenant_id: str, rooms_client: object, names: Sequ
 
 
 def _observe(database: str, tenant_id: str) -> int:
-    """Sub observations from every stored event of the tenant (webhooks and polls): idempotent."""
+    """Sub observations from every stored event of the tenant (webhooks and polls), aggregated in the database:
+    idempotent."""
     with transaction(database) as session:
         repository = AdoptionRepository(session, tenant_id)
-        rooms = repository.migrated_rooms()
-        evidence = assess_events(repository.events(), migrated_rooms={room.meet_id for room in rooms}).evidence
-        return repository.record_sightings(observed_subs(evidence, rooms))
+        return repository.record_sightings(repository.owner_sightings())
 
 
 def summarise(database: str, tenant_id: str, wave: str | None = None) -> AdoptionReport:

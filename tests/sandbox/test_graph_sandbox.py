@@ -206,10 +206,19 @@ def test_delta_and_delta_parentheses_page_then_give_a_delta_link(shared: Graph) 
     assert later["value"] == [] and "@odata.deltaLink" in later
 
 
-def test_signin_activity_needs_its_own_permission(shared: Graph) -> None:
-    response = shared.get("/users?$select=id,signInActivity")
+def test_signin_activity_needs_its_own_permission_and_a_premium_tenant(sandbox_factory: Any) -> None:
+    without = Graph(sandbox_factory(credentials=Credentials(graph_roles=("User.Read.All",
+                                                                         "Organization.Read.All"))))
+    response = without.get("/users?$select=id,signInActivity")
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "Authorization_RequestDenied"
+    assert without.get("/users?$select=id,displayName").status_code == 200
+    not_premium = Graph(sandbox_factory(graph_premium=False))
+    refused = not_premium.get("/users?$select=id,signInActivity")
+    assert (refused.status_code, refused.json()["error"]["code"]) == (
+        403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant")
+    served = Graph(sandbox_factory()).get("/users?$select=id,signInActivity&$top=5").json()["value"]
+    assert served and all(set(user) == {"id", "signInActivity"} for user in served)
 
 
 # ----------------------------------------------------------------------------------------------- events
