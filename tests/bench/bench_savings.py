@@ -226,11 +226,19 @@ def step(name: str, url: str, tenant_file: Path) -> None:
         from flows.savings import compute_snapshots
 
         report = compute_snapshots(url, tenant, month=NOW.date().replace(day=1), now=NOW)
-        output = {"report": str(report)[:300]}
+        output = {"rows": len(report.rows), **{key: report.headline[key] for key in (
+            "potential_annual", "reclaimed_seats", "stranded", "realised_run_rate", "benchmark_annual")}}
     wall = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"wall_seconds": round(wall, 1), "peak_rss_mib": round(peak, 1), "output": output},
+    print(json.dumps({"wall_seconds": round(wall, 1), "peak_rss_mib": round(_peak_mib(), 1), "output": output},
                      default=str))
+
+
+def _peak_mib() -> float:
+    """This process's peak resident set (VmHWM): getrusage's ru_maxrss would include the parent's at fork."""
+    for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(agents: int, workdir: Path, database: str | None) -> dict[str, Any]:

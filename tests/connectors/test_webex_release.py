@@ -24,14 +24,19 @@ def _release(server: Any) -> WebexLicenceRelease:
     return WebexLicenceRelease(config, throttle=NoThrottle(), retry=TEST_RETRY, stats=RetryStats())
 
 
-def test_a_licence_is_removed_and_one_webex_keeps_is_not_counted(
-        sandbox_factory: Any, contract_ministry: tuple[Path, dict[str, Any]]) -> None:
-    data = contract_ministry[0]
+def _catalogue(data: Path) -> tuple[set[str], list[dict[str, Any]]]:
+    """The licences Webex keeps on its own (implicit), and the people of the ministry."""
     catalogue = json.loads((data / "webex" / "licenses.json").read_text(encoding="utf-8"))
     items = catalogue["items"] if isinstance(catalogue, dict) else catalogue
     implicit = {item["id"] for item in items if item.get("name") in IMPLICIT_LICENCE_NAMES}
     people = [json.loads(line) for line in (data / "webex" / "people.jsonl").read_text(encoding="utf-8").splitlines()
               if line.strip()]
+    return implicit, people
+
+
+def test_a_licence_is_removed_and_one_webex_keeps_is_not_counted(
+        sandbox_factory: Any, contract_ministry: tuple[Path, dict[str, Any]]) -> None:
+    implicit, people = _catalogue(contract_ministry[0])
     person = next(p for p in people if any(lic not in implicit for lic in p.get("licenses") or [])
                   and any(lic in implicit for lic in p.get("licenses") or []))
     removable = next(lic for lic in person["licenses"] if lic not in implicit)
@@ -51,12 +56,7 @@ def test_a_licence_is_removed_and_one_webex_keeps_is_not_counted(
 
 def test_a_removed_licence_is_added_back_and_the_person_shows_it(
         sandbox_factory: Any, contract_ministry: tuple[Path, dict[str, Any]]) -> None:
-    data = contract_ministry[0]
-    catalogue = json.loads((data / "webex" / "licenses.json").read_text(encoding="utf-8"))
-    items = catalogue["items"] if isinstance(catalogue, dict) else catalogue
-    implicit = {item["id"] for item in items if item.get("name") in IMPLICIT_LICENCE_NAMES}
-    people = [json.loads(line) for line in (data / "webex" / "people.jsonl").read_text(encoding="utf-8").splitlines()
-              if line.strip()]
+    implicit, people = _catalogue(contract_ministry[0])
     person = next(p for p in people if any(lic not in implicit for lic in p.get("licenses") or []))
     removable = next(lic for lic in person["licenses"] if lic not in implicit)
     release = _release(sandbox_factory())

@@ -27,6 +27,13 @@ def _users(data: Path) -> list[dict[str, Any]]:
             if line.strip()]
 
 
+def _paid_user(data: Path) -> dict[str, Any]:
+    """An active paid user of the ministry that is not a Zoom Room."""
+    return next(user for user in _users(data)
+                if user.get("type") == 2 and user.get("id") and user.get("status", "active") == "active"
+                and not str(user.get("email", "")).startswith("zoomroom"))
+
+
 def _release(server: SandboxServer) -> ZoomLicenceRelease:
     return ZoomLicenceRelease(zoom_config(server), throttle=NoThrottle(), retry=TEST_RETRY, stats=RetryStats(),
                               clock=server.sandbox.now)
@@ -46,9 +53,7 @@ def test_a_paid_user_is_downgraded_with_exactly_that_body_and_the_listing_shows_
         sandbox_factory: Any, contract_ministry: tuple[Path, dict[str, Any]],
         monkeypatch: pytest.MonkeyPatch) -> None:
     server = sandbox_factory()
-    paid = next(user for user in _users(contract_ministry[0])
-                if user.get("type") == 2 and user.get("id") and user.get("status", "active") == "active"
-                and not str(user.get("email", "")).startswith("zoomroom"))
+    paid = _paid_user(contract_ministry[0])
     sent: list[tuple[str, Any]] = []
     real_patch = requests.patch
 
@@ -93,9 +98,7 @@ def test_a_released_seat_is_restored_with_exactly_the_paid_type_and_the_listing_
         sandbox_factory: Any, contract_ministry: tuple[Path, dict[str, Any]],
         monkeypatch: pytest.MonkeyPatch) -> None:
     server = sandbox_factory()
-    paid = next(user for user in _users(contract_ministry[0])
-                if user.get("type") == 2 and user.get("id") and user.get("status", "active") == "active"
-                and not str(user.get("email", "")).startswith("zoomroom"))
+    paid = _paid_user(contract_ministry[0])
     releaser: LicenceReleaser = _release(server)
     assert releaser.release(paid["id"], "zoom:type:2").released
     sent: list[Any] = []

@@ -8,8 +8,6 @@ read back after each write."""
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,14 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from connectors.livekit import WebhookVerifier
 from sandbox import livekit
 from sandbox import zoom as sandbox_zoom
 from tests.flows import test_cutover as cutover_tests
 from tests.flows.test_cutover import WAVE, Killed, Pipeline, _cutover, _hosts_log_in_first
-from tests.web.test_adoption_receiver import _free_port
 
 # The cutover tests' fixtures: a ministry extracted and mapped, a wave planned and frozen, a fresh sandbox.
 planned = cutover_tests.planned
@@ -36,24 +32,14 @@ PLAN_AT = T0 + timedelta(days=10)                       # past the 7 days of gra
 
 @pytest.fixture
 def receiver(pipeline: Pipeline) -> Iterator[str]:
-    """The LiveKit webhook receiver over the pipeline's database, for its tenant."""
+    """The LiveKit webhook receiver over the pipeline's database, for its tenant (served as the demo serves it)."""
+    from flows.demo_release import serving
     from flows.tenant import TenantConfig
     from web.adoption import WEBHOOK_PATH, adoption_app
 
-    tenant_id = TenantConfig.load(pipeline.tenant).id
     verifier = WebhookVerifier(api_key=livekit.API_KEY, api_secret=livekit.API_SECRET)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(adoption_app(pipeline.url, tenant_id, verifier), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the receiver did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(adoption_app(pipeline.url, TenantConfig.load(pipeline.tenant).id, verifier)) as base:
+        yield base + WEBHOOK_PATH
 
 
 def _verified(pipeline: Pipeline) -> None:
