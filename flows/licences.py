@@ -539,9 +539,10 @@ def restore_licences(tenant_file: str, emails: Sequence[str] = (), wave: str | N
             outcome.queued = outbox.ask_restore(inside, now=at)
         else:
             outcome.queued = len(inside)
-    if outcome.unknown and not released:
-        raise RestoreRefused(f"no person known with {', '.join(outcome.unknown[:3])}"
-                             + (" …" if len(outcome.unknown) > 3 else ""))
+    if outcome.unknown and not released:   # the addresses stay out of the message: it reaches the log file
+        named = "that address" if len(outcome.unknown) == 1 else f"those {len(outcome.unknown)} addresses"
+        raise RestoreRefused(f"no person known with {named}: check the spelling, or find them with bascule "
+                             "identities report")
     if not apply:
         return outcome
     run_id = uuid.uuid4().hex
