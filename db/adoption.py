@@ -4,15 +4,35 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.orm import Session
 
 from core.adoption import AdoptionEvent, LiveKitEventName, MigratedRoom, RoomRole, SubSighting, parse_room_role
 from db import models
 from db.models import table_of
 from db.upsert import upsert_plain
+
+
+@dataclass(frozen=True, slots=True)
+class SeenInVisio:
+    """One person's evidence, as core.adoption.summarise_adoption counts it: first seen, the distinct days (in the
+    zone asked for), whether they hosted (joined as a room's owner, or joined their own migrated room)."""
+
+    first_seen: datetime | None = None
+    days: frozenset[date] = frozenset()
+    hosted: bool = False
+
+
+_CHUNK = 500
+
+
+def _chunks(values: Sequence[str]) -> Iterator[list[str]]:
+    for start in range(0, len(values), _CHUNK):
+        yield list(values[start:start + _CHUNK])
 
 
 class AdoptionRepository:
@@ -108,6 +128,49 @@ class AdoptionRepository:
                                           else_=table.c.last_seen_at)))
         after = int(self._session.execute(select(func.count()).select_from(table).where(mine)).scalar_one())
         return after - before
+
+    def seen_in_visio(self, anchors: Sequence[str], *, zone: ZoneInfo) -> dict[str, SeenInVisio]:
+        """Each person of a batch as the evidence shows them (a logged-in participant joining a room bascule
+        migrated, each event once), read by index — rooms by host, events by room and by participant — never the
+        tenant's events at once. A person is known by their subs: the ProConnect observations stored, and whoever
+        joined their own migrated room as its owner."""
+        if not anchors:
+            return {}
+        wanted = set(anchors)
+        first, last = min(anchors), max(anchors)
+        rooms, events, seen = (table_of(models.Room), table_of(models.AdoptionEvent),
+                               table_of(models.ProconnectObservation))
+        joined = and_(events.c.tenant_id == self._tenant_id,
+                      events.c.event == LiveKitEventName.PARTICIPANT_JOINED.value,
+                      events.c.authenticated.is_(True), events.c.participant_identity.is_not(None))
+        subs: dict[str, set[str]] = {}
+        for anchor, sub in self._session.execute(select(seen.c.person_anchor, seen.c.sub).where(
+                seen.c.tenant_id == self._tenant_id, seen.c.person_anchor >= first, seen.c.person_anchor <= last)):
+            if anchor in wanted:
+                subs.setdefault(sub, set()).add(anchor)
+        host_of = {meet_id: anchor for meet_id, anchor in self._session.execute(
+            select(rooms.c.meet_id, rooms.c.host_anchor).where(
+                rooms.c.tenant_id == self._tenant_id, rooms.c.host_anchor >= first, rooms.c.host_anchor <= last))
+            if anchor in wanted}
+        for chunk in _chunks(sorted(host_of)):
+            for meet_id, sub in self._session.execute(select(events.c.room_meet_id, events.c.participant_identity)
+                                                      .where(joined, events.c.room_meet_id.in_(chunk),
+                                                             events.c.room_role == RoomRole.OWNER.value)):
+                subs.setdefault(sub, set()).add(host_of[meet_id])
+        moments: dict[str, list[datetime]] = {anchor: [] for anchor in wanted}
+        hosted: set[str] = set()
+        for chunk in _chunks(sorted(subs)):
+            for sub, moment, role, room_host in self._session.execute(
+                    select(events.c.participant_identity, events.c.occurred_at, events.c.room_role, rooms.c.host_anchor)
+                    .join(rooms, and_(rooms.c.tenant_id == events.c.tenant_id,
+                                      rooms.c.meet_id == events.c.room_meet_id))
+                    .where(joined, events.c.participant_identity.in_(chunk))):
+                for anchor in subs[sub]:
+                    moments[anchor].append(moment)
+                    if role == RoomRole.OWNER.value or room_host == anchor:
+                        hosted.add(anchor)
+        return {anchor: SeenInVisio(min(found, default=None), frozenset(m.astimezone(zone).date() for m in found),
+                                    anchor in hosted) for anchor, found in moments.items()}
 
     def owner_sightings(self) -> list[SubSighting]:
         """Who owns each migrated room's joins, as core.adoption.observed_subs reads them (a logged-in participant

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -196,44 +195,6 @@ class ReleaseRepository:
                 # A verified wave changes only to rolled back: its last update is when it was verified.
                 person.verified_at = wave.updated_at if wave.state == WaveState.VERIFIED.value else None
         return found
-
-    def visio_days(self, anchors: Sequence[str], *, zone: ZoneInfo) -> dict[str, frozenset[date]]:
-        """The distinct days (in `zone`) each person of the batch was seen in Visio, as core.adoption counts
-        evidence: a logged-in participant joining a room bascule migrated, each event once. A person is known by
-        their subs: the ProConnect observations stored, and whoever joined their own migrated room as its owner.
-        Read by index (rooms by host, events by room and by participant), never the tenant's events at once."""
-        found: dict[str, set[date]] = {anchor: set() for anchor in anchors}
-        if not anchors:
-            return {}
-        first, last = min(anchors), max(anchors)
-        rooms, events, seen = (table_of(models.Room), table_of(models.AdoptionEvent),
-                               table_of(models.ProconnectObservation))
-        joined = and_(events.c.tenant_id == self._tenant_id, events.c.event == "participant_joined",
-                      events.c.authenticated.is_(True), events.c.participant_identity.is_not(None))
-        subs: dict[str, set[str]] = {}
-        for anchor, sub in self._session.execute(select(seen.c.person_anchor, seen.c.sub).where(
-                seen.c.tenant_id == self._tenant_id, seen.c.person_anchor >= first, seen.c.person_anchor <= last)):
-            if anchor in found:
-                subs.setdefault(sub, set()).add(anchor)
-        host_of = {meet_id: anchor for meet_id, anchor in self._session.execute(
-            select(rooms.c.meet_id, rooms.c.host_anchor).where(
-                rooms.c.tenant_id == self._tenant_id, rooms.c.host_anchor >= first, rooms.c.host_anchor <= last))
-            if anchor in found}
-        for chunk in _chunks(sorted(host_of)):
-            for meet_id, sub in self._session.execute(select(events.c.room_meet_id, events.c.participant_identity)
-                                                      .where(joined, events.c.room_meet_id.in_(chunk),
-                                                             events.c.room_role == "owner")):
-                subs.setdefault(sub, set()).add(host_of[meet_id])
-        for chunk in _chunks(sorted(subs)):
-            for sub, moment in self._session.execute(
-                    select(events.c.participant_identity, events.c.occurred_at)
-                    .join(rooms, and_(rooms.c.tenant_id == events.c.tenant_id,
-                                      rooms.c.meet_id == events.c.room_meet_id))
-                    .where(joined, events.c.participant_identity.in_(chunk))):
-                day = moment.astimezone(zone).date()
-                for anchor in subs[sub]:
-                    found[anchor].add(day)
-        return {anchor: frozenset(days) for anchor, days in found.items()}
 
     def current(self, lines: Sequence[LicenceLine]) -> dict[tuple[str, str, str], tuple[ReleaseState, str | None,
                                                                                           str | None]]:

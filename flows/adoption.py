@@ -17,11 +17,8 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from core.adoption import (
-    PersonAdoption,
-    polled_events,
-    summarise_adoption,
-)
+from core.adoption import PersonAdoption, polled_events
+from core.release_policy import VISIO_DAY_ZONE
 from db.adoption import AdoptionRepository
 from flows.budget import one_per_tenant
 from flows.errors import OperatorError
@@ -33,6 +30,7 @@ __all__ = ["AdoptionReport", "PollReport", "adoption_report", "observe_subs", "p
            "render_poll", "render_report"]
 
 ROOMS_PER_BATCH = 500
+PEOPLE_PER_BATCH = 1000
 SHOWN_ROWS = 20
 
 
@@ -119,8 +117,19 @@ def summarise(database: str, tenant_id: str, wave: str | None = None) -> Adoptio
         if wave is not None and not repository.wave_exists(wave):
             raise OperatorError(f"tenant {tenant_id} has no wave {wave!r}")
         people = repository.migrated_people(wave)
-        rows = summarise_adoption(people, repository.migrated_rooms(), repository.events(),
-                                  subs=repository.subs_by_person(), last_activity=repository.last_activity(people))
+    rows: list[PersonAdoption] = []
+    for start in range(0, len(people), PEOPLE_PER_BATCH):   # evidence read per batch of people, by index
+        batch = people[start:start + PEOPLE_PER_BATCH]
+        with transaction(database) as session:
+            repository = AdoptionRepository(session, tenant_id)
+            evidence = repository.seen_in_visio(batch, zone=VISIO_DAY_ZONE)
+            activity = repository.last_activity(batch)
+        for anchor in batch:
+            found = evidence.get(anchor)
+            rows.append(PersonAdoption(
+                person_anchor=anchor, first_seen=found.first_seen if found else None,
+                days_active=len(found.days) if found else 0, hosted=bool(found and found.hosted),
+                last_activity=tuple(sorted(activity.get(anchor, {}).items()))))
     seen = sum(1 for row in rows if row.seen)
     return AdoptionReport(tenant=tenant_id, wave=wave, people=len(rows), seen=seen, not_seen=len(rows) - seen,
                           hosted=sum(1 for row in rows if row.hosted), rows=rows, observations_new=observations)

@@ -224,7 +224,7 @@ def iter_plan(database: str, tenant: TenantConfig, *, wave: str | None, now: dat
                 break
             after = batch[-1]
             facts = releases.facts(batch)
-            visio_days = releases.visio_days(batch, zone=VISIO_DAY_ZONE)
+            seen = AdoptionRepository(session, tenant.id).seen_in_visio(batch, zone=VISIO_DAY_ZONE)
             emails = dict(session.execute(select(models.Person.anchor, models.Person.primary_email).where(
                 models.Person.tenant_id == tenant.id, models.Person.anchor.in_(batch))).all())
             current = releases.current([line for person in facts.values() for line in person.licences])
@@ -233,7 +233,7 @@ def iter_plan(database: str, tenant: TenantConfig, *, wave: str | None, now: dat
             rows: list[PlanRow] = []
             for anchor in batch:
                 person = facts[anchor]
-                decision = decide(_evidence(person, visio_days.get(anchor, frozenset()),
+                decision = decide(_evidence(person, seen[anchor].days if anchor in seen else frozenset(),
                                             policy_settings.large_meeting_invitees), policy, now=now)
                 plan.people += 1
                 person_releasable = False
