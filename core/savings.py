@@ -39,7 +39,7 @@ from core.money import Money, total
 from core.records import Platform
 
 __all__ = ["FORECAST_END", "Benchmark", "Figure", "FigureStatus", "ForecastMonth", "Scenario", "SeatCounts",
-           "SeatState", "SnapshotRow", "allocate", "annual_unit_cost", "count_users_left", "fiscal_year_end",
+           "SeatState", "SnapshotRow", "allocate", "allocate_units", "annual_unit_cost", "count_users_left", "fiscal_year_end",
            "forecast", "gov_expected", "months_between", "net", "potential_annual", "realised_in_fy",
            "realised_run_rate", "reclaimable", "snapshot_row", "stranded", "tally_seats", "true_up", "utilisation",
            "waste"]
@@ -440,18 +440,25 @@ def snapshot_row(*, tenant: str, contract: Contract, counts: SeatCounts, changes
         status=realised.status, evidence_refs=realised.evidence, computed_at=computed_at)
 
 
-def allocate(amount: Money, weights: Mapping[K, int]) -> dict[K, Money]:
-    """`amount` (rounded to the cent) split pro rata of `weights`, to the cent, the parts adding up to it exactly
-    (the cents left over go to the largest remainders, ties to the first key); all to nothing when no weight."""
+def allocate_units(total: int, weights: Mapping[K, int]) -> dict[K, int]:
+    """`total` whole units (cents, seats) split pro rata of `weights`, adding up to it exactly (the units left
+    over go to the largest remainders, ties to the first key); all to nothing when no weight."""
     total_weight = sum(weights.values())
     if any(weight < 0 for weight in weights.values()):
         raise ValueError("weights must not be negative")
-    cents = int((amount.rounded().amount * 100).to_integral_value())
     if total_weight == 0 or not weights:
-        return {key: Money.zero(amount.currency) for key in weights}
-    shares = {key: Decimal(cents) * weight / total_weight for key, weight in weights.items()}
+        return {key: 0 for key in weights}
+    shares = {key: Decimal(total) * weight / total_weight for key, weight in weights.items()}
     floors = {key: int(share.to_integral_value(rounding=ROUND_FLOOR)) for key, share in shares.items()}
-    left = cents - sum(floors.values())
+    left = total - sum(floors.values())
     for key in sorted(weights, key=lambda item: (-(shares[item] - floors[item]), list(weights).index(item)))[:left]:
         floors[key] += 1
+    return floors
+
+
+def allocate(amount: Money, weights: Mapping[K, int]) -> dict[K, Money]:
+    """`amount` (rounded to the cent) split pro rata of `weights`, to the cent, the parts adding up to it exactly
+    (the cents left over go to the largest remainders, ties to the first key); all to nothing when no weight."""
+    cents = int((amount.rounded().amount * 100).to_integral_value())
+    floors = allocate_units(cents, weights)
     return {key: Money(Decimal(value) / 100, amount.currency) for key, value in floors.items()}

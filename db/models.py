@@ -694,6 +694,38 @@ class SavingsBreakdown(Base):
     computed_at: Mapped[datetime]
 
 
+class SavingsSummary(Base):
+    """The month's figures that are not per row (savings.md §4): the headline, the contract calendar, utilisation,
+    the funnel per wave and the forecast, as the report computed them (one JSON document per tenant × month,
+    replaced when the month is recomputed), so that the dashboard shows exactly what `savings report` printed."""
+
+    __tablename__ = "savings_summary"
+    __table_args__ = (UniqueConstraint("tenant_id", "month"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    tenant_id: Mapped[str] = _tenant_fk()
+    month: Mapped[date] = mapped_column(Date)
+    currency: Mapped[str] = mapped_column(String(3))
+    document: Mapped[Json]
+    computed_at: Mapped[datetime]
+
+
+class AccessGrant(Base):
+    """A role of the web application granted to a ProConnect identity (its e-mail, lower-cased) for one tenant;
+    revoking keeps the row (revoked_at), granting again clears it. Every change is also an audit event."""
+
+    __tablename__ = "access_grant"
+    __table_args__ = (UniqueConstraint("tenant_id", "email", "role"), Index(None, "email"))
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    tenant_id: Mapped[str] = _tenant_fk()
+    email: Mapped[str] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(16))
+    granted_by: Mapped[str] = mapped_column(String(128))
+    granted_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
 class Checkpoint(Base):
     """The cursor of one stream of one source; saved in the same transaction as the page it follows."""
 

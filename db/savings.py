@@ -12,13 +12,14 @@ from typing import Any, Literal
 from sqlalchemy import and_, case, delete, exists, func, literal, or_, select
 from sqlalchemy.orm import Session
 
+from core.adoption import LiveKitEventName, RoomRole
 from core.savings import SeatCounts, SnapshotRow
 from core.waves import WaveState
 from db import models
 from db.models import table_of
 from db.upsert import upsert_plain
 
-__all__ = ["GroupSeats", "SavingsRepository", "SkuKey"]
+__all__ = ["GroupSeats", "SavingsRepository", "SkuKey", "WaveFunnel"]
 
 SkuKey = tuple[str, str]   # (platform, sku_key)
 _MIGRATED = (WaveState.CUT_OVER.value, WaveState.VERIFIED.value)
@@ -38,6 +39,19 @@ class GroupSeats:
     assigned: int
     migrated: int
     reclaimed: int
+
+
+@dataclass(frozen=True, slots=True)
+class WaveFunnel:
+    """One wave's people down the funnel of savings.md §4.5: in scope, seen in Visio (a logged-in join of a room
+    bascule migrated, as theirs or as a participant), a source licence released, and (per seat) released seats
+    covered by a lowered contract quantity (the report adds the seats)."""
+
+    wave: str
+    state: str
+    in_scope: int
+    seen_in_visio: int
+    released_people: int
 
 
 class SavingsRepository:
@@ -229,3 +243,53 @@ class SavingsRepository:
                     select(table.c.month, func.sum(table.c.potential_annual), func.sum(table.c.stranded),
                            func.sum(table.c.realised_run_rate), func.sum(table.c.reclaimed))
                     .where(table.c.tenant_id == self._tenant_id).group_by(table.c.month).order_by(table.c.month))]
+
+    def funnel(self) -> list[WaveFunnel]:
+        """Every wave's people down the funnel, counted in SQL by index (members by wave; evidence by participant
+        and by host; releases by each person's matched accounts). Released seats are the report's (seats_by)."""
+        wave, member, events, rooms, seen = (table_of(models.Wave), table_of(models.WaveMember),
+                                             table_of(models.AdoptionEvent), table_of(models.Room),
+                                             table_of(models.ProconnectObservation))
+        matches, held = table_of(models.IdentityMatch), table_of(models.LicenceAssignment)
+        joined = and_(events.c.tenant_id == self._tenant_id,
+                      events.c.event == LiveKitEventName.PARTICIPANT_JOINED.value, events.c.authenticated.is_(True))
+        as_participant = exists().where(seen.c.tenant_id == self._tenant_id,
+                                        seen.c.person_anchor == member.c.person_anchor,
+                                        exists().where(joined, events.c.participant_identity == seen.c.sub))
+        as_host = exists().where(rooms.c.tenant_id == self._tenant_id, rooms.c.host_anchor == member.c.person_anchor,
+                                 exists().where(joined, events.c.room_meet_id == rooms.c.meet_id,
+                                                events.c.room_role == RoomRole.OWNER.value))
+        released = exists().where(matches.c.tenant_id == self._tenant_id,
+                                  matches.c.person_anchor == member.c.person_anchor,
+                                  exists().where(held.c.tenant_id == self._tenant_id,
+                                                 held.c.platform == matches.c.platform,
+                                                 held.c.account_external_id == matches.c.account_external_id,
+                                                 held.c.state == "released"))
+        query = (select(wave.c.name, wave.c.state, func.count(member.c.id),
+                        func.sum(case((or_(as_participant, as_host), 1), else_=0)),
+                        func.sum(case((released, 1), else_=0)))
+                 .select_from(wave).join(member, member.c.wave_id == wave.c.id, isouter=True)
+                 .where(wave.c.tenant_id == self._tenant_id).group_by(wave.c.name, wave.c.state)
+                 .order_by(wave.c.name))
+        return [WaveFunnel(name, state, int(count or 0), int(visio or 0), int(people or 0))
+                for name, state, count, visio, people in self._session.execute(query).tuples()]
+
+    def write_summary(self, month: date, *, currency: str, document: Mapping[str, Any], computed_at: datetime) -> None:
+        """Store (replace) the month's summary document."""
+        table = table_of(models.SavingsSummary)
+        upsert_plain(self._session, table, [{"tenant_id": self._tenant_id, "month": month, "currency": currency,
+                                             "document": dict(document), "computed_at": computed_at}],
+                     key=["tenant_id", "month"], update=["currency", "document", "computed_at"])
+
+    def summary(self, month: date) -> tuple[str, dict[str, Any], datetime] | None:
+        """The month's summary: currency, document, when it was computed; None before the month is computed."""
+        table = table_of(models.SavingsSummary)
+        row = self._session.execute(select(table.c.currency, table.c.document, table.c.computed_at).where(
+            table.c.tenant_id == self._tenant_id, table.c.month == month)).first()
+        return None if row is None else (row.currency, dict(row.document), row.computed_at)
+
+    def summary_months(self) -> list[date]:
+        """The months with a stored summary, latest first."""
+        table = table_of(models.SavingsSummary)
+        return list(self._session.execute(select(table.c.month).where(table.c.tenant_id == self._tenant_id)
+                                          .order_by(table.c.month.desc())).scalars())

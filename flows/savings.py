@@ -40,6 +40,7 @@ from core.savings import (
     SeatCounts,
     SnapshotRow,
     allocate,
+    allocate_units,
     annual_unit_cost,
     fiscal_year_end,
     forecast,
@@ -57,9 +58,11 @@ from flows.runtime import run_name, transaction
 from flows.settings import Settings
 from flows.tenant import TenantConfig
 
-__all__ = ["DIMENSIONS", "SavingsReport", "compute_snapshots", "render_report", "savings_report", "write_csv"]
+__all__ = ["DIMENSIONS", "SUMMARY_PARTS", "SavingsReport", "compute_snapshots", "render_report", "savings_report",
+           "write_csv"]
 
 DIMENSIONS = ("direction", "wave", "tool", "sku", "contract")
+SUMMARY_PARTS = ("headline", "calendar", "forecast", "utilisation", "funnel")   # stored beside the rows
 NO_CONTRACT = "-"
 SPARE = "(spare seats)"
 CONTRACT_LEVEL = "(contract level)"
@@ -82,6 +85,7 @@ class SavingsReport:
     forecast: list[dict[str, Any]] = field(default_factory=list)
     utilisation: list[dict[str, Any]] = field(default_factory=list)
     months: list[dict[str, Any]] = field(default_factory=list)
+    funnel: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -189,6 +193,11 @@ def compute_snapshots(database: str, tenant: TenantConfig, *, month: date, now: 
         breakdown_rows = _breakdowns(rows, grouped, owner)
         store.write_breakdowns(month, breakdown_rows, computed_at=now)
         history = store.month_totals()
+        funnel = store.funnel()
+        reduced = _reduced_by_wave(rows, lines, grouped["wave"], owner)
+        released: dict[str, int] = {}
+        for item in grouped["wave"]:
+            released[item.group] = released.get(item.group, 0) + item.reclaimed
     report = SavingsReport(tenant=tenant.id, month=month, computed_at=now, currency=tenant.cost_model.currency)
     report.rows = [_row_json(row) for row in rows]
     report.breakdowns = {dimension: [_plain(item) for item in breakdown_rows if item["dimension"] == dimension]
@@ -218,7 +227,33 @@ def compute_snapshots(database: str, tenant: TenantConfig, *, month: date, now: 
     report.months = [{"month": when.isoformat(), "potential_annual": str(potential), "stranded": str(stranded_),
                       "realised_run_rate": str(realised), "reclaimed": seats_} for when, potential, stranded_,
                      realised, seats_ in history]
+    report.funnel = [{"wave": stage.wave, "state": stage.state, "in_scope": stage.in_scope,
+                      "seen_in_visio": stage.seen_in_visio, "released_people": stage.released_people,
+                      "released_seats": released.get(stage.wave, 0),
+                      "contract_reduced_seats": reduced.get(stage.wave, 0)} for stage in funnel]
+    with transaction(database) as session:   # what the dashboard shows beside the rows; recomputed with them
+        SavingsRepository(session, tenant.id).write_summary(
+            month, currency=report.currency, computed_at=now,
+            document={name: getattr(report, name) for name in SUMMARY_PARTS})
     return report
+
+
+def _reduced_by_wave(rows: Sequence[SnapshotRow], lines: Sequence[_Line], seats: Sequence[GroupSeats],
+                     owner: Mapping[SkuKey, int]) -> dict[str, int]:
+    """The seats each wave released that a lowered contract quantity covers: per row, the quantity removed (at
+    most the seats released) split by each wave's released seats, in whole seats adding up exactly."""
+    base = {(line.contract.platform.value, line.contract.contract_ref, line.contract.sku_key):
+            line.contract.committed_qty for line in lines if line.covered}
+    reduced: dict[str, int] = {}
+    for index, row in enumerate(rows):
+        removed = max(0, base.get((row.platform.value, row.contract_ref, row.sku_key), row.committed) - row.committed)
+        weights: dict[str, int] = {}
+        for item in seats:
+            if owner.get((item.platform, item.sku_key)) == index and item.reclaimed:
+                weights[item.group] = weights.get(item.group, 0) + item.reclaimed
+        for wave, count in allocate_units(min(removed, sum(weights.values())), weights).items():
+            reduced[wave] = reduced.get(wave, 0) + count
+    return reduced
 
 
 def _fields(contract: Contract) -> dict[str, Any]:
@@ -389,7 +424,7 @@ def write_csv(report: SavingsReport, directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     tables: dict[str, list[dict[str, Any]]] = {"snapshots": report.rows, "calendar": report.calendar,
                                                "forecast": report.forecast, "utilisation": report.utilisation,
-                                               "months": report.months}
+                                               "months": report.months, "funnel": report.funnel}
     tables.update({f"by-{dimension}": rows for dimension, rows in report.breakdowns.items()})
     written = []
     for name, rows in tables.items():

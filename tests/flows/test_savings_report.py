@@ -153,6 +153,8 @@ def test_the_worked_example_end_to_end(migrated_url: str, tmp_path: Path) -> Non
     assert march.forecast[-1]["run_rate"] == "60000.00"
     # The 500 other reclaimed seats stay paid (committed 600, 100 held) until the floor can be renegotiated.
     assert (march.rows[0]["committed"], march.rows[0]["assigned"], march.rows[0]["reclaimed"]) == (600, 100, 900)
+    # The funnel: of the 900 seats the wave released, the 400 the order removed are the contract reduced.
+    assert [(stage["released_seats"], stage["contract_reduced_seats"]) for stage in march.funnel] == [(900, 400)]
 
 
 def test_recomputing_gives_the_same_rows_and_no_duplicates(migrated_url: str, tmp_path: Path) -> None:
@@ -236,7 +238,21 @@ def test_the_command_prints_json_and_writes_csv_whose_totals_match(migrated_url:
     assert sum(Decimal(row["stranded"]) for row in rows) == Decimal(report["headline"]["stranded"])
     assert sum(Decimal(row["potential_annual"]) for row in rows) == Decimal(report["headline"]["potential_annual"])
     files = sorted(path.name for path in (tmp_path / "out").iterdir())
-    assert len(files) == 10 and all(name.endswith(".csv") for name in files)
+    assert len(files) == 11 and all(name.endswith(".csv") for name in files)
+    # The dashboard's source: the month's summary is stored as the report printed it, the funnel with it.
+    from db.engine import make_engine, make_session_factory
+    from db.savings import SavingsRepository
+
+    engine = make_engine(migrated_url)
+    with make_session_factory(engine)() as session:
+        stored = SavingsRepository(session, TENANT).summary(date(2026, 11, 1))
+    engine.dispose()
+    assert stored is not None and stored[1]["headline"] == report["headline"]
+    assert stored[1]["funnel"] == report["funnel"] and stored[1]["calendar"] == report["calendar"]
+    # 1,000 people in the wave, 900 released (their seats too), none seen in Visio (no webhook in this state);
+    # the contract is not amended yet: no seat reduced.
+    assert report["funnel"] == [{"wave": "vague-1", "state": "verified", "in_scope": 1000, "seen_in_visio": 0,
+                                 "released_people": 900, "released_seats": 900, "contract_reduced_seats": 0}]
     human = subprocess.run([sys.executable, "-m", "flows.cli", "savings", "report", "--tenant", str(tenant),
                             "--month", "2026-11"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
                            check=False)
