@@ -15,9 +15,17 @@ from enum import StrEnum
 from core.records import ActionState
 from core.waves import SKIP_MEANING, SkipReason, WaveState
 
-__all__ = ["ALREADY_IN_WAVE", "SKIP_MEANING", "MeetingFate", "MeetingStatus", "PlannedRoom", "meeting_status"]
+__all__ = ["ALREADY_IN_WAVE", "SHOWN", "SKIP_MEANING", "FoundLink", "LinkLookup", "MeetingAnswer", "MeetingFate",
+           "MeetingStatus", "PlannedRoom", "meeting_status", "shown"]
 
 ALREADY_IN_WAVE = SkipReason.ALREADY_IN_WAVE.value
+SHOWN = 80   # what the helpdesk pasted is shown back at most this long
+
+
+def shown(reference: str) -> str:
+    """What the helpdesk pasted, as it is shown back: one line, at most SHOWN characters."""
+    text = " ".join(reference.split())
+    return text if len(text) <= SHOWN else text[:SHOWN] + "…"
 
 
 class MeetingFate(StrEnum):
@@ -90,3 +98,74 @@ def meeting_status(plans: Sequence[PlannedRoom]) -> MeetingStatus:
     reason = plan.reason or "unknown"
     meaning = SKIP_MEANING.get(reason, reason)
     return MeetingStatus(MeetingFate.WILL_NOT_MOVE, f"will not move to Visio: {meaning} (wave {wave})", wave, reason)
+
+
+# ----------------------------------------------------------------------------------------------- the lookup's answer
+
+LINK_STATUS = {"mapped": "moved to Visio", "reverted": "rolled back: the old link is valid again"}
+
+
+@dataclass(frozen=True, slots=True)
+class FoundLink:
+    """An old link bascule recorded, and the Visio room it leads to (None once rolled back or not created)."""
+
+    old_key: str
+    platform: str
+    old_url: str
+    meeting_id: str
+    topic: str | None
+    status: str                  # mapped | reverted
+    visio_url: str | None
+    owner: str | None
+    room_id: str | None
+
+    @property
+    def status_text(self) -> str:
+        return LINK_STATUS.get(self.status, self.status)
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingAnswer:
+    """A meeting the reference names that has no Visio link: where it stands."""
+
+    platform: str
+    meeting_id: str
+    topic: str | None
+    status: MeetingStatus
+
+
+@dataclass(frozen=True, slots=True)
+class LinkLookup:
+    """What the helpdesk gets for one pasted reference (a link, a meeting id or number, a SIP address, a host's
+    e-mail or name): the links found, else the meetings named and where they stand, else why nothing was found.
+    The CLI (`bascule links lookup`) and the web page read this same answer."""
+
+    reference: str                          # as shown back (core.helpdesk.shown)
+    links: tuple[FoundLink, ...] = ()
+    meetings: tuple[MeetingAnswer, ...] = ()
+    reason: str = ""
+    by_host: bool = False                   # found as the meetings of a host (e-mail or name)
+
+    @property
+    def found(self) -> bool:
+        return bool(self.links)
+
+    def as_json(self) -> dict[str, object]:
+        """The answer as `links lookup --json` prints it and the API returns it."""
+        if self.links:
+            return {"reference": self.reference, "found": True, "by_host": self.by_host, "links": [
+                {"old_key": link.old_key, "platform": link.platform, "old_url": link.old_url,
+                 "meeting_id": link.meeting_id, "topic": link.topic, "status": link.status,
+                 "visio_url": link.visio_url, "owner": link.owner, "room_id": link.room_id} for link in self.links],
+                **({"meetings": [_meeting_json(item) for item in self.meetings]} if self.meetings else {})}
+        if self.meetings:
+            answers = [_meeting_json(item) for item in self.meetings]
+            return {"reference": self.reference, "found": False, "known_meeting": True, "by_host": self.by_host,
+                    **answers[0], "meetings": answers}
+        return {"reference": self.reference, "found": False, "known_meeting": False, "reason": self.reason}
+
+
+def _meeting_json(item: MeetingAnswer) -> dict[str, object]:
+    return {"platform": item.platform, "meeting_id": item.meeting_id, "topic": item.topic,
+            "status": item.status.fate.value, "will_move": item.status.will_move, "wave": item.status.wave,
+            "reason_code": item.status.reason, "reason": item.status.explanation}

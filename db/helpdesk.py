@@ -1,22 +1,31 @@
 """What the helpdesk reads: the meetings a pasted reference names, what each wave's plan holds about them, and the
-calendar update a cutover mailed for them. Like the other repositories it never commits."""
+calendar update a cutover mailed for them. Like the other repositories it never commits.
+
+`lookup` is the one answer the CLI (`bascule links lookup`) and the web page share. A reference is read as a link,
+a SIP address or a meeting number first (a bare 11-digit number may be a Zoom id or a Webex number: both are
+tried), then as a platform meeting id; failing those, as a host — an e-mail address, or part of a name (at least
+MIN_NAME characters) — whose current meetings are listed.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from core import ActionKind, ActionState, Meeting, MeetingKind
-from core.helpdesk import PlannedRoom
+from core.helpdesk import FoundLink, LinkLookup, MeetingAnswer, PlannedRoom, meeting_status, shown
 from core.invitations import InvitationPurpose
+from core.links import MAX_REFERENCE, lookup_keys, parse_meeting_reference
 from core.waves import WaveState
 from db import models
 from db.models import table_of
-from db.waves import meeting_from_row
+from db.waves import CutoverRepository, meeting_from_row
 
 LIMIT = 20
+MIN_NAME = 3        # a host's name is searched from this many characters
+HOSTS = 5           # at most this many hosts match a name
 
 
 class HelpdeskRepository:
@@ -72,3 +81,75 @@ class HelpdeskRepository:
             notification.tenant_id == self._tenant_id, notification.action_key.in_(key),
             notification.kind == InvitationPurpose.CUTOVER.value, notification.state == "sent")).scalars().first()
         return found
+
+    # -- the lookup the CLI and the page share
+
+    def named(self, reference: str) -> tuple[list[tuple[models.Link, models.Room | None]], list[Meeting], bool]:
+        """The links and the meetings a reference names (links of the meetings included), and whether they were
+        found as a host's meetings."""
+        keys = lookup_keys(reference)
+        cutover = CutoverRepository(self._session, self._tenant_id)
+        found: list[tuple[models.Link, models.Room | None]] = []
+        for key in keys:
+            found = cutover.lookup(old_key=key)
+            if found:
+                break
+        meeting_id = reference.strip() if len(reference) <= MAX_REFERENCE else None
+        meetings = self.meetings_named(keys, meeting_id=meeting_id)
+        by_host = False
+        if not found and not meetings and not keys and meeting_id:
+            meetings, by_host = self.meetings_hosted_by(meeting_id), True
+        if not found:
+            for meeting in meetings:
+                found += [(link, room) for link, room in cutover.lookup(meeting_id=meeting.external_id)
+                          if link.platform == meeting.platform.value]
+        if not found and meeting_id and not by_host:
+            found = cutover.lookup(meeting_id=meeting_id)
+        return found, meetings, by_host
+
+    def lookup(self, reference: str) -> LinkLookup:
+        """Every link the reference names with its Visio room, owner and status; or where each meeting named
+        stands (will it move, and if not why); or why nothing was found."""
+        found, meetings, by_host = self.named(reference)
+        links = tuple(FoundLink(link.old_key, link.platform, link.old_url, link.meeting_external_id, link.topic,
+                                link.status, room.url if room else None, room.owner_email if room else None,
+                                room.meet_id if room else None) for link, room in found)
+        linked = {(link.platform, link.meeting_id) for link in links}
+        answers = tuple(MeetingAnswer(meeting.platform.value, meeting.external_id, meeting.topic,
+                                      meeting_status(self.room_plans(meeting)))
+                        for meeting in meetings if (meeting.platform.value, meeting.external_id) not in linked)
+        if links:
+            return LinkLookup(shown(reference), links, answers if by_host else (), by_host=by_host)
+        if answers:
+            return LinkLookup(shown(reference), (), answers, by_host=by_host)
+        if by_host:
+            reason = "no meeting of this tenant is hosted by this address or name"
+        elif lookup_keys(reference):
+            reason = "no meeting of this tenant has this link"
+        else:
+            reason = getattr(parse_meeting_reference(reference), "reason", "")
+        return LinkLookup(shown(reference), reason=reason, by_host=by_host)
+
+    def meetings_hosted_by(self, text: str) -> list[Meeting]:
+        """The current meetings of the host an e-mail address names, or of the hosts whose name contains `text`
+        (at most HOSTS of them, MIN_NAME characters at least); at most LIMIT meetings."""
+        accounts, meetings = table_of(models.SourceAccount), table_of(models.Meeting)
+        wanted = text.strip().lower()
+        if "@" in wanted:
+            who = or_(accounts.c.email_normalised == wanted, func.lower(accounts.c.email) == wanted)
+        elif len(wanted) >= MIN_NAME:
+            pattern = "%" + wanted.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            who = func.lower(accounts.c.display_name).like(pattern, escape="\\")
+        else:
+            return []
+        hosts = self._session.execute(select(accounts.c.platform, accounts.c.external_id).where(
+            accounts.c.tenant_id == self._tenant_id, accounts.c.removed_at.is_(None), who)
+            .order_by(accounts.c.platform, accounts.c.external_id).limit(HOSTS)).all()
+        if not hosts:
+            return []
+        query = (select(meetings).where(meetings.c.tenant_id == self._tenant_id, meetings.c.removed_at.is_(None),
+                                        or_(*[and_(meetings.c.platform == platform,
+                                                   meetings.c.host_account_id == account)
+                                              for platform, account in hosts]))
+                 .order_by(meetings.c.platform, meetings.c.external_id).limit(LIMIT))
+        return [meeting_from_row(row) for row in self._session.execute(query).mappings()]

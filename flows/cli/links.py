@@ -13,7 +13,8 @@ from flows.cli.common import TenantOption, fail, load_tenant, state_database
 app = typer.Typer(help="Old meeting links and the Visio rooms they now lead to (helpdesk).", no_args_is_help=True)
 
 ReferenceArgument = Annotated[str, typer.Argument(
-    help="An old Zoom, Teams or Webex link, a meeting id or number (e.g. 2634 123 4567), or a SIP address.")]
+    help="An old Zoom, Teams or Webex link, a meeting id or number (e.g. 2634 123 4567), a SIP address, or a "
+         "host's e-mail or name.")]
 
 
 def _checked(reference: str) -> str:
@@ -57,15 +58,17 @@ def links_resend(
     The update the cutover mailed for a Zoom or Webex series: same UID and SEQUENCE, a new Message-ID."""
     from connectors.errors import ConnectorError
     from flows.links import ResendRefused, render_resent, resend_invitation
+    from flows.runtime import transaction
     from flows.wiring import build_mail_sender
 
     config = load_tenant(tenant)
+    database = state_database()
     reference = _checked(reference)
     sender = build_mail_sender(config)
     if sender is None:
         fail(f"tenant {config.id} has no [mail] table: bascule cannot send calendar updates")
     try:
-        resent = resend_invitation(state_database(), config.id, reference, sender=sender, to=to,
+        resent = resend_invitation(lambda: transaction(database), config.id, reference, sender=sender, to=to,
                                    actor=author or os.environ.get("USER") or "unknown")
     except ResendRefused as refused:
         fail(str(refused))
