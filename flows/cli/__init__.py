@@ -8,6 +8,7 @@ import sys
 import typer
 
 from flows.cli import (
+    access,
     adoption,
     contracts,
     db,
@@ -37,6 +38,7 @@ app.add_typer(adoption.app, name="adoption")
 app.add_typer(contracts.app, name="contracts")
 app.add_typer(licences.app, name="licences")
 app.add_typer(savings.app, name="savings")
+app.add_typer(access.app, name="access")
 
 
 def main() -> None:
