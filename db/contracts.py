@@ -22,6 +22,23 @@ __all__ = ["ContractRepository", "ObservedSeats", "contract_row_hash"]
 
 
 @dataclass(frozen=True, slots=True)
+class AmendmentRecord:
+    """One recorded change of a contract's quantity, as the audit trail shows it (`delta` = after − before)."""
+
+    contract_ref: str
+    effective: date
+    before: int
+    after: int
+    evidence: str
+    recorded_by: str
+    recorded_at: datetime
+
+    @property
+    def delta(self) -> int:
+        return self.after - self.before
+
+
+@dataclass(frozen=True, slots=True)
 class ObservedSeats:
     """Seats a platform reports for one SKU: `prepaid` (Graph `prepaidUnits.enabled`, Webex `totalUnits`) when it
     shows them, else None; `assigned` (consumed units, Zoom licensed users)."""
@@ -126,6 +143,22 @@ class ContractRepository:
             found.setdefault(row.contract_ref, []).append(QuantityChange(
                 contract_ref=row.contract_ref, effective=row.effective, quantity=row.quantity,
                 evidence=row.evidence, recorded_by=row.recorded_by))
+        return found
+
+    def evidence(self) -> list[AmendmentRecord]:
+        """The audit trail of realised figures (savings.md §4.7): every amendment with its document reference,
+        effective date, the quantity before and after, who entered it and when; by contract, then effective date."""
+        contracts = {contract.contract_ref: contract.committed_qty for contract in self.contracts()}
+        table = models.ContractAmendment
+        found: list[AmendmentRecord] = []
+        previous: dict[str, int] = {}
+        for row in self._session.execute(select(table).where(table.tenant_id == self._tenant_id)
+                                         .order_by(table.contract_ref, table.effective, table.recorded_at,
+                                                   table.id)).scalars():
+            before = previous.get(row.contract_ref, contracts.get(row.contract_ref, row.quantity))
+            found.append(AmendmentRecord(row.contract_ref, row.effective, before, row.quantity, row.evidence,
+                                         row.recorded_by, row.recorded_at))
+            previous[row.contract_ref] = row.quantity
         return found
 
     def observed_seats(self) -> list[ObservedSeats]:

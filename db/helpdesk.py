@@ -153,3 +153,18 @@ class HelpdeskRepository:
                                               for platform, account in hosts]))
                  .order_by(meetings.c.platform, meetings.c.external_id).limit(LIMIT))
         return [meeting_from_row(row) for row in self._session.execute(query).mappings()]
+
+
+def redirect_target(session: Session, key: str) -> tuple[str | None, str]:
+    """Where the public redirect sends an old link's key: the Visio room's URL when a tenant maps it, else None and
+    why ("unknown", "reverted", "no_room"). Only URLs bascule stored are ever returned, and only http(s) ones."""
+    link, room = table_of(models.Link), table_of(models.Room)
+    rows = session.execute(select(link.c.status, room.c.url).select_from(link)
+                           .outerjoin(room, room.c.id == link.c.room_id)
+                           .where(link.c.old_key == key).limit(5)).all()
+    if not rows:
+        return None, "unknown"
+    for status, url in rows:
+        if status == "mapped" and isinstance(url, str) and url.startswith(("https://", "http://")):
+            return url, "mapped"
+    return None, "reverted" if any(status == "reverted" for status, _ in rows) else "no_room"

@@ -523,7 +523,8 @@ class Link(Base):
     """Old meeting link → Visio room, for the helpdesk and the redirect."""
 
     __tablename__ = "link"
-    __table_args__ = (UniqueConstraint("tenant_id", "old_key"), Index(None, "tenant_id", "meeting_external_id"))
+    __table_args__ = (UniqueConstraint("tenant_id", "old_key"), Index(None, "tenant_id", "meeting_external_id"),
+                      Index(None, "old_key"))   # the public redirect /l/{key} reads by key alone
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     tenant_id: Mapped[str] = _tenant_fk()

@@ -902,6 +902,13 @@ class AuditRepository:
                                             target_kind=target_kind, target_id=target_id, before=before,
                                             after=after, run_id=run_id))
 
+    def count_since(self, *, actor: str, action: str, since: datetime) -> int:
+        """How many times `actor` did `action` since `since` (a rate limit shared by every web worker)."""
+        table = models.AuditEvent
+        return int(self._session.execute(select(func.count()).select_from(table).where(
+            table.tenant_id == self._tenant_id, table.actor == actor, table.action == action,
+            table.occurred_at >= since)).scalar_one())
+
     def events_of(self, target_kind: str, target_id: str) -> list[AuditRow]:
         """Every event about one target, oldest first."""
         table = models.AuditEvent

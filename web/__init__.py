@@ -1,1 +1,2 @@
-"""HTTP pages for finance and helpdesk, over db/ and core/."""
+"""The web application (web.app.create_app): finance dashboard, helpdesk, migration console and the public link
+redirect, behind ProConnect, over db/ and core/."""

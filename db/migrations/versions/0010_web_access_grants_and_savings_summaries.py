@@ -22,6 +22,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('link', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_link_old_key'), ['old_key'], unique=False)
+
     op.create_table('access_grant',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('tenant_id', sa.String(length=64), nullable=False),
@@ -55,6 +58,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('link', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_link_old_key'))
+
     with op.batch_alter_table('savings_summary', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_savings_summary_tenant_id'))
 
