@@ -39,8 +39,8 @@ from core.money import Money, total
 from core.records import Platform
 
 __all__ = ["FORECAST_END", "Benchmark", "Figure", "FigureStatus", "ForecastMonth", "Scenario", "SeatCounts",
-           "SeatState", "SnapshotRow", "allocate", "allocate_units", "annual_unit_cost", "count_users_left", "fiscal_year_end",
-           "forecast", "gov_expected", "months_between", "net", "potential_annual", "realised_in_fy",
+           "SeatState", "SnapshotRow", "allocate", "allocate_units", "annual_unit_cost", "count_users_left",
+           "fiscal_year_end", "forecast", "gov_expected", "months_between", "net", "potential_annual", "realised_in_fy",
            "realised_run_rate", "reclaimable", "snapshot_row", "stranded", "tally_seats", "true_up", "utilisation",
            "waste"]
 
