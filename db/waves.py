@@ -143,6 +143,12 @@ class WaveRepository:
         self._session = session
         self._tenant_id = tenant_id
 
+    def id_of(self, name: str) -> int | None:
+        """The wave's id (without reading its selection)."""
+        found: int | None = self._session.execute(select(models.Wave.id).where(
+            models.Wave.tenant_id == self._tenant_id, models.Wave.name == name)).scalar_one_or_none()
+        return found
+
     def get(self, name: str) -> WaveRow | None:
         row = self._session.execute(select(models.Wave).where(
             models.Wave.tenant_id == self._tenant_id, models.Wave.name == name)).scalar_one_or_none()

@@ -20,9 +20,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
@@ -36,7 +38,7 @@ from web.auth import LoginRequired, NotAllowed, ProConnect, login_router
 from web.pages import build_templates, render
 from web.settings import WebSettings
 
-__all__ = ["WebServices", "create_app"]
+__all__ = ["WebServices", "create_app", "route_table"]
 
 log = logging.getLogger(__name__)
 
@@ -146,3 +148,14 @@ def create_app(settings: WebSettings, services: WebServices | None = None) -> Fa
                        https_only=settings.cookies_secure)
     app.add_middleware(_SecurityHeaders, settings=settings)
     return app
+
+
+def route_table(routes: Sequence[Any], prefix: str = "") -> list[tuple[str, APIRoute]]:
+    """Every API route of the app with its full path (FastAPI ≥ 0.150 keeps included routers as branches)."""
+    found: list[tuple[str, APIRoute]] = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            found.append((prefix + route.path, route))
+        elif hasattr(route, "original_router") and hasattr(route, "include_context"):
+            found += route_table(route.original_router.routes, prefix + route.include_context.prefix)
+    return found

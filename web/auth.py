@@ -126,8 +126,8 @@ async def checked_csrf(request: Request) -> None:
     sent = form.get("csrf_token")
     expected = request.session.get("csrf")
     if not isinstance(sent, str) or not isinstance(expected, str) or not hmac.compare_digest(sent, expected):
-        raise HTTPException(status_code=403, detail="the form has expired or did not come from this site: "
-                                                    "reload the page and try again")
+        raise HTTPException(status_code=403, detail="Le formulaire a expiré ou ne vient pas de ce site : "
+                                                    "rechargez la page et recommencez.")
 
 
 @dataclass(frozen=True, slots=True)

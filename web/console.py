@@ -68,9 +68,9 @@ def read_console(session: Session, tenant_id: str) -> ConsoleView:
     view = ConsoleView(tenant_id, row.name if row else tenant_id, row.ready if row else None, readiness)
     waves, plans = WaveRepository(session, tenant_id), PlanRepository(session, tenant_id)
     for listing in waves.listing():
-        wave = waves.get(listing.name)
-        failures = plans.reasons(wave.id, states=[ActionState.FAILED]) if wave else {}
-        held = plans.reasons(wave.id, states=[ActionState.HELD]) if wave else {}
+        wave_id = waves.id_of(listing.name)
+        failures = plans.reasons(wave_id, states=[ActionState.FAILED]) if wave_id else {}
+        held = plans.reasons(wave_id, states=[ActionState.HELD]) if wave_id else {}
         view.waves.append(WaveView(listing, failures, held))
     identities = IdentityRepository(session, tenant_id)
     view.conflicts = identities.open_conflict_counts()
@@ -97,14 +97,16 @@ def router() -> APIRouter:
     @routes.get("/waves/{name}")
     def wave(request: Request, caller: MigrationCaller, name: str) -> Response:
         with request.app.state.sessions() as session:
-            found = WaveRepository(session, caller.tenant_id).get(name[:128])
-            if found is None:
+            waves = WaveRepository(session, caller.tenant_id)
+            wave_id = waves.id_of(name[:128])
+            listing = next((item for item in waves.listing() if item.name == name[:128]), None)
+            if wave_id is None or listing is None:
                 raise HTTPException(status_code=404, detail=f"no wave {name[:60]!r} in {caller.tenant_id}")
             plans = PlanRepository(session, caller.tenant_id)
-            counts = plans.counts(found.id)
-            failures = plans.reasons(found.id, states=[ActionState.FAILED])
-            tally = plans.tally(found.id)
-        return render(request, "wave.html", {"title": f"Vague {found.name}", "caller": caller, "wave": found,
+            counts = plans.counts(wave_id)
+            failures = plans.reasons(wave_id, states=[ActionState.FAILED])
+            tally = plans.tally(wave_id)
+        return render(request, "wave.html", {"title": f"Vague {listing.name}", "caller": caller, "wave": listing,
                                              "counts": counts, "failures": failures, "tally": tally})
 
     return routes

@@ -46,7 +46,7 @@ def build_templates() -> Environment:
     environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
                               undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     manifest = load_manifest()
-    environment.globals.update(dsfr=DSFR_DIR, chart=CHART_DIR, sri=manifest.integrity)
+    environment.globals.update(dsfr=DSFR_DIR, chart_dir=CHART_DIR, sri=manifest.integrity)
     environment.filters.update(euros=euros, number=number, percent=percent)
     return environment
 

@@ -20,6 +20,7 @@ from flows.cli import (
     savings,
     stages,
     wave,
+    web,
 )
 from flows.cli.common import one_line
 
@@ -39,6 +40,7 @@ app.add_typer(contracts.app, name="contracts")
 app.add_typer(licences.app, name="licences")
 app.add_typer(savings.app, name="savings")
 app.add_typer(access.app, name="access")
+app.add_typer(web.app, name="web")
 
 
 def main() -> None:
