@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.helpdesk import LINK_STATUS
 from db.helpdesk import HelpdeskRepository
 from flows.runtime import transaction
 from web.resend import ResendRefused, Resent, render_resent, resend_invitation
@@ -26,8 +27,7 @@ def render_lookup(answer: dict[str, Any]) -> str:
     """The answer as the helpdesk reads it."""
     lines: list[str] = []
     for link in answer.get("links", []):
-        status = {"mapped": "moved to Visio", "reverted": "rolled back: the old link is valid again"}.get(
-            link["status"], link["status"])
+        status = LINK_STATUS.get(link["status"], link["status"])
         lines += [f"{link['platform']} meeting {link['meeting_id']} — {link['topic'] or '(no title)'}",
                   f"  Visio link : {link['visio_url'] or '(none)'}", f"  owner      : {link['owner'] or '(unknown)'}",
                   f"  status     : {status}"]
