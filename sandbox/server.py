@@ -48,6 +48,7 @@ from sandbox.tls import self_signed_certificate
 if TYPE_CHECKING:
     from sandbox.livekit import LiveKitOptions
     from sandbox.meet import MeetOptions
+    from sandbox.proconnect import ProConnectOptions
 
 SANDBOX_PORT = 8700
 SHUTDOWN_GRACE_SECONDS = 5.0   # uvicorn waits this long for open requests when it stops, then cancels them
@@ -98,6 +99,7 @@ class SandboxConfig:
     now: datetime | None = None        # the sandbox's "now"; default: the generated ministry's as-of date, 08:00 UTC
     meet: MeetOptions | None = None    # the Visio instance's settings (sandbox.meet); None: Meet's defaults
     livekit: LiveKitOptions | None = None  # LiveKit's keys and webhook receivers (sandbox.livekit)
+    proconnect: ProConnectOptions | None = None  # ProConnect's clients, strictness, code lifetime (sandbox.proconnect)
     systems: frozenset[str] | None = None  # mount only these systems (e.g. {"livekit"}); None: all of them
 
 
@@ -159,13 +161,14 @@ class SystemMount:
 
 
 def _mounts(sandbox: Sandbox) -> list[SystemMount]:
-    from sandbox import graph, livekit, meet, webex, zoom
+    from sandbox import graph, livekit, meet, proconnect, webex, zoom
 
     config = sandbox.config
     builders: dict[str, Callable[[], SystemMount]] = {
         "zoom": lambda: zoom.mount(sandbox), "graph": lambda: graph.mount(sandbox),
         "webex": lambda: webex.mount(sandbox), "meet": lambda: meet.mount(sandbox, config.meet),
-        "livekit": lambda: livekit.mount(sandbox, config.livekit)}
+        "livekit": lambda: livekit.mount(sandbox, config.livekit),
+        "proconnect": lambda: proconnect.mount(sandbox, config.proconnect)}
     return [build() for name, build in builders.items() if config.systems is None or name in config.systems]
 
 
