@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy import insert
 
 from core.access import Role
@@ -66,9 +67,9 @@ def database(tmp_path_factory: pytest.TempPathFactory, provider: SandboxServer) 
 
 
 def _app(database: str, provider: SandboxServer) -> TestClient:
-    settings = WebSettings(database_url=database, public_url=PUBLIC, session_secret=SESSION_SECRET,
+    settings = WebSettings(database_url=database, public_url=PUBLIC, session_secret=SecretStr(SESSION_SECRET),
                            oidc_discovery_url=f"{provider.url}/proconnect/api/v2/.well-known/openid-configuration",
-                           oidc_client_id=CLIENT_ID, oidc_client_secret=CLIENT_SECRET)
+                           oidc_client_id=CLIENT_ID, oidc_client_secret=SecretStr(CLIENT_SECRET))
     return TestClient(create_app(settings))
 
 
@@ -89,7 +90,7 @@ def _to_callback(provider: SandboxServer, client: TestClient, email: str, next_p
 
 
 def _logged_in(client: TestClient) -> bool:
-    return client.get("/helpdesk", follow_redirects=False).status_code == 200
+    return bool(client.get("/helpdesk", follow_redirects=False).status_code == 200)
 
 
 def test_a_whole_login_and_logout(provider: SandboxServer, database: str) -> None:
