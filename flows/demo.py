@@ -195,11 +195,13 @@ def prepare_demo(data_dir: Path, options: DemoOptions) -> tuple[Path, dict[str, 
 PREVIOUS_RUN = ("bascule.db", "bascule.db-wal", "bascule.db-shm", "ministry", "mail", "tenant.toml", "demo.env")
 
 
-def _free_or_any(port: int) -> int:
+def free_or_any(port: int) -> int:
     """`port` when nothing listens on it on loopback, else 0 (any free port)."""
     import socket
 
     with socket.socket() as probe:
+        # As the servers bind (SO_REUSEADDR): connections of a server just stopped, in TIME_WAIT, do not count.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
@@ -228,6 +230,7 @@ def demo_environment(database_url: str) -> dict[str, str]:
     credentials (synthetic, the same for every copy of bascule; a real tenant's come from its own environment)."""
     from sandbox.livekit import API_SECRET as LIVEKIT_API_SECRET
     from sandbox.meet import SANDBOX_CLIENT_SECRET
+    from sandbox.proconnect import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
     from sandbox.server import Credentials
 
     credentials = Credentials()
@@ -236,7 +239,11 @@ def demo_environment(database_url: str) -> dict[str, str]:
             "BASCULE_GRAPH_CLIENT_SECRET": credentials.graph_client_secret,
             "BASCULE_WEBEX_ACCESS_TOKEN": credentials.webex_access_token,
             "BASCULE_VISIO_CLIENT_SECRET": SANDBOX_CLIENT_SECRET,
-            "BASCULE_LIVEKIT_API_SECRET": LIVEKIT_API_SECRET}
+            "BASCULE_LIVEKIT_API_SECRET": LIVEKIT_API_SECRET,
+            # `bascule web serve` logging agents in through `bascule sandbox serve`'s ProConnect (its default client
+            # knows http://127.0.0.1:8080's redirect and logout URIs).
+            "BASCULE_WEB_OIDC_DISCOVERY_URL": f"{SANDBOX_URL}/proconnect/api/v2/.well-known/openid-configuration",
+            "BASCULE_WEB_OIDC_CLIENT_ID": DEFAULT_CLIENT_ID, "BASCULE_WEB_OIDC_CLIENT_SECRET": DEFAULT_CLIENT_SECRET}
 
 
 def run_demo(data_dir: Path, database_url: str, options: DemoOptions) -> dict[str, Any]:
@@ -266,9 +273,9 @@ def run_demo(data_dir: Path, database_url: str, options: DemoOptions) -> dict[st
     tls_dir = ministry / "tls"  # where `bascule sandbox serve --data DATA_DIR/ministry` looks for its certificate
     # `bascule sandbox serve`'s default ports when they are free: the Visio links the wave hands out then stay
     # valid when a person serves the demo's ministry again to go on with it.
-    config = SandboxConfig(data_dir=ministry, tls_dir=tls_dir, rate_limits=False, port=_free_or_any(8700),
-                           tls_port=_free_or_any(8701))
-    with SandboxServer(config) as server, SmtpSink(spool=data_dir / "mail", port=_free_or_any(8725)) as sink:
+    config = SandboxConfig(data_dir=ministry, tls_dir=tls_dir, rate_limits=False, port=free_or_any(8700),
+                           tls_port=free_or_any(8701))
+    with SandboxServer(config) as server, SmtpSink(spool=data_dir / "mail", port=free_or_any(8725)) as sink:
         tenant_file.write_text(render_sandbox_tenant(manifest, ldif_path="ministry/directory.ldif",
                                                      sandbox_url=server.url, tls_url=server.tls_url,
                                                      ca_file=str(server.ca_file), smtp_port=sink.port),
@@ -286,6 +293,9 @@ def run_demo(data_dir: Path, database_url: str, options: DemoOptions) -> dict[st
         from flows.demo_release import run_demo_release
 
         money = run_demo_release(database_url, tenant_file, DEMO_WAVE)
+        from flows.demo_serve import DEMO_WEB_PORT, DemoWeb, grant_demo_roles
+
+        agents = grant_demo_roles(database_url, str(directory["tenant"]), server.sandbox)
     # From now on the tenant names what `bascule sandbox serve --data DATA_DIR/ministry` serves by default.
     tenant_file.write_text(render_sandbox_tenant(manifest, ldif_path="ministry/directory.ldif",
                                                  ca_file="ministry/tls/cert.pem"), encoding="utf-8")
@@ -323,6 +333,7 @@ def run_demo(data_dir: Path, database_url: str, options: DemoOptions) -> dict[st
                        "conflicts": {kind: count for kind, count in identities["conflicts"].items() if count}},
         "wave": wave,
         **money,
+        "web": DemoWeb(f"http://127.0.0.1:{DEMO_WEB_PORT}", agents).as_json(),
     }
 
 
@@ -469,7 +480,22 @@ def render_summary(summary: dict[str, Any]) -> str:
     where = summary.get("where")
     if where:
         lines += _continue_lines(summary["tenant"], where, wave)
+    web = summary.get("web")
+    if web:
+        lines += _web_lines(web, where)
     return "\n".join(lines)
+
+
+def _web_lines(web: dict[str, Any], where: dict[str, str] | None) -> list[str]:
+    """How to open the web application on the demo's data, and as whom."""
+    lines = ["", "Open the dashboard on the demo's data",
+             f"  bascule demo --serve     # the demo again, then kept up until Ctrl-C: {web['dashboard']}"]
+    if where:
+        lines.append(f"  bascule web serve --tenant {where['tenant_file']}     # or on this data, beside `bascule "
+                     "sandbox serve` above (same environment)")
+    lines.append("  log in on the sandbox's ProConnect page as " + ", ".join(
+        f"{email} ({role})" for role, email in web["agents"].items()))
+    return lines
 
 
 def _money_lines(summary: dict[str, Any]) -> list[str]:

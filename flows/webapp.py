@@ -18,7 +18,7 @@ from flows.tenant import TenantConfig
 from web.app import WebServices, create_app
 from web.settings import WebSettings
 
-__all__ = ["WebServer", "web_services", "web_settings"]
+__all__ = ["WebServer", "listen", "web_services", "web_settings"]
 
 
 def web_settings(database_url: str, **overrides: Any) -> WebSettings:
@@ -56,7 +56,7 @@ class WebServer:
                  port: int = 0, listener: socket.socket | None = None) -> None:
         self.app = create_app(settings, services)
         self.host = host
-        self._listener = listener or _listen(host, port)
+        self._listener = listener or listen(host, port)
         self.port = int(self._listener.getsockname()[1])
         self.url = f"http://{host}:{self.port}"
         self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False,
@@ -87,7 +87,8 @@ class WebServer:
             self._thread.join(timeout=10)
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port (0: any free port) for uvicorn, with TCP_NODELAY (no delayed-ACK stalls)."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

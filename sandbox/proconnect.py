@@ -48,6 +48,7 @@ Sandbox-only routes, never faulted: `GET|POST /_sandbox/proconnect/clients`, `PO
 from __future__ import annotations
 
 import base64
+import binascii
 import dataclasses
 import hashlib
 import hmac
@@ -252,7 +253,10 @@ def _attributes(lines: list[bytes]) -> dict[str, list[str]]:
         if not sep:
             continue
         if value.startswith(b":"):
-            text = base64.b64decode(value[1:].strip()).decode("utf-8", "replace")
+            try:
+                text = base64.b64decode(value[1:].strip(), validate=True).decode("utf-8", "replace")
+            except binascii.Error:   # the generator plants broken entries; the directory loader quarantines them
+                continue
         else:
             text = value.strip().decode("utf-8", "replace")
         entry.setdefault(name.decode("ascii", "replace").lower(), []).append(text)

@@ -8,7 +8,8 @@
 Tests can make it refuse chosen recipients (550, as a relay does for an unknown mailbox), answer the next DATA
 commands with a failure (451 by default: temporary; any reply, e.g. a 554 rejection), and require AUTH LOGIN/PLAIN
 with given credentials (over plain text: the sink is loopback only). `bascule sandbox serve` runs one that spools
-each message to a directory as an `.eml` file instead of keeping it in memory (`SmtpSink(spool=DIR)`).
+each message to a directory as an `.eml` file instead of keeping it in memory (`SmtpSink(spool=DIR)`), its envelope
+in `Return-Path` and `X-Original-To` headers as a delivering MTA writes them, numbered after what the spool holds.
 """
 
 from __future__ import annotations
@@ -110,6 +111,9 @@ class SmtpSink:
         self.stop()
 
     def start(self) -> None:
+        if self.spool is not None and self.spool.is_dir():   # a sink started again over its spool appends to it
+            self._spooled = max((int(path.stem) for path in self.spool.glob("*.eml") if path.stem.isdigit()),
+                                default=self._spooled)
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((self.host, self.port))
@@ -155,7 +159,11 @@ class SmtpSink:
                 return
             self._spooled += 1
             self.spool.mkdir(parents=True, exist_ok=True)
-            (self.spool / f"{self._spooled:07d}.eml").write_bytes(captured.data)
+            # The envelope as a delivering MTA records it (Postfix: Return-Path, one X-Original-To per recipient):
+            # a message sent again to one address keeps its headers; only the envelope says who it went to.
+            envelope = f"Return-Path: <{captured.mail_from}>\r\n" + "".join(
+                f"X-Original-To: {recipient}\r\n" for recipient in captured.rcpt_tos)
+            (self.spool / f"{self._spooled:07d}.eml").write_bytes(envelope.encode() + captured.data)
 
     def take_failure(self) -> str | None:
         with self._lock:

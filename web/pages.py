@@ -41,13 +41,21 @@ def percent(value: Any) -> str:
     return f"{Decimal(str(value)) * 100:.1f}\u00a0%".replace(".", ",")
 
 
+STATUS_WORDS = {"booked": "comptabilisé", "estimated": "estimé"}
+
+
+def status(value: Any) -> str:
+    """A figure's status as finance reads it (savings.md: booked or estimated); anything else as stored."""
+    return STATUS_WORDS.get(str(value), str(value or ""))
+
+
 def build_templates() -> Environment:
     """The environment of the package's templates; undefined names fail loudly."""
     environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
                               undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     manifest = load_manifest()
     environment.globals.update(dsfr=DSFR_DIR, chart_dir=CHART_DIR, sri=manifest.integrity)
-    environment.filters.update(euros=euros, number=number, percent=percent)
+    environment.filters.update(euros=euros, number=number, percent=percent, status=status)
     return environment
 
 

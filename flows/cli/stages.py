@@ -56,12 +56,17 @@ def demo(
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 42,
     flavour: Annotated[str, typer.Option(help="Directory flavour: ad or supann.")] = "ad",
     as_json: Annotated[bool, typer.Option("--json", help="End with one JSON object of counts per stage.")] = False,
+    serve: Annotated[bool, typer.Option("--serve", help="Then keep the sandbox (with its ProConnect), the SMTP "
+                                                        "sink and the web application up until Ctrl-C.")] = False,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="The web application's port with --serve (another "
+                                                             "free one when it is taken).")] = 8080,
 ) -> None:
-    """Generate a ministry and run every available stage on it, with SQLite and Prefect without a server."""
-    as_job(lambda: _demo(agents, seed, flavour, as_json), database=False)
+    """Generate a ministry and run every available stage on it, with SQLite and Prefect without a server; with
+    --serve, then serve the dashboard, the helpdesk and the console on its data."""
+    as_job(lambda: _demo(agents, seed, flavour, as_json, serve=serve, port=port), database=False)
 
 
-def _demo(agents: int, seed: int, flavour: str, as_json: bool) -> None:
+def _demo(agents: int, seed: int, flavour: str, as_json: bool, *, serve: bool = False, port: int = 8080) -> None:
     from flows.demo import DemoOptions, clear_previous_run, render_summary, run_demo
     from sandbox.generator.directory import Flavour
 
@@ -80,9 +85,14 @@ def _demo(agents: int, seed: int, flavour: str, as_json: bool) -> None:
     summary = run_demo(data_dir, database, DemoOptions(agents=agents, seed=seed, flavour=Flavour(flavour)))
     if as_json:
         print(render_summary(summary), file=sys.stderr)
-        print(json.dumps(summary, sort_keys=True, ensure_ascii=False))
+        print(json.dumps(summary, sort_keys=True, ensure_ascii=False), flush=True)
     else:
-        print(render_summary(summary))
+        print(render_summary(summary), flush=True)
+    if serve:
+        from flows.demo_serve import serve_demo
+
+        serve_demo(data_dir, database, summary, port=port,
+                   announce=lambda text: print(text, file=sys.stderr if as_json else sys.stdout, flush=True))
 
 
 def _refuse_a_used_database(database: str) -> None:

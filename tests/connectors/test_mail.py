@@ -368,3 +368,16 @@ def test_exclusions_and_exceptions_travel_as_exdate_and_overrides(sink: SmtpSink
         (datetime(2026, 1, 26, 10, tzinfo=paris), datetime(2026, 1, 26, 10, tzinfo=paris), timedelta(minutes=90))]
     assert all(str(o["LOCATION"]) == VISIO and int(o["SEQUENCE"]) == update.sequence for o in overrides)
     assert "RRULE" not in overrides[0] and "RRULE" in series
+
+
+def test_a_sink_started_again_over_its_spool_appends_to_it(tmp_path: Any) -> None:
+    import smtplib
+
+    spool = tmp_path / "mail"
+    for round_ in range(2):
+        with SmtpSink(spool=spool) as sink, smtplib.SMTP("127.0.0.1", sink.port) as client:
+            client.sendmail("a@example.org", ["b@example.org"], f"Subject: round {round_}\r\n\r\nbody\r\n")
+    spooled = sorted(spool.glob("*.eml"))
+    assert [path.name for path in spooled] == ["0000001.eml", "0000002.eml"]
+    assert b"round 0" in spooled[0].read_bytes() and b"round 1" in spooled[1].read_bytes()
+    assert spooled[0].read_bytes().startswith(b"Return-Path: <a@example.org>\r\nX-Original-To: b@example.org\r\n")
