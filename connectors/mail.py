@@ -50,9 +50,11 @@ from icalendar.prop import vInline
 from connectors.errors import ConnectorAuthError, ConnectorError, PermanentConnectorError, TransientConnectorError
 from connectors.retry import RetryPolicy, RetryStats, call_with_retries
 from connectors.throttle import Throttle
+from core.ical_rewrite import IcalRefused, itip_request, read_object
 from core.invitations import InvitationUpdate, SentInvitation
 
-__all__ = ["PRODID", "SmtpConfig", "SmtpInvitationSender", "build_calendar", "build_message", "message_id_for"]
+__all__ = ["PRODID", "SmtpConfig", "SmtpInvitationSender", "build_calendar", "build_itip_message", "build_message",
+           "message_id_for"]
 
 log = logging.getLogger(__name__)
 
@@ -168,18 +170,35 @@ def build_message(update: InvitationUpdate, *, config: SmtpConfig, stamp: dateti
     """The e-mail carrying `update`, ready for smtplib (no I/O); the same update and stamp give the same bytes."""
     stamp = _normalised(stamp)
     ics = build_calendar(update, mailbox=config.mailbox, stamp=stamp).to_ical()
+    return _message(ics, subject=update.subject, organiser=update.organiser, organiser_name=update.organiser_name,
+                    attendees=update.attendees, text=update.description, config=config, stamp=stamp,
+                    idempotency_key=update.idempotency_key)
+
+
+def build_itip_message(calendar_object: bytes, *, organiser: str, organiser_name: str | None,
+                       attendees: Sequence[str], subject: str, text: str, config: SmtpConfig, stamp: datetime,
+                       idempotency_key: str) -> EmailMessage:
+    """The e-mail carrying an organiser's own stored event as an iTIP REQUEST (core.ical_rewrite.itip_request):
+    its UID, SEQUENCE and content as the calendar holds them, for a server that tells no attendee itself."""
+    return _message(itip_request(calendar_object), subject=subject, organiser=organiser,
+                    organiser_name=organiser_name, attendees=attendees, text=text, config=config,
+                    stamp=_normalised(stamp), idempotency_key=idempotency_key)
+
+
+def _message(ics: bytes, *, subject: str, organiser: str, organiser_name: str | None, attendees: Sequence[str],
+             text: str, config: SmtpConfig, stamp: datetime, idempotency_key: str) -> EmailMessage:
     message = EmailMessage(policy=_POLICY)
-    message["Subject"] = update.subject
-    message["From"] = Address(display_name=update.organiser_name or "", addr_spec=update.organiser)
+    message["Subject"] = subject
+    message["From"] = Address(display_name=organiser_name or "", addr_spec=organiser)
     message["Sender"] = Address(display_name=config.mailbox_name, addr_spec=config.mailbox)
-    if update.attendees:
-        message["To"] = [Address(addr_spec=address) for address in update.attendees]
-    message["Cc"] = Address(display_name=update.organiser_name or "", addr_spec=update.organiser)
+    if attendees:
+        message["To"] = [Address(addr_spec=address) for address in attendees]
+    message["Cc"] = Address(display_name=organiser_name or "", addr_spec=organiser)
     message["Date"] = format_datetime(stamp)
-    message["Message-ID"] = message_id_for(update.idempotency_key, _message_id_domain(config))
+    message["Message-ID"] = message_id_for(idempotency_key, _message_id_domain(config))
     message["Auto-Submitted"] = "auto-generated"
     message["Content-Language"] = "fr"
-    message.set_content(update.description + "\n")
+    message.set_content(text + "\n")
     message.add_alternative(ics.decode("utf-8"), subtype="calendar", params={"method": "REQUEST"})
     message.add_attachment(ics, maintype="application", subtype="ics", filename="invite.ics")
     _set_boundaries(message, seed=f"{message['Message-ID']}|{stamp.isoformat()}")
@@ -269,6 +288,35 @@ class SmtpInvitationSender:
             # The stamp is fixed before the retries: a retried send is the same message too.
             return [self._send_with_retries(session, update, stamp or self._clock())
                     for update, stamp in zip(updates, chosen, strict=True)]
+        finally:
+            session.close()
+
+    def send_itip(self, calendar_object: bytes, *, organiser: str, organiser_name: str | None,
+                  attendees: Sequence[str], subject: str, text: str, idempotency_key: str,
+                  stamp: datetime | None = None) -> SentInvitation:
+        """Mail an organiser's rewritten event as an iTIP REQUEST under its original UID (a calendar server that
+        does not schedule); retried like an update, the same Message-ID on every attempt."""
+        parsed = read_object(calendar_object)
+        if isinstance(parsed, IcalRefused):
+            raise PermanentConnectorError(SYSTEM, f"not a calendar event ({parsed.reason})")
+        chosen = stamp or self._clock()
+        recipients = [*attendees, organiser]
+        session = _Session(self.config)
+
+        def once() -> SentInvitation:
+            self._throttle.acquire(f"smtp:{self.config.host}")
+            message = build_itip_message(calendar_object, organiser=organiser, organiser_name=organiser_name,
+                                         attendees=attendees, subject=subject, text=text, config=self.config,
+                                         stamp=chosen, idempotency_key=idempotency_key)
+            refused = session.send(message, recipients)
+            log.info("iTIP request %s sent (sequence %d): %d recipient(s), %d refused", message["Message-ID"],
+                     parsed.sequence, len(recipients), len(refused))
+            return SentInvitation(message_id=str(message["Message-ID"]), uid=parsed.uid, sequence=parsed.sequence,
+                                  recipients=len(recipients) - len(refused),
+                                  refused=tuple(address for address in recipients if address in refused))
+
+        try:
+            return call_with_retries(once, self._retry, stats=self._stats)
         finally:
             session.close()
 

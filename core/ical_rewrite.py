@@ -28,8 +28,8 @@ from enum import StrEnum
 
 from core.links import JoinLink, parse_join_url
 
-__all__ = ["CalendarObject", "IcalRefusal", "IcalRefused", "Restored", "Rewritten", "join_keys_in", "read_object",
-           "restore_object", "rewrite_object", "unrewrite_object"]
+__all__ = ["CalendarObject", "IcalRefusal", "IcalRefused", "Restored", "Rewritten", "itip_request", "join_keys_in",
+           "read_object", "restore_object", "rewrite_object", "unrewrite_object"]
 
 FOLD_OCTETS = 75
 _URL = re.compile(r"https?://[^\s<>\"'\\]+", re.IGNORECASE)
@@ -413,3 +413,25 @@ def unrewrite_object(current: bytes, *, rewritten: bytes, original: bytes, above
         _bump(lines, start, props, above=above)
     return Restored(b"".join(_fold(line.text, ending) if line.changed else line.raw for line in lines),
                     tuple(sorted(kept)))
+
+
+_SERVER_PARAMS = re.compile(r';SCHEDULE-(?:STATUS|FORCE-SEND|AGENT)=(?:"[^"]*"|[^;:]*)', re.IGNORECASE)
+
+
+def itip_request(data: bytes) -> bytes:
+    """The stored object as an iTIP REQUEST (RFC 5546 §3.2.2): `METHOD:REQUEST` after `BEGIN:VCALENDAR`, the
+    scheduling parameters a server keeps for itself (SCHEDULE-STATUS, -FORCE-SEND, -AGENT) removed; UID, SEQUENCE
+    and everything else as stored."""
+    lines, ending = _split_lines(data)
+    out: list[bytes] = []
+    for line in lines:
+        if line.name == "METHOD":
+            continue
+        if line.name in ("ATTENDEE", "ORGANIZER") and _SERVER_PARAMS.search(line.params):
+            line.params = _SERVER_PARAMS.sub("", line.params)
+            line.text = _rebuild(line)
+            line.changed = True
+        out.append(_fold(line.text, ending) if line.changed else line.raw)
+        if line.name == "BEGIN" and line.value.strip().upper() == "VCALENDAR":
+            out.append(b"METHOD:REQUEST" + ending)
+    return b"".join(out)

@@ -16,6 +16,7 @@ import pytest
 
 from connectors.caldav_calendar import CalDAVAccess, CalDAVCalendar, StoredEvent
 from core.ical_rewrite import IcalRefused
+from sandbox.smtp import SmtpSink
 from tests.conftest import unavailable
 from tests.support.caldav_servers import CalDAVServer, start_radicale, start_xandikos
 
@@ -47,11 +48,20 @@ def _series(uid: str, *, organiser: str = "alice", link: str = ZOOM, override: b
     return ("\r\n".join(lines) + "\r\n").encode()
 
 
+@pytest.fixture(scope="module")
+def sink() -> Iterator[SmtpSink]:
+    """Where Xandikos mails iMIP to attendees it cannot deliver to locally (external addresses)."""
+    with SmtpSink() as started:
+        yield started
+
+
 @pytest.fixture(scope="module", params=["xandikos", "radicale"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CalDAVServer]:
-    start = start_xandikos if request.param == "xandikos" else start_radicale
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+           sink: SmtpSink) -> Iterator[CalDAVServer]:
+    directory = tmp_path_factory.mktemp(request.param)
     try:
-        started = start(tmp_path_factory.mktemp(request.param))
+        started = (start_xandikos(directory, smtp_port=sink.port) if request.param == "xandikos"
+                   else start_radicale(directory))
     except (OSError, RuntimeError) as exc:
         unavailable(f"{request.param} CalDAV server: {exc}")
     started.warm(["alice", "bob"])
@@ -113,10 +123,11 @@ def test_the_scan_finds_the_organiser_s_linked_series_only(server: CalDAVServer)
     assert _calendar(server).schedules("alice@example.gouv.fr") is server.scheduling
 
 
-def test_the_rewrite_changes_only_the_link_and_the_sequence(server: CalDAVServer) -> None:
+def test_the_rewrite_changes_only_the_link_and_the_sequence(server: CalDAVServer, sink: SmtpSink) -> None:
     uid = f"zoom-{uuid.uuid4()}@zoom.us"
     assert _put(server, "alice", f"{uuid.uuid4()}.ics", _series(uid)).status_code == 201
     event = _stored(server, uid)
+    sink.clear()
     written = _calendar(server).rewrite(event, join_key="zoom:81234567890", visio_url=VISIO)
     assert not isinstance(written, IcalRefused) and written.changed and written.conflicts == 0
     after = _now(server, event)
@@ -141,6 +152,13 @@ def test_the_rewrite_changes_only_the_link_and_the_sequence(server: CalDAVServer
                 if f"UID:{uid}" in body.replace("\r\n ", ""):
                     copies.append(body)
         assert len(copies) == 1 and VISIO in copies[0].replace("\r\n ", "") and ZOOM not in copies[0]
+        # The external attendee: one iMIP REQUEST by mail, under the original UID, with the Visio link.
+        mailed = [m for m in sink.messages if "carol@ailleurs.example" in m.rcpt_tos]
+        assert len(mailed) == 1
+        invitation = mailed[0].data.decode(errors="replace")
+        assert "METHOD:REQUEST" in invitation and uid in invitation.replace("\r\n ", "")
+    else:
+        assert sink.messages == []          # Radicale tells nobody: bascule's own iTIP does (flows)
 
 
 def test_a_concurrent_edit_is_kept_and_the_rewrite_applied_on_top(server: CalDAVServer) -> None:
@@ -182,3 +200,30 @@ def test_the_restore_puts_the_original_back_and_keeps_a_later_edit(server: CalDA
     assert undone.kept == ("DESCRIPTION@20261214T090000Z",)
     final = _now(server, back).data.decode().replace("\r\n ", "")
     assert "Annulé ? Voir Alice." in final and f"LOCATION:{ZOOM}" in final
+
+
+def test_bascule_s_itip_carries_the_original_uid_and_the_new_sequence(server: CalDAVServer, sink: SmtpSink) -> None:
+    """What a server without scheduling (Radicale) leaves to bascule: the rewritten event mailed as an iTIP REQUEST
+    under the organiser's UID, so attendees' clients update the event they have instead of adding one."""
+    from connectors.mail import SmtpConfig, SmtpInvitationSender
+    from connectors.retry import RetryPolicy, RetryStats
+    from connectors.throttle import NoThrottle
+
+    uid = f"zoom-{uuid.uuid4()}@zoom.us"
+    _put(server, "alice", f"{uuid.uuid4()}.ics", _series(uid))
+    written = _calendar(server).rewrite(_stored(server, uid), join_key="zoom:81234567890", visio_url=VISIO)
+    assert not isinstance(written, IcalRefused)
+    sink.clear()
+    sender = SmtpInvitationSender(SmtpConfig(host=sink.host, port=sink.port, mailbox="bascule@example.gouv.fr"),
+                                  throttle=NoThrottle(), retry=RetryPolicy(attempts=2), stats=RetryStats())
+    sent = sender.send_itip(written.after, organiser="alice@example.gouv.fr", organiser_name="Alice Martin",
+                            attendees=["bob@example.gouv.fr", "carol@ailleurs.example"], subject="Point hebdo",
+                            text="La réunion passe sur Visio.", idempotency_key=f"itip:{uid}")
+    assert sent.uid == uid and sent.sequence == 1 and sent.recipients == 3
+    (message,) = sink.messages
+    calendar = next(part for part in message.message.walk() if part.get_content_type() == "text/calendar")
+    assert calendar.get_param("method") == "REQUEST"
+    body = calendar.get_content().replace("\r\n ", "")
+    assert body.startswith("BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\n") and f"UID:{uid}" in body
+    assert "SEQUENCE:1" in body and VISIO in body and ZOOM not in body
+    assert "SCHEDULE-STATUS" not in body and "SCHEDULE-FORCE-SEND" not in body
