@@ -72,6 +72,11 @@ class ConnectorAuthError(PermanentConnectorError):
     """Credentials refused, or they lack a scope."""
 
 
+class PreconditionFailed(PermanentConnectorError):
+    """The item changed since it was read (HTTP 412 on If-Match): read it again and apply the change to the fresh
+    copy; never write the stale one over it."""
+
+
 class NotFound(PermanentConnectorError):
     """The object does not exist."""
 

@@ -101,6 +101,7 @@ from connectors.errors import (
     ConnectorError,
     NotFound,
     PermanentConnectorError,
+    PreconditionFailed,
     RateLimited,
     TransientConnectorError,
     Unreachable,
@@ -744,11 +745,14 @@ class GraphCalendar(_GraphConnector):
         return session.run(self._fetch_event(session, mailbox, event_id))
 
     def update_event(self, mailbox: str, event_id: str, *, body_html: str, location: Mapping[str, JsonValue],
-                     locations: Sequence[Mapping[str, JsonValue]] | None = None) -> CalendarEvent:
-        """PATCH the HTML body and the location (and `locations`, to restore them as they were); the event after."""
+                     locations: Sequence[Mapping[str, JsonValue]] | None = None,
+                     if_match: str | None = None) -> CalendarEvent:
+        """PATCH the HTML body and the location (and `locations`, to restore them as they were); the event after.
+        `if_match`: the change key the event was read with — a change since is PreconditionFailed (Exchange's 412
+        ErrorIrresolvableConflict), not retried: the caller reads the event again."""
         patch = _event_patch(body_html, location, locations)
         session = self._thread_session()
-        return session.run(self._patch_event(session, mailbox, event_id, patch))
+        return session.run(self._patch_event(session, mailbox, event_id, patch, if_match))
 
     def close(self) -> None:
         """Close every thread's session; the instance cannot be used afterwards."""
@@ -784,7 +788,8 @@ class GraphCalendar(_GraphConnector):
         body = await self._get(session, what, request, key=self._mailbox_key(mailbox))
         return _calendar_event(body, mailbox=mailbox, what=what)
 
-    async def _patch_event(self, session: _GraphSession, mailbox: str, event_id: str, patch: Event) -> CalendarEvent:
+    async def _patch_event(self, session: _GraphSession, mailbox: str, event_id: str, patch: Event,
+                           if_match: str | None = None) -> CalendarEvent:
         item = session.client.users.by_user_id(mailbox).events.by_event_id(event_id)
         what = f"event {event_id} update"
 
@@ -792,6 +797,8 @@ class GraphCalendar(_GraphConnector):
             # A fresh RequestInformation per attempt (see _get); PATCHing the same members twice is harmless.
             configuration: RequestConfiguration[Any] = RequestConfiguration()
             configuration.headers.add("Prefer", [IMMUTABLE_IDS, HTML_BODY])
+            if if_match is not None:
+                configuration.headers.add("If-Match", f'W/"{if_match}"')
             information = item.to_patch_request_information(patch, configuration)
             raw = await session.adapter.send_primitive_async(information, "bytes", ERROR_MAP)
             return _json_object(raw, what)
@@ -1120,6 +1127,8 @@ def _status_error(status: int, code: str, what: str, retry_after: str | None) ->
         return ConnectorAuthError(SYSTEM, message)
     if status == 404:
         return NotFound(SYSTEM, message)
+    if status == 412:
+        return PreconditionFailed(SYSTEM, message)
     if status == 429:
         return RateLimited(SYSTEM, message, retry_after=parse_retry_after(retry_after))
     if status >= 500 or status in (408, 424):

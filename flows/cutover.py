@@ -45,7 +45,13 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from connectors.errors import ConnectorAuthError, ConnectorError, NotFound, TransientConnectorError
+from connectors.errors import (
+    ConnectorAuthError,
+    ConnectorError,
+    NotFound,
+    PreconditionFailed,
+    TransientConnectorError,
+)
 from core import ActionKind, ActionState, ReasonCode
 from core.calendar import BodyRefused, CalendarEvent, rewrite_event, shows_visio
 from core.invitations import (
@@ -163,6 +169,8 @@ def _from_error(action: ActionRow, error: BaseException) -> ActionOutcome:
         return ActionOutcome(action.id, ActionState.PENDING, reason="AUTH", detail=str(error))
     if isinstance(error, NotFound):
         return _failed(action, "NOT_FOUND", str(error))
+    if isinstance(error, PreconditionFailed):
+        return _failed(action, "EVENT_CHANGED_CONCURRENTLY", str(error))
     if isinstance(error, TransientConnectorError):
         if action.attempts >= MAX_ATTEMPTS:
             return _failed(action, "TRANSIENT_EXHAUSTED", str(error))
@@ -265,6 +273,8 @@ def _id_reused(action: ActionRow, room: VisioRoom, known_for: str) -> ActionOutc
 
 # ---- rewrite_event and restore_event
 
+MAX_EVENT_CONFLICTS = 3   # 412s in a row before an event is left as its organiser has it
+
 def _event_steps(context: _Context, actions: Sequence[ActionRow]) -> list[_Step]:
     steps = []
     for action in actions:
@@ -326,11 +336,40 @@ def _plan_rewrite(context: _Context, step: _Step) -> None:
         step.prepare.append(lambda session: CutoverRepository(session, context.tenant_id).prepare_rewrite(
             action_key=action.key, mailbox=mailbox, event_id=event_id, before=before, after=after,
             now=context.now()))
-    step.write = lambda: calendar.update_event(mailbox, event_id, body_html=after["body"], location=after["location"])
+    state = {"event": event, "conflicts": 0}
+
+    def write() -> Any:
+        """PATCH under If-Match; a 412 (the organiser changed the event since it was read): read it again, rewrite
+        the fresh copy (their change kept), store its body as the one to restore, PATCH again."""
+        while True:
+            current: CalendarEvent = state["event"]
+            try:
+                return calendar.update_event(mailbox, event_id, body_html=after["body"],
+                                             location=after["location"], if_match=current.change_key)
+            except PreconditionFailed:
+                state["conflicts"] += 1
+                if state["conflicts"] >= MAX_EVENT_CONFLICTS:
+                    raise
+                fresh = calendar.get_event(mailbox, event_id)
+                telephony = room.telephony or {}
+                again = rewrite_event(fresh, visio_url=room.url or "", phone=telephony.get("phone_number"),
+                                      pin=telephony.get("pin_code"))
+                if isinstance(again, BodyRefused):
+                    raise PreconditionFailed("graph", f"the event changed and its new body is refused "
+                                                      f"({again.reason.value})") from None
+                after["body"], after["location"] = again
+                state["event"] = fresh
+
+    step.write = write
 
     def record(session: Session, _event: Any) -> ActionOutcome:
-        CutoverRepository(session, context.tenant_id).set_rewrite_state(action.key, "rewritten", now=context.now())
-        return _done(action, {"event_id": event_id})
+        repository = CutoverRepository(session, context.tenant_id)
+        if state["conflicts"]:    # rewritten on a fresh copy: that copy is what a rollback puts back
+            repository.prepare_rewrite(action_key=action.key, mailbox=mailbox, event_id=event_id,
+                                       before=_event_state(state["event"]), after=after, now=context.now())
+        repository.set_rewrite_state(action.key, "rewritten", now=context.now())
+        return _done(action, {"event_id": event_id, **({"conflicts": state["conflicts"]} if state["conflicts"]
+                                                       else {})})
 
     step.record = record
 
@@ -350,8 +389,26 @@ def _plan_restore(context: _Context, step: _Step) -> None:
         step.prepare.append(lambda session: CutoverRepository(session, context.tenant_id).set_rewrite_state(
             key, "reverted", now=context.now()))
         return
-    step.write = lambda: calendar.update_event(rewrite.mailbox, rewrite.event_id, body_html=before["body"],
-                                               location=before["location"], locations=before["locations"])
+    def write() -> Any:
+        """PATCH the stored body back under If-Match; on a 412, only when the fresh copy is still exactly what the
+        cutover wrote (an edit by the organiser since is theirs: the rollback of this event fails, nothing is
+        overwritten)."""
+        current = event
+        for _attempt in range(MAX_EVENT_CONFLICTS):
+            try:
+                return calendar.update_event(rewrite.mailbox, rewrite.event_id, body_html=before["body"],
+                                             location=before["location"], locations=before["locations"],
+                                             if_match=current.change_key)
+            except PreconditionFailed:
+                current = calendar.get_event(rewrite.mailbox, rewrite.event_id)
+                if current.body == before["body"]:
+                    return current
+                if current.body != rewrite.after["body"]:
+                    raise PreconditionFailed("graph", "the organiser changed the event after the cutover: restore "
+                                                      "it by hand from the stored body") from None
+        raise PreconditionFailed("graph", "the event kept changing during the rollback")
+
+    step.write = write
 
     def record(session: Session, _event: Any) -> ActionOutcome:
         CutoverRepository(session, context.tenant_id).set_rewrite_state(key, "reverted", now=context.now())

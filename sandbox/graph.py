@@ -867,7 +867,23 @@ class _GraphApi:
         prefer = _Prefer.parse(call.headers.get("prefer", ""))
         body = {"@odata.context": f"{call.base}/$metadata#users('{call.segments[1]}')/events/$entity",
                 **self._present_event(record, _event_select(call.query.get("$select")), prefer)}
+        if self.sandbox.broken("edit_event_after_read", str(record["id"])):
+            self._organiser_edits(record)
         return _Reply(200, body, headers=self._preference_applied(prefer))
+
+    def _organiser_edits(self, record: Record) -> None:
+        """Deliberate bug `edit_event_after_read:<event id>`, once: right after a client read the event, its
+        organiser adds a line to the body (a new change key): the client's next If-Match is stale."""
+        self.sandbox.set_bugs(remove=[f"edit_event_after_read:{record['id']}"])
+        with self.state.lock:
+            previous = orjson.loads(orjson.dumps(record))
+            content = str(record["body"]["content"])
+            note = "<p>Ordre du jour ajouté par l'organisateur.</p>"
+            at = content.lower().rfind("</body>")
+            record["body"] = {**record["body"], "content": content[:at] + note + content[at:] if at >= 0
+                              else content + note}
+            record["changeKey"] = base64.b64encode(secrets.token_bytes(12)).decode("ascii")
+            self.state.put_event(record, previous)
 
     def _patch_event(self, call: _Call, token: _Token, user: Record, event_id: str) -> _Reply:
         with self.state.lock:
@@ -875,6 +891,13 @@ class _GraphApi:
 
     def _patch_event_locked(self, call: _Call, user: Record, event_id: str) -> _Reply:
         record = self._mailbox_event(user, event_id)
+        # If-Match with the @odata.etag read earlier: a change since (the organiser's, or Exchange's own) is a 412,
+        # as Exchange answers a stale change key (contracts/calendars.md §1.4). Without If-Match, last writer wins.
+        wanted = call.headers.get("if-match")
+        if wanted is not None and wanted.strip() != "*" and _etag_key(wanted) != record.get("changeKey"):
+            raise GraphError(412, "ErrorIrresolvableConflict", "The send or update operation could not be performed "
+                             "because the change key passed in the request does not match the current change key "
+                             "for the item.")
         payload = {k: v for k, v in _json_body(call).items() if not k.startswith("@odata.")}
         for name in payload:
             if name not in EVENT_UPDATABLE:
@@ -1133,6 +1156,13 @@ def _page_size(raw: str | None, default: int, maximum: int) -> int:
         raise GraphError(400, "Request_UnsupportedQuery",
                          f"Invalid page size specified: '{raw}'. Must be between 1 and {maximum} inclusive.")
     return value
+
+
+def _etag_key(etag: str) -> str:
+    """The change key an ETag carries (`W/"<changeKey>"`, as @odata.etag shows it)."""
+    value = etag.strip()
+    value = value[2:] if value.startswith("W/") else value
+    return value.strip('"')
 
 
 def _event_page_size(raw: str | None) -> int:

@@ -209,3 +209,33 @@ def test_one_instance_serves_several_threads(sandbox_factory: Any, contract_mini
         event["id"]: event["body"]["content"] for event in wanted}
     with pytest.raises(RuntimeError, match="closed"):
         graph.get_event(wanted[0]["_mailbox"], wanted[0]["id"])
+
+
+def test_a_stale_change_key_is_refused_with_412_and_a_fresh_one_is_taken(sandbox_factory: Any,
+                                                                         contract_ministry: Any) -> None:
+    """If-Match as Exchange honours it: the change key read is accepted, a stale one is PreconditionFailed (not
+    retried: the caller reads again), and the event is left as the other writer made it."""
+    from connectors.errors import PreconditionFailed
+
+    ministry, _manifest = contract_ministry
+    generated = pick(ministry, "modern", short=False)
+    server = sandbox_factory()
+    with calendar(server) as graph:
+        read = graph.get_event(generated["_mailbox"], generated["id"])
+        assert read.change_key == generated["changeKey"]
+        # Someone else writes first (no If-Match: last writer wins, as Graph does without it).
+        theirs = graph.update_event(read.mailbox, read.event_id, body_html=read.body + "<p>note</p>",
+                                    location=read.location)
+        rewritten = rewrite_event(read, visio_url=VISIO)
+        assert not isinstance(rewritten, BodyRefused)
+        with pytest.raises(PreconditionFailed):
+            graph.update_event(read.mailbox, read.event_id, body_html=rewritten[0], location=rewritten[1],
+                               if_match=read.change_key)
+        assert graph.get_event(read.mailbox, read.event_id).body == theirs.body
+        fresh = graph.get_event(read.mailbox, read.event_id)
+        again = rewrite_event(fresh, visio_url=VISIO)
+        assert not isinstance(again, BodyRefused)
+        done = graph.update_event(fresh.mailbox, fresh.event_id, body_html=again[0], location=again[1],
+                                  if_match=fresh.change_key)
+    assert shows_visio(done, VISIO) and "<p>note</p>" in done.body
+    assert len(state_of(server.sandbox).event_versions(generated["id"])) == 2   # the refused PATCH stored nothing

@@ -399,6 +399,33 @@ def test_rollback_restores_every_event_exactly_and_mails_the_old_links(pipeline:
         "done", "failed", "skipped"}
 
 
+def test_an_organiser_s_edit_between_read_and_write_is_kept_not_overwritten(pipeline: Pipeline) -> None:
+    """Exchange answers 412 to a PATCH whose If-Match is stale: the cutover reads the event again, rewrites the
+    fresh copy (the organiser's line kept), and a rollback puts back that fresh copy, not the older one."""
+    from flows.cutover import rollback_wave
+
+    graph = _events(pipeline)
+    event_id = pipeline.actions("rewrite_event", "pending")[0][3]
+    record = graph.event(event_id)
+    assert record is not None
+    pipeline.server.sandbox.set_bugs(add=[f"edit_event_after_read:{record['id']}"])
+    _cutover(pipeline)
+    (state, result), = pipeline.rows("select state, result from plan_action where kind = 'rewrite_event' and "
+                                     "meeting_external_id = ?", event_id)
+    assert state == "done" and json.loads(result)["conflicts"] == 1
+    now = graph.event(event_id)
+    assert now is not None
+    body = str(now["body"]["content"])
+    assert "Ordre du jour ajouté par l'organisateur." in body and "visio" in body.lower()
+    assert record["onlineMeeting"]["joinUrl"] not in body.replace("&amp;", "&")
+    edited = graph.event_versions(event_id)[1]           # the organiser's version, right after bascule's read
+    assert "Ordre du jour ajouté" in str(edited["body"]["content"])
+    report = rollback_wave(str(pipeline.tenant), WAVE)
+    assert report["incomplete"] == 0
+    restored = graph.event(event_id)
+    assert restored is not None and restored["body"] == edited["body"]
+
+
 def test_refusals_fail_their_actions_and_the_wave_goes_on(pipeline: Pipeline) -> None:
     meet = state_of(pipeline.server.sandbox)
     primary, secondary = pipeline.manifest["tenant"]["domains"]
