@@ -241,9 +241,10 @@ def _same_object(stored: bytes, written: bytes) -> bool:
 
 
 def _body(response: Any) -> bytes:
-    """The body as the server sent it (`DAVResponse.raw` turns CRLF into LF; its `_raw` keeps the bytes)."""
-    raw = getattr(response, "_raw", None)
-    return raw if isinstance(raw, bytes) else _bytes(response.raw)
+    """The body as the server sent it: `DAVResponse.raw` turns CRLF into LF; the bytes received are kept apart
+    (`_raw_body`, what the library's own load() keeps as raw_data)."""
+    raw = getattr(response, "_raw_body", None)
+    return raw if isinstance(raw, bytes) and raw else _bytes(response.raw)
 
 
 def _bytes(data: Any) -> bytes:

@@ -540,6 +540,35 @@ class Link(Base):
     updated_at: Mapped[datetime]
 
 
+class OrganiserEvent(Base):
+    """An event of an organiser's own calendar that carries a Zoom, Webex or Teams join link (the calendar scan):
+    where it is, its original UID and ETag, the raw object kept for rollback, and the meeting it was matched to."""
+
+    __tablename__ = "organiser_event"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "system", "href"),
+        Index(None, "tenant_id", "join_key"),
+        Index("ix_organiser_event_meeting", "tenant_id", "meeting_platform", "meeting_external_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    tenant_id: Mapped[str] = _tenant_fk()
+    system: Mapped[str] = mapped_column(String(16))              # "caldav" or "graph"
+    organiser: Mapped[str] = mapped_column(String(320))
+    href: Mapped[str] = mapped_column(Text)                      # CalDAV URL, or the Graph event id
+    uid: Mapped[str] = mapped_column(Text)                       # iCalendar UID / Graph iCalUId
+    etag: Mapped[str | None] = mapped_column(String(255))
+    sequence: Mapped[int] = mapped_column(Integer)
+    recurring: Mapped[bool] = mapped_column(Boolean)
+    attendees: Mapped[int] = mapped_column(Integer)
+    join_key: Mapped[str] = mapped_column(String(255))           # the first join link's key (core.links)
+    meeting_platform: Mapped[str | None] = mapped_column(String(16))
+    meeting_external_id: Mapped[str | None] = mapped_column(String(255))
+    raw: Mapped[str] = mapped_column(Text)                       # the object as read (rollback starts from it)
+    last_seen_pass: Mapped[str] = mapped_column(String(64))
+    scanned_at: Mapped[datetime]
+
+
 class CalendarRewrite(Base):
     """A series master rewritten in place, with the exact previous body kept for rollback."""
 

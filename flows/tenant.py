@@ -193,6 +193,44 @@ class MailSettings(_Strict):
     _check_env = field_validator("password_env")(_env_name)
 
 
+class CalDAVSettings(_Strict):
+    """Organisers' calendars on a CalDAV server (Zimbra, BlueMind, SOGo, sabre/dav services…)."""
+
+    calendar_url: str                          # an organiser's calendar; "{user}" is replaced (see `user`)
+    user: Literal["local", "email"] = "local"  # what names an organiser's calendar: the address's local part, or all
+    username: str | None = None                # a service account allowed to write organisers' calendars
+    password_env: str | None = None
+    remote_user_header: str | None = None      # or a header a trusted proxy takes as the user (e.g. X-Remote-User)
+    force_send: bool = False                   # sabre/dav family: SCHEDULE-FORCE-SEND=REQUEST on a link change
+
+    _check_env = field_validator("password_env")(_env_name)
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> CalDAVSettings:
+        if "{user}" not in self.calendar_url:
+            raise ValueError("calendar_url must contain {user} (each organiser's own calendar)")
+        if (self.username is None) != (self.password_env is None):
+            raise ValueError("username and password_env go together")
+        if self.username is None and self.remote_user_header is None:
+            raise ValueError("give a service account (username, password_env) or a remote_user_header")
+        return self
+
+
+class CalendarSettings(_Strict):
+    """Where organisers keep their Zoom and Webex series: Exchange Online (Graph, the [sources.teams] application)
+    or a CalDAV server; the scan reads `window_days` ahead."""
+
+    system: Literal["graph", "caldav"]
+    caldav: CalDAVSettings | None = None
+    window_days: int = Field(default=180, ge=1, le=800)
+
+    @model_validator(mode="after")
+    def _caldav_given(self) -> CalendarSettings:
+        if self.system == "caldav" and self.caldav is None:
+            raise ValueError("system = \"caldav\" needs a [calendar.caldav] section")
+        return self
+
+
 class WaveSettings(_Strict):
     """How cutover waves run for this ministry."""
 
@@ -360,6 +398,7 @@ class TenantConfig(_Strict):
     sources: SourcesSettings = SourcesSettings()
     visio: VisioSettings | None = None
     mail: MailSettings | None = None
+    calendar: CalendarSettings | None = None
     waves: WaveSettings = WaveSettings()
     cost_model: CostModel = CostModel()
     contracts: list[ContractLine] = Field(default_factory=list)

@@ -15,6 +15,7 @@ from connectors.throttle import LocalThrottle, NoThrottle, Throttle
 from core import Platform
 from core.emails import normalise_domain
 from core.licences import CostModel, annual_unit_cost
+from flows.errors import OperatorError
 from flows.extract import SourceSet
 from flows.secrets import read_secret
 from flows.settings import Settings
@@ -208,3 +209,18 @@ def build_livekit_rooms(tenant: TenantConfig, settings: Settings) -> Any:
     config = LiveKitConfig(url=livekit.url, api_key=livekit.api_key,
                            api_secret=read_secret(livekit.api_secret_env).get_secret_value())
     return LiveKitRooms(config, throttle=NoThrottle(), retry=RETRY, stats=RetryStats())
+
+
+def build_calendar(tenant: TenantConfig) -> Any:
+    """The organisers' calendars of the tenant's [calendar] section (connectors.caldav_calendar); its password
+    from the environment or a Prefect Secret block."""
+    settings = tenant.calendar
+    if settings is None or settings.caldav is None:
+        raise OperatorError(f"tenant {tenant.id}: no [calendar.caldav] section")
+    from connectors.caldav_calendar import CalDAVAccess, CalDAVCalendar
+
+    caldav = settings.caldav
+    password = read_secret(caldav.password_env).get_secret_value() if caldav.password_env else None
+    return CalDAVCalendar(CalDAVAccess(caldav.calendar_url, user=caldav.user, username=caldav.username,
+                                       password=password, remote_user_header=caldav.remote_user_header,
+                                       force_send=caldav.force_send))

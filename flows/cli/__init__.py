@@ -10,6 +10,7 @@ import typer
 from flows.cli import (
     access,
     adoption,
+    calendars,
     contracts,
     db,
     directory,
@@ -35,6 +36,7 @@ app.add_typer(directory.app, name="directory")
 app.add_typer(identities.app, name="identities")
 app.add_typer(wave.app, name="wave")
 app.add_typer(links.app, name="links")
+app.add_typer(calendars.app, name="calendars")
 app.add_typer(adoption.app, name="adoption")
 app.add_typer(contracts.app, name="contracts")
 app.add_typer(licences.app, name="licences")

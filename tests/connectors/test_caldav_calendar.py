@@ -118,6 +118,7 @@ def test_the_scan_finds_the_organiser_s_linked_series_only(server: CalDAVServer)
     event = _stored(server, uid)
     assert event.parsed.join_keys == ("zoom:81234567890",) and event.parsed.overrides == 1
     assert event.parsed.organizer == "alice@example.gouv.fr" and event.etag
+    assert event.data.startswith(b"BEGIN:VCALENDAR\r\n")       # as stored: the line endings too
     uids = {found.parsed.uid for found in _calendar(server).scan("alice@example.gouv.fr", *WINDOW)}
     assert not any(found.startswith(("plain-", "foreign-")) for found in uids)
     assert _calendar(server).schedules("alice@example.gouv.fr") is server.scheduling

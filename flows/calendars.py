@@ -1,0 +1,154 @@
+"""Flow calendar-scan: find, in each organiser's own calendar, the event that carries their Zoom or Webex meeting's
+link (contracts/calendars.md §5.1–5.2), so that the cutover can rewrite it in place under its original UID.
+
+The organisers are the hosts of the current Zoom and Webex meetings, taken in address order, `ORGANISERS_PER_BATCH`
+at a time: one task per batch reads each organiser's calendar over the window (now → now + `window_days`), keeps
+their own events that carry a join link, matches each to an extracted meeting by link key, and stores them, the
+events of those organisers it no longer saw dropped and the batch's last address saved as the checkpoint — in one
+transaction, so a killed scan resumes at the next batch. An organiser whose calendar cannot be read is quarantined
+(LISTING_REFUSED) and the scan goes on. The summary counts events matched, events whose link names no extracted
+meeting (a meeting bascule did not see), and meetings no calendar holds (their attendees can only get an update
+under a new UID: a second event).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from connectors.errors import ConnectorError
+from core import Quarantined, ReasonCode
+from db.calendars import CalendarRepository, scanned_row
+from db.repositories import CheckpointRepository, QuarantineRepository, TenantRepository
+from flows.budget import one_per_tenant
+from flows.errors import OperatorError
+from flows.runtime import StopRequested, cancelled, checkpoint, run_name, transaction
+from flows.settings import Settings
+from flows.tenant import TenantConfig
+
+__all__ = ["ORGANISERS_PER_BATCH", "scan_calendars"]
+
+STAGE = "calendar-scan"
+SOURCE, STREAM = "calendar", "organiser-events"
+ORGANISERS_PER_BATCH = 50
+
+
+@task(name="scan-organisers", cache_policy=NO_CACHE)
+def scan_organisers(database_url: str, tenant: TenantConfig, organisers: list[str], *, pass_id: str,
+                    start: datetime, end: datetime, items_done: int) -> dict[str, int]:
+    """Scan one batch of organisers' calendars and store what they hold (one transaction with the checkpoint)."""
+    from flows.wiring import build_calendar
+
+    calendar = build_calendar(tenant)
+    found: list[tuple[str, Any]] = []
+    quarantined: list[Quarantined] = []
+    for organiser in organisers:
+        try:
+            found += [(organiser, event) for event in calendar.scan(organiser, start, end)]
+        except ConnectorError as error:
+            quarantined.append(Quarantined(ReasonCode.LISTING_REFUSED, f"calendar:{organiser}",
+                                           detail=str(error)[:200]))
+    now = datetime.now(UTC)
+    with transaction(database_url) as session:
+        repository = CalendarRepository(session, tenant.id)
+        meetings = repository.meetings_for(key for _organiser, event in found for key in event.parsed.join_keys)
+        rows = []
+        for organiser, event in found:
+            key = next((key for key in event.parsed.join_keys if key in meetings), event.parsed.join_keys[0])
+            rows.append(scanned_row(system=calendar.kind, organiser=organiser, href=event.href,
+                                    uid=event.parsed.uid, etag=event.etag, sequence=event.parsed.sequence,
+                                    recurring=event.parsed.recurring, attendees=len(event.parsed.attendees),
+                                    join_key=key, meeting=meetings.get(key),
+                                    raw=event.data.decode("utf-8", "replace"), pass_id=pass_id, now=now))
+        repository.store(rows)
+        reachable = [o for o in organisers if f"calendar:{o}" not in {q.record_key for q in quarantined}]
+        repository.forget_unseen(reachable, pass_id=pass_id)
+        if quarantined:
+            QuarantineRepository(session, tenant.id).upsert(quarantined, stage=STAGE, source=SOURCE, now=now,
+                                                            pass_id=pass_id)
+        CheckpointRepository(session, tenant.id).save(SOURCE, STREAM, pass_id=pass_id, cursor=organisers[-1],
+                                                      items_done=items_done + len(organisers), complete=False,
+                                                      now=now)
+    return {"organisers": len(organisers), "events": len(rows),
+            "matched": sum(1 for row in rows if row["meeting_external_id"]), "unreadable": len(quarantined)}
+
+
+@flow(name="calendar-scan", flow_run_name=run_name("calendar-scan"), log_prints=False)
+@one_per_tenant("calendar-scan")
+def scan_calendars(tenant_file: str, now: str | None = None) -> dict[str, Any]:
+    """Scan the organisers' calendars of the tenant's [calendar] section (resumes a killed scan)."""
+    logger = get_run_logger()
+    settings = Settings()
+    tenant = TenantConfig.load(Path(tenant_file))
+    if tenant.calendar is None:
+        raise OperatorError(f"tenant {tenant.id} has no [calendar] section: say where organisers keep their "
+                            "Zoom and Webex series (system = \"caldav\" with [calendar.caldav], or \"graph\")")
+    if tenant.calendar.system != "caldav":
+        raise OperatorError("the Exchange Online (Graph) calendar scan of Zoom and Webex series is not built yet: "
+                            "only system = \"caldav\" can be scanned")
+    database_url = settings.database
+    start = datetime.fromisoformat(now) if now else datetime.now(UTC)
+    end = start + timedelta(days=tenant.calendar.window_days)
+    with transaction(database_url) as session:
+        TenantRepository(session).ensure(tenant.id, name=tenant.name, siret=tenant.siret,
+                                         config_path=str(Path(tenant_file).resolve()),
+                                         config_hash=TenantConfig.file_hash(Path(tenant_file)), now=datetime.now(UTC))
+        state = CheckpointRepository(session, tenant.id).get(SOURCE, STREAM)
+        if state is None or state.complete:
+            pass_id, cursor, done = uuid.uuid4().hex, None, 0
+            CheckpointRepository(session, tenant.id).start(SOURCE, STREAM, pass_id=pass_id, now=datetime.now(UTC))
+        else:
+            pass_id, cursor, done = state.pass_id, state.cursor, state.items_done
+            logger.info("calendar scan of %s resumed after %d organisers", tenant.id, done)
+    totals = {"organisers": 0, "events": 0, "matched": 0, "unreadable": 0}
+    try:
+        while True:
+            checkpoint()
+            with transaction(database_url) as session:
+                batch = CalendarRepository(session, tenant.id).organisers(after=cursor,
+                                                                          limit=ORGANISERS_PER_BATCH)
+            if not batch:
+                break
+            scanned = scan_organisers(database_url, tenant, batch, pass_id=pass_id, start=start, end=end,
+                                      items_done=done)
+            for name, value in scanned.items():
+                totals[name] += value
+            cursor, done = batch[-1], done + len(batch)
+    except StopRequested as stopped:
+        return cancelled(stopped)  # type: ignore[no-any-return]
+    with transaction(database_url) as session:
+        CheckpointRepository(session, tenant.id).save(SOURCE, STREAM, pass_id=pass_id, cursor=None,
+                                                      items_done=done, complete=True, now=datetime.now(UTC))
+        QuarantineRepository(session, tenant.id).resolve_unseen(source=SOURCE, pass_id=pass_id,
+                                                               now=datetime.now(UTC))
+        counts = CalendarRepository(session, tenant.id).counts()
+    summary = {"tenant": tenant.id, "system": tenant.calendar.system, "window": [start.isoformat(), end.isoformat()],
+               "this_run": totals, **counts.as_json()}
+    create_table_artifact(key=f"calendar-scan-{tenant.id}", table=[{"measure": k, "value": v}
+                                                                   for k, v in counts.as_json().items()],
+                          description=f"Calendar scan of {tenant.id}: organisers' events and the meetings they hold")
+    logger.info("calendar scan of %s: %d events, %d matched, %d meetings without an event", tenant.id,
+                counts.events, counts.matched, counts.meetings_without_event)
+    return summary
+
+
+def render_scan(summary: dict[str, Any]) -> str:
+    """The scan's summary for people to read."""
+    run = summary["this_run"]
+    return "\n".join([
+        f"calendar scan — tenant {summary['tenant']} ({summary['system']}, "
+        f"{summary['window'][0][:10]} → {summary['window'][1][:10]})",
+        f"  this run             {run['organisers']} organisers read, {run['events']} events with a join link, "
+        f"{run['unreadable']} calendars unreadable (quarantined)",
+        f"  events               {summary['events']} in organisers' calendars: {summary['matched']} matched to an "
+        f"extracted meeting, {summary['unmatched_events']} naming a meeting bascule did not extract",
+        f"  meetings             {summary['meetings']} Zoom and Webex meetings: {summary['meetings_in_a_calendar']} "
+        f"held by their organiser's calendar (rewritten in place), {summary['meetings_without_event']} held by no "
+        "calendar (their attendees would get a second event)",
+    ])

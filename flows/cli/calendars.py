@@ -1,0 +1,34 @@
+"""`bascule calendars`: find, in organisers' own calendars, the events that carry their Zoom and Webex links."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from flows.cli.common import TenantOption, as_job, flow_function
+
+app = typer.Typer(help="Organisers' calendars: where each Zoom and Webex series lives, to rewrite it in place.",
+                  no_args_is_help=True)
+
+
+@app.command("scan")
+def calendars_scan(
+    tenant: TenantOption,
+    now: Annotated[str | None, typer.Option(help="Start of the window (ISO 8601); default: now.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Read each Zoom and Webex host's calendar over the tenant's window ([calendar] section), keep their events
+    carrying a join link, match them to the extracted meetings (resumable: a killed scan goes on from the next
+    batch of organisers); print the events matched, the events naming no extracted meeting and the meetings no
+    calendar holds."""
+    def work() -> None:
+        summary = flow_function("flows.calendars", "scan_calendars")(tenant_file=str(tenant), now=now)
+        if not isinstance(summary, dict):
+            raise typer.Exit(130)
+        from flows.calendars import render_scan
+
+        print(json.dumps(summary, sort_keys=True) if as_json else render_scan(summary))
+
+    as_job(work, tenant=tenant)

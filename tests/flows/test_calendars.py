@@ -1,0 +1,153 @@
+"""Flow calendar-scan against a real CalDAV server (Xandikos on loopback): organisers' Zoom and Webex series found in
+their own calendars and matched to the extracted meetings by link key; an event naming a meeting bascule did not
+extract, and meetings no calendar holds, counted; a calendar that cannot be read quarantined; a second scan finds
+the same, minus what the organisers deleted."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, select
+
+from db import models
+from db.engine import make_engine, make_session_factory
+from db.migrate import upgrade
+from db.models import table_of
+from db.repositories import TenantRepository
+from tests.conftest import unavailable, write_tenant
+from tests.support.caldav_servers import CalDAVServer, start_xandikos
+
+NOW = datetime(2026, 12, 5, 8, tzinfo=UTC)
+MEETINGS = [  # platform, external id, host, join URL, link key
+    ("zoom", "81234567890", "alice@example.gouv.fr", "https://culture-gouv.zoom.us/j/81234567890?pwd=a",
+     "zoom:81234567890"),
+    ("zoom", "81234567891", "alice@example.gouv.fr", "https://culture-gouv.zoom.us/j/81234567891", "zoom:81234567891"),
+    ("webex", "2634123456", "bob@example.gouv.fr",
+     "https://culture-gouv.webex.com/culture-gouv/j.php?MTID=m0123456789abcdef0123456789abcdef",
+     "webex:mtid:m0123456789abcdef0123456789abcdef"),
+    ("zoom", "81234567899", "carol@example.gouv.fr", "https://culture-gouv.zoom.us/j/81234567899",
+     "zoom:81234567899"),
+]
+
+
+def _event(uid: str, organiser: str, link: str) -> bytes:
+    return ("\r\n".join([
+        "BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//Test//EN", "BEGIN:VEVENT", f"UID:{uid}",
+        "DTSTAMP:20261201T090000Z", "DTSTART:20261207T090000Z", "DTEND:20261207T100000Z",
+        "RRULE:FREQ=WEEKLY;COUNT=20", "SUMMARY:Série", f"LOCATION:{link}",
+        f"DESCRIPTION:Rejoindre la réunion\\n{link}", f"ORGANIZER:mailto:{organiser}",
+        "ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:dan@example.gouv.fr", "SEQUENCE:0", "END:VEVENT",
+        "END:VCALENDAR"]) + "\r\n").encode()
+
+
+@pytest.fixture
+def xandikos(tmp_path: Path) -> Iterator[CalDAVServer]:
+    try:
+        server = start_xandikos(tmp_path / "xandikos")
+    except (OSError, RuntimeError) as exc:
+        unavailable(f"xandikos CalDAV server: {exc}")
+    server.warm(["alice", "bob", "carol"])
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def scanned_tenant(tmp_path: Path, contract_ministry: tuple[Path, dict[str, Any]], xandikos: CalDAVServer,
+                   monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    upgrade(url)
+    monkeypatch.setenv("BASCULE_DATABASE_URL", url)
+    ministry, manifest = contract_ministry
+    tenant = write_tenant(tmp_path, manifest, ldif_path=ministry / "directory.ldif")
+    tenant.write_text(tenant.read_text(encoding="utf-8") + f"""
+[calendar]
+system = "caldav"
+window_days = 120
+
+[calendar.caldav]
+calendar_url = "{xandikos.url}/{{user}}/calendars/calendar/"
+remote_user_header = "X-Remote-User"
+""", encoding="utf-8")
+    from flows.tenant import TenantConfig
+
+    config = TenantConfig.load(tenant)
+    engine = make_engine(url)
+    with make_session_factory(engine).begin() as session:
+        TenantRepository(session).ensure(config.id, name=config.name, siret=config.siret, config_path=str(tenant),
+                                         config_hash="test", now=NOW)
+        session.execute(insert(table_of(models.Meeting)), [{
+            "tenant_id": config.id, "platform": platform, "external_id": external_id, "host_account_id": host,
+            "host_email": host, "topic": "Série", "kind": "recurring_fixed", "timezone": "Europe/Paris",
+            "rrule": "FREQ=WEEKLY", "join_url": link, "link_key": key, "invitee_count": 1, "invitees": [],
+            "alternative_hosts": [], "flags": {}, "content_hash": "x", "last_seen_pass": "p", "created_at": NOW,
+            "updated_at": NOW} for platform, external_id, host, link, key in MEETINGS])
+    engine.dispose()
+    return tenant, url
+
+
+def _put(server: CalDAVServer, user: str, data: bytes) -> str:
+    name = f"{uuid.uuid4()}.ics"
+    with server.client(user) as client:
+        answer = client.put(server.calendar_url(user) + name, content=data,
+                            headers={"Content-Type": "text/calendar", "If-None-Match": "*"})
+    assert answer.status_code == 201, answer.text
+    return name
+
+
+def test_the_scan_matches_organisers_events_and_counts_what_matches_nothing(
+        scanned_tenant: tuple[Path, str], xandikos: CalDAVServer) -> None:
+    from flows.calendars import scan_calendars
+
+    tenant, url = scanned_tenant
+    for platform, _external_id, host, link, _key in MEETINGS[:3]:
+        _put(xandikos, host.split("@")[0], _event(f"{platform}-{uuid.uuid4()}", host, link))
+    stray = _put(xandikos, "alice", _event("zoom-not-extracted", "alice@example.gouv.fr",
+                                           "https://culture-gouv.zoom.us/j/89999999999"))
+    # An invitation from someone else in Alice's calendar: not hers to rewrite.
+    _put(xandikos, "alice", _event("zoom-of-dan", "dan@example.gouv.fr", MEETINGS[3][3]))
+    summary = scan_calendars(str(tenant), now=NOW.isoformat())
+    assert summary["this_run"]["organisers"] == 3 and summary["this_run"]["unreadable"] == 0
+    assert (summary["events"], summary["matched"], summary["unmatched_events"]) == (4, 3, 1)
+    assert (summary["meetings"], summary["meetings_in_a_calendar"], summary["meetings_without_event"]) == (4, 3, 1)
+    engine = make_engine(url)
+    with make_session_factory(engine)() as session:
+        rows = session.execute(select(models.OrganiserEvent)).scalars().all()
+        by_meeting = {(row.meeting_platform, row.meeting_external_id): row for row in rows}
+        assert set(by_meeting) >= {("zoom", "81234567890"), ("zoom", "81234567891"), ("webex", "2634123456")}
+        webex = by_meeting[("webex", "2634123456")]
+        assert webex.organiser == "bob@example.gouv.fr" and webex.uid.startswith("webex-") and webex.etag
+        assert webex.raw.startswith("BEGIN:VCALENDAR\r\n") and webex.recurring and webex.attendees == 1
+        unmatched = [row for row in rows if row.meeting_external_id is None]
+        assert [row.join_key for row in unmatched] == ["zoom:89999999999"]
+    # The organiser deletes the stray event: a second scan forgets it, the rest is the same.
+    with xandikos.client("alice") as client:
+        assert client.delete(xandikos.calendar_url("alice") + stray).status_code in (200, 204)
+    again = scan_calendars(str(tenant), now=NOW.isoformat())
+    assert (again["events"], again["matched"], again["unmatched_events"]) == (3, 3, 0)
+    with make_session_factory(engine)() as session:
+        assert session.execute(select(models.Checkpoint.status).where(
+            models.Checkpoint.source == "calendar")).scalar_one() == "complete"
+    engine.dispose()
+
+
+def test_an_unreadable_calendar_is_quarantined_and_the_scan_goes_on(scanned_tenant: tuple[Path, str],
+                                                                     xandikos: CalDAVServer) -> None:
+    from flows.calendars import scan_calendars
+
+    tenant, url = scanned_tenant
+    _put(xandikos, "bob", _event("webex-1", "bob@example.gouv.fr", MEETINGS[2][3]))
+    # Alice's calendar URL answers 404 (her collection removed): her calendar cannot be read.
+    with xandikos.client("alice") as client:
+        client.delete(xandikos.calendar_url("alice"))
+    summary = scan_calendars(str(tenant), now=NOW.isoformat())
+    assert summary["this_run"]["unreadable"] == 1 and summary["matched"] == 1
+    engine = make_engine(url)
+    with make_session_factory(engine)() as session:
+        quarantined = session.execute(select(models.Quarantine.reason, models.Quarantine.record_key)).all()
+    engine.dispose()
+    assert quarantined == [("LISTING_REFUSED", "calendar:alice@example.gouv.fr")]
