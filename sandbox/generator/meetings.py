@@ -11,11 +11,12 @@ from __future__ import annotations
 import base64
 import multiprocessing
 import random
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import BinaryIO
@@ -24,6 +25,7 @@ import orjson
 
 from core import MeetingKind, Platform, ReasonCode
 from sandbox.generator import names
+from sandbox.generator.calendars import HELD_SHARE, STRAY_SHARE, organiser_event
 from sandbox.generator.identities import AgentFactory, Domains, between, pick
 from sandbox.generator.platforms import (
     Invitee,
@@ -33,7 +35,7 @@ from sandbox.generator.platforms import (
     webex_meeting,
     zoom_meeting,
 )
-from sandbox.generator.schedules import draw_schedule, webex_rrule
+from sandbox.generator.schedules import Schedule, draw_schedule, webex_rrule
 
 _KIND_WEIGHTS: dict[Platform, tuple[tuple[MeetingKind, int], ...]] = {
     Platform.ZOOM: ((MeetingKind.WEEKLY, 28), (MeetingKind.BIWEEKLY, 10), (MeetingKind.MONTHLY_NTH_WEEKDAY, 7),
@@ -52,7 +54,8 @@ _MEETINGS_PER_HOST: dict[Platform, tuple[int, ...]] = {
     Platform.WEBEX: (12, 14, 16, 15, 13, 10, 8, 7, 5),
 }
 _DIAL_IN = {Platform.ZOOM: 0.25, Platform.TEAMS: 0.30, Platform.WEBEX: 0.45}
-MEETING_FILES = ("zoom/meetings.jsonl", "zoom/webinars.jsonl", "teams/events.jsonl", "webex/meetings.jsonl")
+MEETING_FILES = ("zoom/meetings.jsonl", "zoom/webinars.jsonl", "teams/events.jsonl", "webex/meetings.jsonl",
+                 "calendars/events.jsonl")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +111,7 @@ class MeetingTruth:
     flags: defaultdict[str, Counter[str]]
     quarantine: defaultdict[str, Counter[str]]
     lines: dict[str, int]
+    calendars: Counter[str] = field(default_factory=Counter)   # organisers' own events (generator.calendars)
 
 
 class MeetingWriter:
@@ -168,6 +172,8 @@ class MeetingWriter:
             self._zoom_variants(body, kind, meeting_id)
             self._write("zoom/meetings.jsonl", body)
             self._count(Platform.ZOOM, kind, traits)
+            self._calendar(Platform.ZOOM, host, kind, schedule, traits, join_url=str(body["join_url"]),
+                           number=str(meeting_id), sip=None)
         if rng.random() < 0.01:  # a webinar add-on holder
             schedule = draw_schedule(rng, MeetingKind.ONE_OFF, timezone=host.timezone, as_of=context.as_of)
             traits = self._traits(rng, Platform.ZOOM, host, webinar=True)
@@ -292,6 +298,44 @@ class MeetingWriter:
                  "coHost": invitee.email in traits.alternative_hosts} for invitee in traits.invitees]
             self._write("webex/meetings.jsonl", body)
             self._count(Platform.WEBEX, kind, traits)
+            if override is None and not headless:
+                self._calendar(Platform.WEBEX, host, kind, schedule, traits, join_url=str(body["webLink"]),
+                               number=number, sip=str(body["sipAddress"]))
+
+    # ------------------------------------------------------------------------------------------ calendars
+
+    def _calendar(self, platform: Platform, host: Host, kind: MeetingKind, schedule: Schedule,
+                  traits: MeetingTraits, *, join_url: str, number: str, sip: str | None) -> None:
+        """The organiser's own event of a current scheduled meeting (most have one), from a generator of its own."""
+        if (kind in (MeetingKind.PERSONAL_ROOM, MeetingKind.NO_FIXED_TIME, MeetingKind.EXPIRED_SERIES)
+                or schedule.start is None or traits.webinar):
+            return
+        if kind is MeetingKind.ONE_OFF and schedule.start < self._context.now + timedelta(days=1):
+            return
+        rng = self._factory.rng(f"calendar:{platform}", int(number) % 1_000_000_007)
+        truth = self.truth.calendars
+        truth[f"{platform}_meetings"] += 1
+        if rng.random() >= HELD_SHARE:
+            truth["meetings_without_event"] += 1
+            return
+        self._organiser_event(rng, platform, host, schedule, traits, join_url=join_url, number=number, sip=sip)
+        truth["events_held"] += 1
+        if rng.random() < STRAY_SHARE:   # a colleague's meeting the host put in their calendar: nobody extracts it
+            stray = str(70_000_000_000 + rng.randrange(10_000_000_000))
+            self._organiser_event(rng, Platform.ZOOM, host, schedule, traits, number=stray, sip=None,
+                                  join_url=f"https://{self._context.zoom_vanity}/j/{stray}", stray=True)
+            truth["stray_events"] += 1
+
+    def _organiser_event(self, rng: random.Random, platform: Platform, host: Host, schedule: Schedule,
+                         traits: MeetingTraits, *, join_url: str, number: str, sip: str | None,
+                         stray: bool = False) -> None:
+        uid = str(uuid.UUID(int=rng.getrandbits(128)))
+        data = organiser_event(rng, platform=str(platform), uid=uid, organiser=host.email,
+                               organiser_name=host.display, traits=traits, schedule=schedule, join_url=join_url,
+                               number=number, sip=sip, as_of=self._context.now)
+        self._write("calendars/events.jsonl", {"organiser": host.email, "user": host.email.split("@")[0],
+                                                "name": f"{uid}.ics", "platform": str(platform),
+                                                "meeting": number, "stray": stray, "ics": data.decode("utf-8")})
 
     # ------------------------------------------------------------------------------------------ shared
 

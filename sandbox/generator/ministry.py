@@ -198,6 +198,8 @@ class _MinistryGenerator:
                        "webex_sites": [self.sites.webex_primary, self.sites.webex_secondary]},
             "dirty_kinds": {str(trait): text for trait, text in TRAIT_DESCRIPTIONS.items()} | _EXTRA_DIRTY_KINDS,
             **self.truth.as_manifest(),
+            # Organisers' own calendar events (calendars/events.jsonl): held by a calendar, without one, strays.
+            "calendars": dict(sorted(meeting_truth.calendars.items())),
         }
         return manifest
 

@@ -1086,3 +1086,44 @@ def test_unknown_names_and_an_empty_selection_are_refused_with_the_nearest_names
     with pytest.raises(WaveError, match=r"the selection selects nobody \(2 left out: NON_PERSON_ACCOUNT 2\)"):
         plan_wave(tenant, "vague-x", emails=[mail for _anchor, mail in excluded])
     assert pipeline.rows("select count(*) from wave where name = 'vague-x'") == [(0,)]
+
+
+
+def test_the_calendar_scan_finds_the_generated_organisers_series(pipeline: Pipeline, tmp_path: Path) -> None:
+    """The generated ministry's organisers keep their Zoom and Webex series in a CalDAV server (Radicale, the
+    generated objects as the add-ins write them, every host with a calendar; reached through a trusted user
+    header): the scan matches every event of an extracted meeting and counts the strays and the meetings without
+    one, as the generator's ground truth says."""
+    from flows.calendars import scan_calendars
+    from sandbox.generator.calendars import organiser_events
+    from tests.conftest import unavailable
+    from tests.support.caldav_servers import seed_radicale, start_radicale
+
+    out = Path(pipeline.server.config.data_dir)
+    hosts = {email.split("@")[0] for (email,) in pipeline.rows(
+        "select distinct lower(host_email) from meeting where platform in ('zoom', 'webex') and host_email != ''")}
+    seeded = seed_radicale(tmp_path / "radicale", organiser_events(out), users=hosts)
+    truth = pipeline.manifest["calendars"]
+    assert seeded == truth["events_held"] + truth["stray_events"] > 0
+    try:
+        radicale = start_radicale(tmp_path / "radicale", remote_user=True)
+    except (OSError, RuntimeError) as exc:
+        unavailable(f"radicale CalDAV server: {exc}")
+    try:
+        pipeline.tenant.write_text(pipeline.tenant.read_text(encoding="utf-8") + f"""
+[calendar]
+system = "caldav"
+
+[calendar.caldav]
+calendar_url = "{radicale.url}/{{user}}/calendar/"
+remote_user_header = "X-Remote-User"
+""", encoding="utf-8")
+        as_of = pipeline.manifest["generator"]["as_of"]
+        summary = scan_calendars(str(pipeline.tenant), now=f"{as_of}T00:00:00+00:00")
+    finally:
+        radicale.stop()
+    assert summary["this_run"]["unreadable"] == 0
+    assert (summary["events"], summary["matched"], summary["unmatched_events"]) == (
+        seeded, truth["events_held"], truth["stray_events"])
+    assert summary["meetings_in_a_calendar"] == truth["events_held"]
+    assert summary["meetings_without_event"] == summary["meetings"] - truth["events_held"] > 0

@@ -137,3 +137,35 @@ def test_manifest_is_json_with_ground_truth_keys(ministry_supann: tuple[Path, di
     assert on_disk == json.loads(json.dumps(manifest))
     assert set(on_disk["identity"]["conflicts"]) == {kind.value for kind in ConflictKind}
     assert on_disk["generator"]["flavour"] == "supann"
+
+
+def test_organisers_events_carry_their_meeting_s_link_and_rewrite_cleanly(
+        contract_ministry: tuple[Path, dict[str, Any]]) -> None:
+    """Every generated calendar event (calendars/events.jsonl) reads as its organiser's, names its meeting by the
+    key extraction gives it, and its invitation block is found and replaced whole by the rewriter."""
+    from core.ical_rewrite import IcalRefused, Rewritten, read_object, rewrite_object
+    from core.links import lookup_keys
+
+    ministry, manifest = contract_ministry
+    records = list(iter_jsonl(ministry / "calendars" / "events.jsonl"))
+    truth = manifest["calendars"]
+    assert len(records) == truth["events_held"] + truth["stray_events"]
+    assert sum(record["stray"] for record in records) == truth["stray_events"] > 0
+    meetings = {("zoom", str(m["id"])): m["join_url"] for m in iter_jsonl(ministry / "zoom" / "meetings.jsonl")}
+    meetings |= {("webex", str(m["meetingNumber"])): m["webLink"] for m in iter_jsonl(ministry / "webex" /
+                                                                                        "meetings.jsonl")}
+    overrides = 0
+    for record in records:
+        data = record["ics"].encode()
+        parsed = read_object(data)
+        assert not isinstance(parsed, IcalRefused) and parsed.organizer == record["organiser"].lower()
+        key = parsed.join_keys[0]
+        if not record["stray"]:
+            assert key in lookup_keys(meetings[(record["platform"], record["meeting"])])
+        overrides += parsed.overrides
+        result = rewrite_object(data, join_key=key, visio_url="https://visio.numerique.gouv.fr/abc-defg-hij")
+        assert isinstance(result, Rewritten) and result.changed, (record["name"], result)
+        text = result.data.decode().replace("\r\n ", "")
+        assert not read_object(result.data).join_keys  # type: ignore[union-attr]
+        assert "ID de réunion" not in text and "Meeting ID" not in text and "Numéro de la réunion" not in text
+    assert overrides > 0

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["CalDAVServer", "start_radicale", "start_xandikos"]
+__all__ = ["CalDAVServer", "seed_radicale", "start_radicale", "start_xandikos"]
 
 
 def _free_port() -> int:
@@ -41,15 +41,16 @@ class CalDAVServer:
     scheduling: bool
     process: subprocess.Popen[bytes] = field(repr=False)
     domain: str = "example.gouv.fr"
+    remote_user: bool = True               # Radicale: X-Remote-User (True) or the Basic user name
 
     def calendar_url(self, user: str) -> str:
         return self.calendar_template.format(url=self.url, user=user)
 
     def headers(self, user: str) -> dict[str, str]:
-        return {"X-Remote-User": user} if self.kind == "xandikos" else {}
+        return {"X-Remote-User": user} if self.remote_user else {}
 
     def auth(self, user: str) -> tuple[str, str] | None:
-        return (user, "unused") if self.kind == "radicale" else None
+        return None if self.remote_user else (user, "unused")
 
     def client(self, user: str) -> httpx.Client:
         return httpx.Client(headers=self.headers(user), auth=self.auth(user), timeout=30)
@@ -112,14 +113,38 @@ def start_xandikos(directory: Path, *, smtp_port: int | None = None,
     return CalDAVServer("xandikos", url, "{url}/{user}/calendars/calendar/", scheduling=True, process=process)
 
 
-def start_radicale(directory: Path) -> CalDAVServer:
+def seed_radicale(directory: Path, items: Iterable[tuple[str, str, bytes]], *, users: Iterable[str] = ()) -> int:
+    """Write calendar objects straight into the storage of a Radicale not started yet (its file layout:
+    `collection-root/<user>/calendar/<name>`, the collection's `.Radicale.props`), and an empty calendar for each
+    of `users`: thousands of PUTs through the server would take minutes. Returns how many objects were written."""
+    root = directory / "collections" / "collection-root"
+
+    def calendar(user: str) -> Path:
+        folder = root / user / "calendar"
+        if not folder.exists():
+            folder.mkdir(parents=True)
+            (folder / ".Radicale.props").write_text('{"tag": "VCALENDAR"}', encoding="utf-8")
+        return folder
+
+    for user in users:
+        calendar(user)
+    written = 0
+    for user, name, data in items:
+        (calendar(user) / name).write_bytes(data)
+        written += 1
+    return written
+
+
+def start_radicale(directory: Path, *, remote_user: bool = False) -> CalDAVServer:
+    """Radicale on a free port; `remote_user`: the user named by the X-Remote-User header (a trusted proxy), else
+    the Basic user name (any password)."""
     port = _free_port()
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "config"
     config.write_text(f"""[server]
 hosts = 127.0.0.1:{port}
 [auth]
-type = none
+type = {"http_x_remote_user" if remote_user else "none"}
 [storage]
 filesystem_folder = {directory / "collections"}
 [logging]
@@ -129,4 +154,6 @@ level = warning
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     _wait(process, url + "/", "radicale")
-    return CalDAVServer("radicale", url, "{url}/{user}/calendar/", scheduling=False, process=process)
+    server = CalDAVServer("radicale", url, "{url}/{user}/calendar/", scheduling=False, process=process)
+    server.remote_user = remote_user
+    return server
