@@ -13,7 +13,6 @@ under a new UID: a second event).
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,9 +24,10 @@ from prefect.cache_policies import NO_CACHE
 from connectors.errors import ConnectorError
 from core import Quarantined, ReasonCode
 from db.calendars import CalendarRepository, scanned_row
-from db.repositories import CheckpointRepository, QuarantineRepository, TenantRepository
+from db.repositories import CheckpointRepository, QuarantineRepository
 from flows.budget import one_per_tenant
 from flows.errors import OperatorError
+from flows.passes import register_and_resume
 from flows.runtime import StopRequested, cancelled, checkpoint, run_name, transaction
 from flows.settings import Settings
 from flows.tenant import TenantConfig
@@ -95,17 +95,10 @@ def scan_calendars(tenant_file: str, now: str | None = None) -> dict[str, Any]:
     database_url = settings.database
     start = datetime.fromisoformat(now) if now else datetime.now(UTC)
     end = start + timedelta(days=tenant.calendar.window_days)
-    with transaction(database_url) as session:
-        TenantRepository(session).ensure(tenant.id, name=tenant.name, siret=tenant.siret,
-                                         config_path=str(Path(tenant_file).resolve()),
-                                         config_hash=TenantConfig.file_hash(Path(tenant_file)), now=datetime.now(UTC))
-        state = CheckpointRepository(session, tenant.id).get(SOURCE, STREAM)
-        if state is None or state.complete:
-            pass_id, cursor, done = uuid.uuid4().hex, None, 0
-            CheckpointRepository(session, tenant.id).start(SOURCE, STREAM, pass_id=pass_id, now=datetime.now(UTC))
-        else:
-            pass_id, cursor, done = state.pass_id, state.cursor, state.items_done
-            logger.info("calendar scan of %s resumed after %d organisers", tenant.id, done)
+    state = register_and_resume(database_url, tenant, tenant_file, source=SOURCE, stream=STREAM)
+    pass_id, cursor, done = state.pass_id, state.cursor, state.items_done
+    if done:
+        logger.info("calendar scan of %s resumed after %d organisers", tenant.id, done)
     totals = {"organisers": 0, "events": 0, "matched": 0, "unreadable": 0}
     try:
         while True:

@@ -8,7 +8,6 @@ quarantine items the export no longer produces are resolved.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,9 +20,10 @@ from connectors.directory_mapping import DirectoryMapping, DisabledRule
 from connectors.ldap_directory import LdapConfig, LdapDirectory
 from connectors.ldif_file import LdifDirectory, count_ldif_records
 from core import DirectoryEntry, Quarantined
-from db.repositories import CheckpointRepository, DirectoryRepository, QuarantineRepository, TenantRepository
+from db.repositories import CheckpointRepository, DirectoryRepository, QuarantineRepository
 from db.upsert import UpsertResult
 from flows.budget import one_per_tenant
+from flows.passes import register_and_resume
 from flows.progress import Progress
 from flows.runtime import StopRequested, cancelled, checkpoint, run_name, transaction
 from flows.secrets import read_secret
@@ -115,16 +115,8 @@ def load_directory(tenant_file: str, ldif_path: str | None = None, page_size: in
     tenant = TenantConfig.load(Path(tenant_file))
     export = Path(ldif_path) if ldif_path else tenant.directory.ldif_path
     database_url = settings.database
-    with transaction(database_url) as session:
-        TenantRepository(session).ensure(tenant.id, name=tenant.name, siret=tenant.siret,
-                                         config_path=str(Path(tenant_file).resolve()),
-                                         config_hash=TenantConfig.file_hash(Path(tenant_file)), now=datetime.now(UTC))
-        state = CheckpointRepository(session, tenant.id).get(SOURCE, STREAM)
-        if state is None or state.complete:
-            pass_id, cursor, done = uuid.uuid4().hex, None, 0
-            CheckpointRepository(session, tenant.id).start(SOURCE, STREAM, pass_id=pass_id, now=datetime.now(UTC))
-        else:
-            pass_id, cursor, done = state.pass_id, state.cursor, state.items_done
+    state = register_and_resume(database_url, tenant, tenant_file, source=SOURCE, stream=STREAM)
+    pass_id, cursor, done = state.pass_id, state.cursor, state.items_done
     summary = DirectoryLoadSummary(tenant=tenant.id, pass_id=pass_id,
                                    resumed_from=int(cursor) if cursor else None)
     if cursor:
