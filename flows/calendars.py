@@ -81,8 +81,10 @@ def scan_organisers(database_url: str, tenant: TenantConfig, organisers: list[st
 
 @flow(name="calendar-scan", flow_run_name=run_name("calendar-scan"), log_prints=False)
 @one_per_tenant("calendar-scan")
-def scan_calendars(tenant_file: str, now: str | None = None) -> dict[str, Any]:
-    """Scan the organisers' calendars of the tenant's [calendar] section (resumes a killed scan)."""
+def scan_calendars(tenant_file: str, now: str | None = None,
+                   batch_size: int = ORGANISERS_PER_BATCH) -> dict[str, Any]:
+    """Scan the organisers' calendars of the tenant's [calendar] section, `batch_size` organisers per task (resumes
+    a killed scan at the next batch)."""
     logger = get_run_logger()
     settings = Settings()
     tenant = TenantConfig.load(Path(tenant_file))
@@ -97,6 +99,7 @@ def scan_calendars(tenant_file: str, now: str | None = None) -> dict[str, Any]:
     end = start + timedelta(days=tenant.calendar.window_days)
     state = register_and_resume(database_url, tenant, tenant_file, source=SOURCE, stream=STREAM)
     pass_id, cursor, done = state.pass_id, state.cursor, state.items_done
+    resumed_after = done
     if done:
         logger.info("calendar scan of %s resumed after %d organisers", tenant.id, done)
     totals = {"organisers": 0, "events": 0, "matched": 0, "unreadable": 0}
@@ -104,8 +107,7 @@ def scan_calendars(tenant_file: str, now: str | None = None) -> dict[str, Any]:
         while True:
             checkpoint()
             with transaction(database_url) as session:
-                batch = CalendarRepository(session, tenant.id).organisers(after=cursor,
-                                                                          limit=ORGANISERS_PER_BATCH)
+                batch = CalendarRepository(session, tenant.id).organisers(after=cursor, limit=batch_size)
             if not batch:
                 break
             scanned = scan_organisers(database_url, tenant, batch, pass_id=pass_id, start=start, end=end,
@@ -122,7 +124,7 @@ def scan_calendars(tenant_file: str, now: str | None = None) -> dict[str, Any]:
                                                                now=datetime.now(UTC))
         counts = CalendarRepository(session, tenant.id).counts()
     summary = {"tenant": tenant.id, "system": tenant.calendar.system, "window": [start.isoformat(), end.isoformat()],
-               "this_run": totals, **counts.as_json()}
+               "resumed_after": resumed_after, "this_run": totals, **counts.as_json()}
     create_table_artifact(key=f"calendar-scan-{tenant.id}", table=[{"measure": k, "value": v}
                                                                    for k, v in counts.as_json().items()],
                           description=f"Calendar scan of {tenant.id}: organisers' events and the meetings they hold")

@@ -17,6 +17,7 @@ app = typer.Typer(help="Organisers' calendars: where each Zoom and Webex series 
 def calendars_scan(
     tenant: TenantOption,
     now: Annotated[str | None, typer.Option(help="Start of the window (ISO 8601); default: now.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=1000, help="Organisers per task (and per checkpoint).")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Read each Zoom and Webex host's calendar over the tenant's window ([calendar] section), keep their events
@@ -24,7 +25,8 @@ def calendars_scan(
     batch of organisers); print the events matched, the events naming no extracted meeting and the meetings no
     calendar holds."""
     def work() -> None:
-        summary = flow_function("flows.calendars", "scan_calendars")(tenant_file=str(tenant), now=now)
+        summary = flow_function("flows.calendars", "scan_calendars")(tenant_file=str(tenant), now=now,
+                                                                     batch_size=batch_size)
         if not isinstance(summary, dict):
             raise typer.Exit(130)
         from flows.calendars import render_scan

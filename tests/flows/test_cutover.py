@@ -1118,10 +1118,30 @@ system = "caldav"
 calendar_url = "{radicale.url}/{{user}}/calendar/"
 remote_user_header = "X-Remote-User"
 """, encoding="utf-8")
-        as_of = pipeline.manifest["generator"]["as_of"]
-        summary = scan_calendars(str(pipeline.tenant), now=f"{as_of}T00:00:00+00:00")
+        as_of = f"{pipeline.manifest['generator']['as_of']}T00:00:00+00:00"
+        # A scan killed after a few batches of 5 organisers, then run again: it resumes and ends as one run would.
+        env = {**os.environ, "BASCULE_DATA_DIR": str(tmp_path / "data"), "PREFECT_HOME": str(tmp_path / "prefect"),
+               "BASCULE_JOB_CHILD": "1"}
+        job = subprocess.Popen([sys.executable, "-m", "flows.cli", "calendars", "scan", "--tenant",
+                                str(pipeline.tenant), "--now", as_of, "--batch-size", "5"], cwd=REPO, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and job.poll() is None:
+            done = pipeline.rows("select items_done from checkpoint where source = 'calendar' and status = 'running'")
+            if done and done[0][0] >= 15:
+                break
+            time.sleep(0.05)
+        assert job.poll() is None, "the scan ended before it could be killed"
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+        (killed_at,), = pipeline.rows("select items_done from checkpoint where source = 'calendar'")
+        summary = scan_calendars(str(pipeline.tenant), now=as_of, batch_size=5)
     finally:
         radicale.stop()
+    assert summary["resumed_after"] == killed_at >= 15
+    organisers = pipeline.rows("select count(distinct lower(host_email)) from meeting where platform in "
+                               "('zoom', 'webex') and host_email != '' and removed_at is null")[0][0]
+    assert summary["this_run"]["organisers"] == organisers - killed_at
     assert summary["this_run"]["unreadable"] == 0
     assert (summary["events"], summary["matched"], summary["unmatched_events"]) == (
         seeded, truth["events_held"], truth["stray_events"])
