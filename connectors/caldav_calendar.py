@@ -33,15 +33,16 @@ from caldav.lib import error as caldav_error
 
 from connectors.errors import ConnectorError, TransientConnectorError
 from core.ical_rewrite import (
-    CalendarObject,
+    CalendarWrite,
     IcalRefused,
+    StoredEvent,
     read_object,
     restore_object,
     rewrite_object,
     unrewrite_object,
 )
 
-__all__ = ["CalDAVAccess", "CalDAVCalendar", "CalendarConflict", "CalendarWrite", "StoredEvent"]
+__all__ = ["CalDAVAccess", "CalDAVCalendar", "CalendarConflict"]
 
 log = logging.getLogger(__name__)
 
@@ -74,33 +75,8 @@ class CalDAVAccess:
         return self.calendar_url.replace("{user}", self.user_of(organiser))
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """An organiser's calendar object as read: where it is, its ETag and bytes, what it holds."""
-
-    organiser: str
-    href: str
-    etag: str | None
-    data: bytes
-    parsed: CalendarObject
-
-
-@dataclass(frozen=True, slots=True)
-class CalendarWrite:
-    """A rewrite or restore done: the bytes before and after, the ETag after, how many 412s were met."""
-
-    href: str
-    before: bytes
-    after: bytes
-    etag: str | None
-    changed: bool
-    conflicts: int
-    attendee_status: dict[str, str]          # address → SCHEDULE-STATUS the server stamped (scheduling servers)
-    kept: tuple[str, ...] = ()               # restore: properties the organiser changed after the rewrite
-
-
 class CalDAVCalendar:
-    """The `Calendar` role for a CalDAV server."""
+    """The OrganiserCalendar role (connectors.roles) for a CalDAV server."""
 
     kind = "caldav"
 

@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Protocol
 
 from core import DirectoryEntry, HostRef, LicenceSku, Meeting, Page, Platform, Quarantined, Removed, SourceAccount
+from core.ical_rewrite import CalendarWrite, IcalRefused, StoredEvent
 from core.licences import ReleaseResult, RestoreResult
 
 __all__ = ["AccountSource", "ActivitySource", "Directory", "HostRef", "LicenceReleaser", "LicenceSource",
-           "MeetingSource"]
+           "MeetingSource", "OrganiserCalendar"]
 
 
 class Directory(Protocol):
@@ -67,3 +68,28 @@ class MeetingSource(Protocol):
 
     def iter_meetings(self, hosts: Sequence[HostRef],
                       cursor: str | None = None) -> Iterator[Page[Meeting | Quarantined]]: ...
+
+
+class OrganiserCalendar(Protocol):
+    """Organisers' own calendars, where their Zoom and Webex series live (contracts/calendars.md §5): found, rewritten
+    in place under a precondition (a 412 re-read and re-applied, never overwritten), put back. One role for the
+    calendar systems (CalDAV now; Exchange Online through Graph and on-premises Exchange through EWS to come),
+    checked by one contract suite (tests/connectors/test_caldav_calendar.py)."""
+
+    kind: str
+
+    def schedules(self, organiser: str) -> bool:
+        """Whether the system tells the attendees of a change itself (Exchange, RFC 6638 CalDAV servers)."""
+        ...
+
+    def scan(self, organiser: str, start: datetime, end: datetime) -> Iterator[StoredEvent]:
+        """The organiser's own events overlapping the window that carry a join link, as stored."""
+        ...
+
+    def read(self, organiser: str, href: str) -> StoredEvent | None: ...
+
+    def rewrite(self, event: StoredEvent, *, join_key: str, visio_url: str, phone: str | None = None,
+                pin: str | None = None) -> CalendarWrite | IcalRefused: ...
+
+    def restore(self, organiser: str, href: str, *, original: bytes, rewritten: bytes,
+                sequence: int) -> CalendarWrite: ...

@@ -28,8 +28,8 @@ from enum import StrEnum
 
 from core.links import JoinLink, parse_join_url
 
-__all__ = ["CalendarObject", "IcalRefusal", "IcalRefused", "Restored", "Rewritten", "itip_request", "join_keys_in",
-           "read_object", "restore_object", "rewrite_object", "unrewrite_object"]
+__all__ = ["CalendarObject", "CalendarWrite", "IcalRefusal", "IcalRefused", "Restored", "Rewritten", "StoredEvent",
+           "itip_request", "join_keys_in", "read_object", "restore_object", "rewrite_object", "unrewrite_object"]
 
 FOLD_OCTETS = 75
 _URL = re.compile(r"https?://[^\s<>\"'\\]+", re.IGNORECASE)
@@ -91,6 +91,31 @@ class CalendarObject:
     overrides: int
     attendees: tuple[str, ...]
     join_keys: tuple[str, ...]   # link keys (core.links) found in LOCATION and DESCRIPTION, master first
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An organiser's calendar object as read: where it is, its ETag and bytes, what it holds."""
+
+    organiser: str
+    href: str
+    etag: str | None
+    data: bytes
+    parsed: CalendarObject
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarWrite:
+    """A rewrite or restore done: the bytes before and after, the ETag after, how many 412s were met."""
+
+    href: str
+    before: bytes
+    after: bytes
+    etag: str | None
+    changed: bool
+    conflicts: int
+    attendee_status: dict[str, str]          # address → SCHEDULE-STATUS the server stamped (scheduling servers)
+    kept: tuple[str, ...] = ()               # restore: properties the organiser changed after the rewrite
 
 
 @dataclass(slots=True)

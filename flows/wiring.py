@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from connectors.retry import RetryPolicy, RetryStats
+from connectors.roles import OrganiserCalendar
 from connectors.throttle import LocalThrottle, NoThrottle, Throttle
 from core import Platform
 from core.emails import normalise_domain
@@ -211,7 +212,7 @@ def build_livekit_rooms(tenant: TenantConfig, settings: Settings) -> Any:
     return LiveKitRooms(config, throttle=NoThrottle(), retry=RETRY, stats=RetryStats())
 
 
-def build_calendar(tenant: TenantConfig) -> Any:
+def build_calendar(tenant: TenantConfig) -> OrganiserCalendar:
     """The organisers' calendars of the tenant's [calendar] section (connectors.caldav_calendar); its password
     from the environment or a Prefect Secret block."""
     settings = tenant.calendar
@@ -221,6 +222,7 @@ def build_calendar(tenant: TenantConfig) -> Any:
 
     caldav = settings.caldav
     password = read_secret(caldav.password_env).get_secret_value() if caldav.password_env else None
-    return CalDAVCalendar(CalDAVAccess(caldav.calendar_url, user=caldav.user, username=caldav.username,
-                                       password=password, remote_user_header=caldav.remote_user_header,
-                                       force_send=caldav.force_send))
+    access = CalDAVAccess(caldav.calendar_url, user=caldav.user, username=caldav.username, password=password,
+                          remote_user_header=caldav.remote_user_header, force_send=caldav.force_send)
+    calendar: OrganiserCalendar = CalDAVCalendar(access)   # mypy checks the adapter plays the whole role
+    return calendar

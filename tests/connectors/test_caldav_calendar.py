@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from connectors.caldav_calendar import CalDAVAccess, CalDAVCalendar, StoredEvent
-from core.ical_rewrite import IcalRefused
+from connectors.caldav_calendar import CalDAVAccess, CalDAVCalendar
+from core.ical_rewrite import IcalRefused, StoredEvent
 from sandbox.smtp import SmtpSink
 from tests.conftest import unavailable
 from tests.support.caldav_servers import CalDAVServer, start_radicale, start_xandikos
