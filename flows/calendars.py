@@ -144,6 +144,6 @@ def render_scan(summary: dict[str, Any]) -> str:
         f"  events               {summary['events']} in organisers' calendars: {summary['matched']} matched to an "
         f"extracted meeting, {summary['unmatched_events']} naming a meeting bascule did not extract",
         f"  meetings             {summary['meetings']} Zoom and Webex meetings: {summary['meetings_in_a_calendar']} "
-        f"held by their organiser's calendar (rewritten in place), {summary['meetings_without_event']} held by no "
-        "calendar (their attendees would get a second event)",
+        f"found in their organiser's calendar, {summary['meetings_without_event']} in none (an update could reach "
+        "their attendees only under a new UID: a second event)",
     ])
