@@ -123,14 +123,31 @@ def scan_calendars(tenant_file: str, now: str | None = None,
         QuarantineRepository(session, tenant.id).resolve_unseen(source=SOURCE, pass_id=pass_id,
                                                                now=datetime.now(UTC))
         counts = CalendarRepository(session, tenant.id).counts()
+        first = CalendarRepository(session, tenant.id).organisers(after=None, limit=1)
+    schedules = _server_schedules(tenant, first[0]) if first else None
     summary = {"tenant": tenant.id, "system": tenant.calendar.system, "window": [start.isoformat(), end.isoformat()],
-               "resumed_after": resumed_after, "this_run": totals, **counts.as_json()}
+               "resumed_after": resumed_after, "this_run": totals, **counts.as_json(),
+               # Who will tell the attendees of an in-place rewrite: the server (RFC 6638), or bascule's iTIP
+               # under the original UID when the server does not schedule.
+               "server_schedules": schedules,
+               "series_by_channel": {"calendar_in_place": counts.matched if schedules else 0,
+                                     "itip_original_uid": 0 if schedules or schedules is None else counts.matched}}
     create_table_artifact(key=f"calendar-scan-{tenant.id}", table=[{"measure": k, "value": v}
                                                                    for k, v in counts.as_json().items()],
                           description=f"Calendar scan of {tenant.id}: organisers' events and the meetings they hold")
     logger.info("calendar scan of %s: %d events, %d matched, %d meetings without an event", tenant.id,
                 counts.events, counts.matched, counts.meetings_without_event)
     return summary
+
+
+def _server_schedules(tenant: TenantConfig, organiser: str) -> bool | None:
+    """Whether the calendar server delivers an organiser's changes itself (None when it could not be asked)."""
+    from flows.wiring import build_calendar
+
+    try:
+        return build_calendar(tenant).schedules(organiser)
+    except ConnectorError:
+        return None
 
 
 def render_scan(summary: dict[str, Any]) -> str:
@@ -146,4 +163,7 @@ def render_scan(summary: dict[str, Any]) -> str:
         f"  meetings             {summary['meetings']} Zoom and Webex meetings: {summary['meetings_in_a_calendar']} "
         f"found in their organiser's calendar, {summary['meetings_without_event']} in none (an update could reach "
         "their attendees only under a new UID: a second event)",
+        "  attendees told by    " + {True: "the calendar server itself (RFC 6638 scheduling)",
+                                     False: "bascule's iTIP under the original UID (the server does not schedule)",
+                                     None: "unknown (the server could not be asked)"}[summary["server_schedules"]],
     ])

@@ -389,7 +389,12 @@ def run_demo_wave(database_url: str, tenant_file: Path, server: Any) -> dict[str
             "refused_then": refused_first if allowed else {}, "domains_allowed_then": allowed,
             "actions_failed_by_reason": final["failed_by_reason"], "meetings_flagged_by_kind": final["flagged"],
             "rooms_skipped_by_reason": plan["skipped"], "verified": verified["verified"],
-            "verify_problems": verified["problem_count"], "not_applied": verified["outstanding"]}
+            "verify_problems": verified["problem_count"], "not_applied": verified["outstanding"],
+            # How the wave's series reached their attendees: in the organiser's calendar under the original UID
+            # (Teams, rewritten in place), an iTIP under the original UID (none yet: the demo's tenant has no
+            # [calendar]), or a mail under a UID bascule made up, i.e. a second event beside the old one.
+            "series_by_channel": {"calendar_in_place": final["events_rewritten"], "itip_original_uid": 0,
+                                  "mail_invented_uid": final["invitations_sent"]}}
 
 
 def _held_owners(engine: Any) -> set[str]:
@@ -464,6 +469,9 @@ def render_summary(summary: dict[str, Any]) -> str:
             f"  wave {wave['name']:<15} {wave['persons']} persons of {', '.join(wave['departments'])}: "
             f"{wave['rooms_created']} Visio rooms, {wave['events_rewritten']} Teams events rewritten, "
             f"{wave['invitations_sent']} invitations mailed ({wave['state']})",
+            "                       series by channel: " + ", ".join(
+                f"{channel} {count}" for channel, count in wave["series_by_channel"].items())
+            + " (mail under a made-up UID: attendees get a second event)",
             *(["                       Visio refused "
                + ", ".join(f"{reason} {n}" for reason, n in sorted(wave["refused_then"].items()))
                + f" until its operators allowed {', '.join(wave['domains_allowed_then'])}; retried (--retry-failed)"]

@@ -114,6 +114,8 @@ def test_the_scan_matches_organisers_events_and_counts_what_matches_nothing(
     assert summary["this_run"]["organisers"] == 3 and summary["this_run"]["unreadable"] == 0
     assert (summary["events"], summary["matched"], summary["unmatched_events"]) == (4, 3, 1)
     assert (summary["meetings"], summary["meetings_in_a_calendar"], summary["meetings_without_event"]) == (4, 3, 1)
+    assert summary["server_schedules"] is True           # Xandikos: RFC 6638, the server tells the attendees
+    assert summary["series_by_channel"] == {"calendar_in_place": 3, "itip_original_uid": 0}
     engine = make_engine(url)
     with make_session_factory(engine)() as session:
         rows = session.execute(select(models.OrganiserEvent)).scalars().all()

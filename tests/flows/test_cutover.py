@@ -1146,4 +1146,6 @@ remote_user_header = "X-Remote-User"
     assert (summary["events"], summary["matched"], summary["unmatched_events"]) == (
         seeded, truth["events_held"], truth["stray_events"])
     assert summary["meetings_in_a_calendar"] == truth["events_held"]
+    assert summary["server_schedules"] is False          # Radicale: bascule will mail the iTIP itself
+    assert summary["series_by_channel"] == {"calendar_in_place": 0, "itip_original_uid": truth["events_held"]}
     assert summary["meetings_without_event"] == summary["meetings"] - truth["events_held"] > 0
