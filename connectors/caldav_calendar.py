@@ -31,7 +31,8 @@ from typing import Any
 from caldav.davclient import DAVClient
 from caldav.lib import error as caldav_error
 
-from connectors.errors import ConnectorError, TransientConnectorError
+from connectors.errors import ConnectorError, RateLimited, TransientConnectorError
+from connectors.retry import RetryPolicy, RetryStats, call_with_retries
 from core.ical_rewrite import (
     CalendarWrite,
     IcalRefused,
@@ -47,6 +48,7 @@ __all__ = ["CalDAVAccess", "CalDAVCalendar", "CalendarConflict"]
 log = logging.getLogger(__name__)
 
 MAX_CONFLICTS = 3
+RETRY = RetryPolicy(attempts=5, base_delay=0.5, max_delay=30.0)
 SYSTEM = "caldav"
 _STATUS = re.compile(r'ATTENDEE[^:\r\n]*?;SCHEDULE-STATUS="?([0-9.]+)[^:]*:mailto:([^\r\n]+)', re.IGNORECASE)
 
@@ -80,8 +82,31 @@ class CalDAVCalendar:
 
     kind = "caldav"
 
-    def __init__(self, access: CalDAVAccess) -> None:
+    def __init__(self, access: CalDAVAccess, *, retry: RetryPolicy = RETRY, stats: RetryStats | None = None) -> None:
         self.access = access
+        self._retry = retry
+        self._stats = stats
+
+    def _request(self, organiser: str, url: str, method: str, body: bytes | None = None,
+                 headers: dict[str, str] | None = None) -> Any:
+        """One request, retried under the policy when the server is busy or away (5xx, 423, 429 with its
+        Retry-After, no connection); other statuses are the caller's to read."""
+        def once() -> Any:
+            try:
+                with self._client(organiser) as client:
+                    # The bytes go to the HTTP session untouched (the annotation says str).
+                    response = client.request(url, method, body or "", headers or {})  # type: ignore[arg-type]
+            except OSError as exc:         # requests/niquests connection errors are OSErrors
+                raise TransientConnectorError(SYSTEM, f"{method} failed: {type(exc).__name__}") from None
+            status = int(response.status)
+            # 423 Locked: the object or its store is locked for another write (Xandikos' git store while the
+            # server delivers another organiser's change to a shared attendee; a client's WebDAV LOCK): wait.
+            if status in (423, 429) or status >= 500:
+                retry_after = _retry_after(_header(response, "retry-after"))
+                raise RateLimited(SYSTEM, f"{method} answered {status}", retry_after=retry_after)
+            return response
+
+        return call_with_retries(once, self._retry, stats=self._stats)
 
     def _client(self, organiser: str) -> DAVClient:
         access = self.access
@@ -91,8 +116,7 @@ class CalDAVCalendar:
 
     def schedules(self, organiser: str) -> bool:
         """Whether the server delivers the organiser's changes to attendees itself (RFC 6638)."""
-        with self._client(organiser) as client:
-            response = client.request(self.access.url_for(organiser), "OPTIONS")
+        response = self._request(organiser, self.access.url_for(organiser), "OPTIONS")
         dav = ",".join(value for name, value in response.headers.items() if name.lower() == "dav")
         return "calendar-auto-schedule" in dav.lower()
 
@@ -101,7 +125,7 @@ class CalDAVCalendar:
         with self._client(organiser) as client:
             calendar = client.calendar(url=self.access.url_for(organiser))  # type: ignore[no-untyped-call]
             try:
-                found = calendar.search(start=start, end=end, event=True, expand=False)
+                found = call_with_retries(lambda: _search(calendar, start, end), self._retry, stats=self._stats)
             except caldav_error.DAVError as exc:
                 raise ConnectorError(SYSTEM, f"calendar search refused for organiser calendar ({type(exc).__name__})"
                                      ) from None
@@ -122,8 +146,7 @@ class CalDAVCalendar:
 
     def read(self, organiser: str, href: str) -> StoredEvent | None:
         """The object at `href` now (None when it was deleted)."""
-        with self._client(organiser) as client:
-            response = client.request(href, "GET")
+        response = self._request(organiser, href, "GET")
         if response.status == 404:
             return None
         if response.status >= 400:
@@ -137,10 +160,7 @@ class CalDAVCalendar:
     def _put(self, organiser: str, href: str, data: bytes, etag: str | None) -> int:
         headers = {"Content-Type": "text/calendar; charset=utf-8"}
         headers |= {"If-Match": etag} if etag else {"If-Match": "*"}
-        with self._client(organiser) as client:
-            # The bytes go to the HTTP session untouched (the annotation says str).
-            response = client.request(href, "PUT", data, headers)  # type: ignore[arg-type]
-        return int(response.status)
+        return int(self._request(organiser, href, "PUT", data, headers).status)
 
     def rewrite(self, event: StoredEvent, *, join_key: str, visio_url: str, phone: str | None = None,
                 pin: str | None = None) -> CalendarWrite | IcalRefused:
@@ -199,6 +219,20 @@ class CalDAVCalendar:
             after = written.data if written else data
             return CalendarWrite(href, current.data, after, written.etag if written else None, True, conflicts,
                                  attendee_status(after), kept)
+
+
+def _search(calendar: Any, start: datetime, end: datetime) -> list[Any]:
+    try:
+        return list(calendar.search(start=start, end=end, event=True, expand=False))
+    except OSError as exc:
+        raise TransientConnectorError(SYSTEM, f"calendar search failed: {type(exc).__name__}") from None
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None      # an HTTP date: the policy's own backoff
 
 
 def attendee_status(data: bytes) -> dict[str, str]:

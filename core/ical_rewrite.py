@@ -28,8 +28,22 @@ from enum import StrEnum
 
 from core.links import JoinLink, parse_join_url
 
-__all__ = ["CalendarObject", "CalendarWrite", "IcalRefusal", "IcalRefused", "Restored", "Rewritten", "StoredEvent",
-           "itip_request", "join_keys_in", "read_object", "restore_object", "rewrite_object", "unrewrite_object"]
+__all__ = [
+    "CalendarObject",
+    "CalendarWrite",
+    "IcalRefusal",
+    "IcalRefused",
+    "Restored",
+    "Rewritten",
+    "StoredEvent",
+    "itip_request",
+    "join_keys_in",
+    "read_object",
+    "restore_object",
+    "rewrite_object",
+    "shows_link",
+    "unrewrite_object",
+]
 
 FOLD_OCTETS = 75
 _URL = re.compile(r"https?://[^\s<>\"'\\]+", re.IGNORECASE)
@@ -255,6 +269,13 @@ def read_object(data: bytes) -> CalendarObject | IcalRefused:
         organizer=_address(organizer) if organizer else None, summary=master.get("SUMMARY", ""),
         sequence=_int(master.get("SEQUENCE")), recurring="RRULE" in master, overrides=overrides,
         attendees=tuple(attendees), join_keys=tuple(keys))
+
+
+def shows_link(data: bytes, url: str) -> bool:
+    """Whether the object's LOCATION or DESCRIPTION carries `url` (lines unfolded: a long link is folded)."""
+    lines, _ending = _split_lines(data)
+    return any(url in line.value.replace("\\:", ":") for line in lines
+               if line.name in ("LOCATION", "DESCRIPTION", "X-ALT-DESC"))
 
 
 def _address(value: str) -> str:

@@ -39,6 +39,7 @@ __all__ = [
     "SentInvitation",
     "build_invitation_update",
     "build_rollback_update",
+    "calendar_update_text",
     "invitation_from_payload",
     "invitation_payload",
     "invitation_uid",
@@ -145,7 +146,7 @@ def build_invitation_update(meeting: Meeting, *, visio_url: str, previous_sequen
     start = meeting.start.astimezone(zone).replace(microsecond=0)
     series = meeting.recurrence is not None
     organiser = meeting.host_email.strip()
-    platform_name = _PLATFORM_NAMES[meeting.platform]
+    subject, description = calendar_update_text(meeting.topic, meeting.platform, visio_url)
     return InvitationUpdate(
         purpose=InvitationPurpose.CUTOVER,
         platform=meeting.platform,
@@ -161,16 +162,27 @@ def build_invitation_update(meeting: Meeting, *, visio_url: str, previous_sequen
         attendees=_attendees(meeting.invitees, organiser),
         link=visio_url,
         replaced_link=meeting.join_url,
-        subject=f"Mise à jour : {meeting.topic} a lieu désormais sur Visio",
-        description=(f"Cette réunion a lieu désormais sur Visio, le service de visioconférence de l'État.\n\n"
-                     f"Rejoindre la réunion : {visio_url}\n\n"
-                     f"Ce lien remplace l'ancien lien {platform_name}. L'horaire et la récurrence ne changent pas."),
+        subject=subject,
+        description=description,
         idempotency_key=idempotency_key,
         organiser_name=organiser_name,
         exclusions=tuple(moment.astimezone(zone) for moment in meeting.exclusions) if series else (),
         exceptions=tuple(OccurrenceChange(change.original.astimezone(zone), change.start.astimezone(zone),
                                           change.duration_minutes) for change in meeting.exceptions) if series else (),
     )
+
+
+def calendar_update_text(summary: str, platform: Platform, link: str, *, rollback: bool = False) -> tuple[str, str]:
+    """(subject, text) of the iTIP bascule mails for an organiser's event rewritten in place (or put back)."""
+    name = _PLATFORM_NAMES[platform]
+    if rollback:
+        return (f"Mise à jour : {summary} reste sur {name}",
+                f"Le passage de cette réunion sur Visio est annulé : elle reste sur {name}.\n\n"
+                f"Rejoindre la réunion : {link}\n\nL'horaire et la récurrence ne changent pas.")
+    return (f"Mise à jour : {summary} a lieu désormais sur Visio",
+            f"Cette réunion a lieu désormais sur Visio, le service de visioconférence de l'État.\n\n"
+            f"Rejoindre la réunion : {link}\n\nCe lien remplace l'ancien lien {name}. L'horaire et la récurrence "
+            "ne changent pas.")
 
 
 def build_rollback_update(sent: InvitationUpdate, *, idempotency_key: str,
@@ -184,17 +196,15 @@ def build_rollback_update(sent: InvitationUpdate, *, idempotency_key: str,
     last = sent.sequence if previous_sequence is None else previous_sequence
     if last < sent.sequence:
         raise ValueError("previous_sequence is older than the update being rolled back")
-    platform_name = _PLATFORM_NAMES[sent.platform]
+    subject, description = calendar_update_text(sent.summary, sent.platform, sent.replaced_link, rollback=True)
     return replace(
         sent,
         purpose=InvitationPurpose.ROLLBACK,
         sequence=last + 1,
         link=sent.replaced_link,
         replaced_link=sent.link,
-        subject=f"Mise à jour : {sent.summary} reste sur {platform_name}",
-        description=(f"Le passage de cette réunion sur Visio est annulé : elle reste sur {platform_name}.\n\n"
-                     f"Rejoindre la réunion : {sent.replaced_link}\n\n"
-                     f"L'horaire et la récurrence ne changent pas."),
+        subject=subject,
+        description=description,
         idempotency_key=idempotency_key,
     )
 

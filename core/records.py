@@ -119,6 +119,8 @@ class ActionKind(StrEnum):
     RESTORE_EVENT = "restore_event"          # rollback of a REWRITE_EVENT
     SEND_ROLLBACK = "send_rollback"          # rollback of a SEND_INVITATION: the old link mailed back
     RELEASE_LICENCE = "release_licence"
+    REWRITE_CALENDAR = "rewrite_calendar"    # a Zoom/Webex series rewritten in its organiser's own calendar
+    RESTORE_CALENDAR = "restore_calendar"    # rollback of a REWRITE_CALENDAR
 
 
 class ActionState(StrEnum):

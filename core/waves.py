@@ -2,8 +2,12 @@
 
 A wave selects persons (departments, a list of anchors or e-mails). Its plan is computed host by host from the
 meetings they host: one Visio room per active recurring series (one per host for personal meeting rooms, whatever
-the platform), the old links that will point to it, the Teams series master to rewrite in place or the ICS update
-to mail for a Zoom or Webex series. Meetings Visio cannot take as they are (more than 150 invitees, webinars) and
+the platform), the old links that will point to it, and how each series' attendees learn the new link — its
+channel: the organiser's own event rewritten in place under its original UID (a Teams series master; a Zoom or
+Webex series the calendar scan found in the organiser's calendar, the server then telling the attendees itself, or
+bascule mailing the iTIP under the original UID when the server does not schedule), or, for a Zoom or Webex series
+no calendar holds, an ICS update mailed under a UID bascule makes up (flagged `uid_unknown`: its attendees get a
+second event beside the old one). Meetings Visio cannot take as they are (more than 150 invitees, webinars) and
 hosts bascule cannot vouch for (unmatched, held back by an identity conflict) are flagged and skipped with the
 reason, never silently migrated; informational flags (external guests, dial-in, no fixed time) travel with the
 room. Every action has a deterministic key: planning again, or applying again, is a no-op.
@@ -25,9 +29,15 @@ from enum import StrEnum
 from core.records import ActionKind, ActionState, JsonValue, Meeting, MeetingKind, Platform
 from core.visio import MAX_PARTICIPANTS, AccessLevel
 
-__all__ = ["BLOCKING_FLAGS", "SKIP_MEANING", "Flag", "Host", "SkipReason", "TransitionRefused", "WaveAction",
-           "WaveSelection", "WaveState", "access_level_for", "check_transition", "flags_for", "merged_access_level",
-           "plan_host", "room_key"]
+__all__ = ["BLOCKING_FLAGS", "CUTOVER_KINDS", "ROLLBACK_KINDS", "SKIP_MEANING", "Channel", "Flag", "HeldEvent", "Host",
+           "SkipReason", "TransitionRefused", "WaveAction", "WaveSelection", "WaveState", "access_level_for",
+           "check_transition", "flags_for", "merged_access_level", "plan_host", "room_key"]
+
+
+# What a cutover applies, and what a rollback applies to undo it.
+CUTOVER_KINDS = (ActionKind.CREATE_ROOM, ActionKind.REWRITE_EVENT, ActionKind.REWRITE_CALENDAR,
+                 ActionKind.SEND_INVITATION)
+ROLLBACK_KINDS = (ActionKind.RESTORE_EVENT, ActionKind.RESTORE_CALENDAR, ActionKind.SEND_ROLLBACK)
 
 
 class WaveState(StrEnum):
@@ -122,6 +132,15 @@ class Flag(StrEnum):
     DIAL_IN = "dial_in"
     NO_FIXED_TIME = "no_fixed_time"
     REGISTRATION = "registration"
+    UID_UNKNOWN = "uid_unknown"      # no calendar holds the series: the update goes under a made-up UID
+
+
+class Channel(StrEnum):
+    """How a series' attendees learn its new link (contracts/calendars.md §5.3)."""
+
+    CALENDAR_IN_PLACE = "calendar_in_place"     # the organiser's event rewritten; the server tells the attendees
+    ITIP_ORIGINAL_UID = "itip_original_uid"     # rewritten; bascule mails the iTIP under the original UID
+    MAIL_INVENTED_UID = "mail_invented_uid"     # no calendar holds it: an update under a UID bascule makes up
 
 
 BLOCKING_FLAGS = frozenset({Flag.OVER_CAPACITY, Flag.WEBINAR, Flag.HOST_UNMATCHED, Flag.HOST_IN_CONFLICT})
@@ -181,6 +200,23 @@ class WaveAction:
     payload: Mapping[str, JsonValue] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class HeldEvent:
+    """The organiser's own event the calendar scan found for a Zoom or Webex series (db organiser_event)."""
+
+    system: str                  # "caldav", "graph"
+    organiser: str
+    href: str                    # where the event is (CalDAV URL, Graph event id)
+    uid: str                     # its original UID
+    join_key: str                # the link key it carries
+    schedules: bool | None       # the server tells the attendees itself (None: unknown)
+
+    @property
+    def channel(self) -> Channel:
+        """Unknown counts as scheduling: a server that schedules and bascule's iTIP would tell attendees twice."""
+        return Channel.ITIP_ORIGINAL_UID if self.schedules is False else Channel.CALENDAR_IN_PLACE
+
+
 _RECURRING = frozenset({MeetingKind.WEEKLY, MeetingKind.BIWEEKLY, MeetingKind.MONTHLY_NTH_WEEKDAY,
                         MeetingKind.MONTHLY_DAY, MeetingKind.DAILY, MeetingKind.NO_FIXED_TIME})
 
@@ -237,11 +273,15 @@ def _link(meeting: Meeting) -> dict[str, JsonValue]:
             "old_url": meeting.join_url, "topic": meeting.topic}
 
 
-def plan_host(wave: str, host: Host, meetings: Iterable[Meeting], *, now: datetime) -> list[WaveAction]:
-    """The actions for every meeting one host hosts (their personal rooms share one room)."""
+def plan_host(wave: str, host: Host, meetings: Iterable[Meeting], *, now: datetime,
+              held: Mapping[tuple[str, str], HeldEvent] | None = None) -> list[WaveAction]:
+    """The actions for every meeting one host hosts (their personal rooms share one room). `held`: the organisers'
+    events the calendar scan found, by (platform, meeting id)."""
     actions: list[WaveAction] = []
     personal: list[Meeting] = []
+    held = held or {}
     for meeting in sorted(meetings, key=lambda m: (m.platform.value, m.external_id)):
+        event = held.get((meeting.platform.value, meeting.external_id))
         flags = flags_for(meeting, host)
         blocking = [flag for flag in flags if flag in BLOCKING_FLAGS]
         skip: str | None = str(blocking[0]) if blocking else None
@@ -252,6 +292,8 @@ def plan_host(wave: str, host: Host, meetings: Iterable[Meeting], *, now: dateti
                                  and meeting.kind in _RECURRING)):
             skip = str(SkipReason.EXPIRED)
         key = room_key(wave, meeting, host)
+        if skip is None and _mailed_under_new_uid(meeting, event):
+            flags += (Flag.UID_UNKNOWN,)
         if skip is not None:
             actions.append(WaveAction(ActionKind.CREATE_ROOM, f"{wave}:skip:{meeting.platform}:{meeting.external_id}",
                                       meeting.platform, meeting.external_id, host.anchor, ActionState.SKIPPED,
@@ -263,7 +305,7 @@ def plan_host(wave: str, host: Host, meetings: Iterable[Meeting], *, now: dateti
         level = access_level_for(meeting)
         actions.append(WaveAction(ActionKind.CREATE_ROOM, key, meeting.platform, meeting.external_id, host.anchor,
                                   flags=flags, payload=_room_payload(host, level, [meeting])))
-        follow = _follow_up(wave, meeting, key, host, flags)
+        follow = _follow_up(wave, meeting, key, host, flags, event)
         if follow is not None:
             actions.append(follow)
     if personal:
@@ -280,19 +322,34 @@ def _room_payload(host: Host, level: AccessLevel, meetings: Sequence[Meeting]) -
     return {"owner_email": host.visio_email, "access_level": level.value, "links": [_link(m) for m in meetings]}
 
 
-def _follow_up(wave: str, meeting: Meeting, room: str, host: Host, flags: tuple[Flag, ...]) -> WaveAction | None:
-    """The calendar side: rewrite a Teams series master in place, or mail the ICS update of a Zoom/Webex series."""
+def _mailed_under_new_uid(meeting: Meeting, event: HeldEvent | None) -> bool:
+    """A scheduled Zoom or Webex series that no calendar holds: its update can only go under a made-up UID."""
+    return (meeting.platform is not Platform.TEAMS and event is None and meeting.kind in _RECURRING
+            and meeting.kind is not MeetingKind.NO_FIXED_TIME)
+
+
+def _follow_up(wave: str, meeting: Meeting, room: str, host: Host, flags: tuple[Flag, ...],
+               event: HeldEvent | None) -> WaveAction | None:
+    """The calendar side: rewrite the organiser's event in place (a Teams series master, or the Zoom/Webex series
+    the calendar scan found in their calendar), else mail the ICS update of a Zoom/Webex series."""
     if meeting.kind is MeetingKind.NO_FIXED_TIME:
         return None  # nothing is scheduled: the new link reaches attendees through the link map and the helpdesk
     if meeting.platform is Platform.TEAMS:
         return WaveAction(ActionKind.REWRITE_EVENT, f"{wave}:rewrite:teams:{meeting.external_id}", meeting.platform,
                           meeting.external_id, host.anchor, depends_on=room, flags=flags,
                           payload={"mailbox": meeting.host_account_id, "event_id": meeting.external_id,
-                                   "join_url": meeting.join_url})
+                                   "join_url": meeting.join_url, "channel": Channel.CALENDAR_IN_PLACE.value})
+    if event is not None:
+        return WaveAction(ActionKind.REWRITE_CALENDAR, f"{wave}:calendar:{meeting.platform}:{meeting.external_id}",
+                          meeting.platform, meeting.external_id, host.anchor, depends_on=room, flags=flags,
+                          payload={"system": event.system, "organiser": event.organiser, "href": event.href,
+                                   "uid": event.uid, "join_key": event.join_key, "channel": event.channel.value,
+                                   "topic": meeting.topic})
     # The series' own exceptions travel with it: deleted occurrences stay deleted, moved ones stay where they are.
     return WaveAction(ActionKind.SEND_INVITATION, f"{wave}:invite:{meeting.platform}:{meeting.external_id}",
                       meeting.platform, meeting.external_id, host.anchor, depends_on=room, flags=flags,
-                      payload={"invitees": len(meeting.invitees), "invitees_known": meeting.invitees_known,
+                      payload={"channel": Channel.MAIL_INVENTED_UID.value,
+                               "invitees": len(meeting.invitees), "invitees_known": meeting.invitees_known,
                                "exclusions": [moment.isoformat() for moment in meeting.exclusions],
                                "exceptions": [{"original": change.original.isoformat(),
                                                "start": change.start.isoformat(),

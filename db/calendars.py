@@ -12,6 +12,7 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from core import Platform
+from core.waves import Channel, HeldEvent
 from db import models
 from db.models import table_of
 from db.upsert import upsert_plain
@@ -78,7 +79,8 @@ class CalendarRepository:
         upsert_plain(self._session, table_of(models.OrganiserEvent),
                      [{"tenant_id": self._tenant_id, **row} for row in rows], key=["tenant_id", "system", "href"],
                      update=["organiser", "uid", "etag", "sequence", "recurring", "attendees", "join_key",
-                             "meeting_platform", "meeting_external_id", "raw", "last_seen_pass", "scanned_at"])
+                             "meeting_platform", "meeting_external_id", "raw", "schedules", "last_seen_pass",
+                             "scanned_at"])
 
     def forget_unseen(self, organisers: Sequence[str], *, pass_id: str) -> int:
         """Events of these organisers not seen by this pass (deleted, moved out of the window, link removed)."""
@@ -106,6 +108,17 @@ class CalendarRepository:
                                   meetings=meetings, meetings_in_a_calendar=in_calendar,
                                   meetings_without_event=meetings - in_calendar)
 
+    def matched_by_channel(self) -> dict[str, int]:
+        """Matched events by who will tell their attendees (core.waves.HeldEvent.channel)."""
+        event = models.OrganiserEvent
+        rows = self._session.execute(select(event.schedules, func.count()).where(
+            event.tenant_id == self._tenant_id, event.meeting_external_id.is_not(None)).group_by(event.schedules))
+        counts = {Channel.CALENDAR_IN_PLACE.value: 0, Channel.ITIP_ORIGINAL_UID.value: 0}
+        for schedules, n in rows:
+            channel = Channel.ITIP_ORIGINAL_UID if schedules is False else Channel.CALENDAR_IN_PLACE
+            counts[channel.value] += int(n)
+        return counts
+
     def unmatched_events(self, limit: int = 1000) -> list[models.OrganiserEvent]:
         """Calendar events whose link names no extracted meeting (a meeting bascule did not see)."""
         event = models.OrganiserEvent
@@ -113,20 +126,30 @@ class CalendarRepository:
             event.tenant_id == self._tenant_id, event.meeting_external_id.is_(None))
             .order_by(event.organiser, event.id).limit(limit)).scalars())
 
-    def held_by_calendar(self, platform: str, external_id: str) -> models.OrganiserEvent | None:
-        """The organiser's event holding this meeting (the cutover's in-place rewrite reads it)."""
+    def held_for(self, meetings: Sequence[tuple[str, str]]) -> dict[tuple[str, str], HeldEvent]:
+        """(platform, meeting id) → the organiser's own event holding it (the plan's in-place rewrite); when an
+        organiser keeps two events with the same link, the first found is the one rewritten."""
         event = models.OrganiserEvent
-        return self._session.execute(select(event).where(
-            event.tenant_id == self._tenant_id, event.meeting_platform == platform,
-            event.meeting_external_id == external_id).order_by(event.id).limit(1)).scalar_one_or_none()
+        ids = sorted({external_id for _platform, external_id in meetings})
+        found: dict[tuple[str, str], HeldEvent] = {}
+        for start in range(0, len(ids), 500):
+            rows = self._session.execute(select(event).where(
+                event.tenant_id == self._tenant_id, event.meeting_external_id.in_(ids[start:start + 500]))
+                .order_by(event.id)).scalars()
+            for row in rows:
+                key = (str(row.meeting_platform), str(row.meeting_external_id))
+                found.setdefault(key, HeldEvent(row.system, row.organiser, row.href, row.uid, row.join_key,
+                                                row.schedules))
+        wanted = set(meetings)
+        return {key: held for key, held in found.items() if key in wanted}
 
 
 def scanned_row(*, system: str, organiser: str, href: str, uid: str, etag: str | None, sequence: int,
                 recurring: bool, attendees: int, join_key: str, meeting: tuple[str, str] | None, raw: str,
-                pass_id: str, now: datetime) -> dict[str, Any]:
+                schedules: bool | None, pass_id: str, now: datetime) -> dict[str, Any]:
     """One organiser_event row."""
     return {"system": system, "organiser": organiser, "href": href, "uid": uid, "etag": etag, "sequence": sequence,
-            "recurring": recurring, "attendees": attendees, "join_key": join_key,
+            "recurring": recurring, "attendees": attendees, "join_key": join_key, "schedules": schedules,
             "meeting_platform": meeting[0] if meeting else None,
             "meeting_external_id": meeting[1] if meeting else None, "raw": raw, "last_seen_pass": pass_id,
             "scanned_at": now}

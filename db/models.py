@@ -565,6 +565,7 @@ class OrganiserEvent(Base):
     meeting_platform: Mapped[str | None] = mapped_column(String(16))
     meeting_external_id: Mapped[str | None] = mapped_column(String(255))
     raw: Mapped[str] = mapped_column(Text)                       # the object as read (rollback starts from it)
+    schedules: Mapped[bool | None] = mapped_column(Boolean)      # the server tells attendees itself (RFC 6638)
     last_seen_pass: Mapped[str] = mapped_column(String(64))
     scanned_at: Mapped[datetime]
 

@@ -12,14 +12,14 @@ from sqlalchemy import Table, and_, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from core import ActionKind, ActionState, Meeting, MeetingKind, Platform, Recurrence, normalise_email
-from core.waves import Host, WaveAction, WaveSelection, WaveState
+from core.waves import CUTOVER_KINDS, Channel, Host, WaveAction, WaveSelection, WaveState
 from db import models
 from db.models import table_of
 from db.repositories import occurrence_change_of
 from db.upsert import dialect_insert, upsert_plain
 
 BATCH = 1000
-_CUTOVER_KINDS = (ActionKind.CREATE_ROOM.value, ActionKind.REWRITE_EVENT.value, ActionKind.SEND_INVITATION.value)
+_CUTOVER_KINDS = tuple(kind.value for kind in CUTOVER_KINDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +114,8 @@ class HostWaiting:
 
 @dataclass(frozen=True, slots=True)
 class HostReceipt:
-    """What one host will receive: rooms, Teams events rewritten, ICS updates mailed (actions not skipped)."""
+    """What one host will receive: rooms, calendar events rewritten in place (Teams series masters, Zoom and Webex
+    series in their own calendar), ICS updates mailed (actions not skipped)."""
 
     anchor: str
     email: str
@@ -576,6 +577,25 @@ class PlanRepository:
                 moving += meetings
         return MeetingTally(moving, dict(sorted(not_moving.items())), dict(sorted(flagged.items())))
 
+    def series_by_channel(self, wave_id: int, *, states: Sequence[ActionState] = ()) -> dict[str, int]:
+        """Series by how their attendees learn the new link (core.waves.Channel), actions not skipped (or in
+        `states`): Teams masters in place, Zoom/Webex series in their organiser's calendar by channel, mails."""
+        wanted = {state.value for state in states} or {state.value for state in ActionState
+                                                          if state is not ActionState.SKIPPED}
+        counts = self.counts(wave_id)
+
+        def n(kind: ActionKind) -> int:
+            return sum(count for state, count in counts.get(kind.value, {}).items() if state in wanted)
+
+        channels = {Channel.CALENDAR_IN_PLACE.value: n(ActionKind.REWRITE_EVENT),
+                    Channel.ITIP_ORIGINAL_UID.value: 0, Channel.MAIL_INVENTED_UID.value: n(ActionKind.SEND_INVITATION)}
+        if n(ActionKind.REWRITE_CALENDAR):
+            for action in self.iter_actions(wave_id, kinds=[ActionKind.REWRITE_CALENDAR]):
+                if action.state.value in wanted:
+                    channel = str(action.payload.get("channel") or Channel.CALENDAR_IN_PLACE.value)
+                    channels[channel] = channels.get(channel, 0) + 1
+        return channels
+
     def started(self, wave_id: int) -> int:
         """Cutover actions a run has touched (anything but pending or skipped)."""
         table = self._table
@@ -675,7 +695,8 @@ class PlanRepository:
         for anchor, kind, n in by_kind:
             counts.setdefault(anchor, {})[kind] = int(n)
         return count, [HostReceipt(anchor, emails.get(anchor, ""), counts[anchor].get(ActionKind.CREATE_ROOM.value, 0),
-                                   counts[anchor].get(ActionKind.REWRITE_EVENT.value, 0),
+                                   counts[anchor].get(ActionKind.REWRITE_EVENT.value, 0)
+                                   + counts[anchor].get(ActionKind.REWRITE_CALENDAR.value, 0),
                                    counts[anchor].get(ActionKind.SEND_INVITATION.value, 0)) for anchor in anchors]
 
 
@@ -822,9 +843,10 @@ class CutoverRepository:
             models.CalendarRewrite.action_key == action_key)).scalar_one_or_none()
 
     def prepare_rewrite(self, *, action_key: str, mailbox: str, event_id: str, before: dict[str, Any],
-                        after: dict[str, Any], now: datetime) -> None:
-        """The exact previous body and location, stored before the PATCH goes (state `prepared`)."""
-        row = {"tenant_id": self._tenant_id, "action_key": action_key, "platform": Platform.TEAMS.value,
+                        after: dict[str, Any], now: datetime, platform: Platform = Platform.TEAMS) -> None:
+        """The exact previous event (a Teams body and location; a calendar object's bytes), stored before the write
+        goes (state `prepared`)."""
+        row = {"tenant_id": self._tenant_id, "action_key": action_key, "platform": platform.value,
                "mailbox": mailbox, "event_id": event_id, "before": before, "after": after, "state": "prepared",
                "prepared_at": now, "rewritten_at": None, "reverted_at": None}
         upsert_plain(self._session, table_of(models.CalendarRewrite), [row], key=["tenant_id", "action_key"],

@@ -47,10 +47,14 @@ def scan_organisers(database_url: str, tenant: TenantConfig, organisers: list[st
 
     calendar = build_calendar(tenant)
     found: list[tuple[str, Any]] = []
+    schedules: dict[str, bool] = {}
     quarantined: list[Quarantined] = []
     for organiser in organisers:
         try:
-            found += [(organiser, event) for event in calendar.scan(organiser, start, end)]
+            events = [(organiser, event) for event in calendar.scan(organiser, start, end)]
+            if events:   # who will tell their attendees: the server (RFC 6638), or bascule under the original UID
+                schedules[organiser] = calendar.schedules(organiser)
+            found += events
         except ConnectorError as error:
             quarantined.append(Quarantined(ReasonCode.LISTING_REFUSED, f"calendar:{organiser}",
                                            detail=str(error)[:200]))
@@ -65,7 +69,8 @@ def scan_organisers(database_url: str, tenant: TenantConfig, organisers: list[st
                                     uid=event.parsed.uid, etag=event.etag, sequence=event.parsed.sequence,
                                     recurring=event.parsed.recurring, attendees=len(event.parsed.attendees),
                                     join_key=key, meeting=meetings.get(key),
-                                    raw=event.data.decode("utf-8", "replace"), pass_id=pass_id, now=now))
+                                    raw=event.data.decode("utf-8", "replace"),
+                                    schedules=schedules.get(organiser), pass_id=pass_id, now=now))
         repository.store(rows)
         reachable = [o for o in organisers if f"calendar:{o}" not in {q.record_key for q in quarantined}]
         repository.forget_unseen(reachable, pass_id=pass_id)
@@ -123,6 +128,7 @@ def scan_calendars(tenant_file: str, now: str | None = None,
         QuarantineRepository(session, tenant.id).resolve_unseen(source=SOURCE, pass_id=pass_id,
                                                                now=datetime.now(UTC))
         counts = CalendarRepository(session, tenant.id).counts()
+        by_channel = CalendarRepository(session, tenant.id).matched_by_channel()
         first = CalendarRepository(session, tenant.id).organisers(after=None, limit=1)
     schedules = _server_schedules(tenant, first[0]) if first else None
     summary = {"tenant": tenant.id, "system": tenant.calendar.system, "window": [start.isoformat(), end.isoformat()],
@@ -130,8 +136,7 @@ def scan_calendars(tenant_file: str, now: str | None = None,
                # Who will tell the attendees of an in-place rewrite: the server (RFC 6638), or bascule's iTIP
                # under the original UID when the server does not schedule.
                "server_schedules": schedules,
-               "series_by_channel": {"calendar_in_place": counts.matched if schedules else 0,
-                                     "itip_original_uid": 0 if schedules or schedules is None else counts.matched}}
+               "series_by_channel": by_channel}
     create_table_artifact(key=f"calendar-scan-{tenant.id}", table=[{"measure": k, "value": v}
                                                                    for k, v in counts.as_json().items()],
                           description=f"Calendar scan of {tenant.id}: organisers' events and the meetings they hold")

@@ -52,8 +52,9 @@ from connectors.errors import (
     PreconditionFailed,
     TransientConnectorError,
 )
-from core import ActionKind, ActionState, ReasonCode
+from core import ActionKind, ActionState, Platform, ReasonCode
 from core.calendar import BodyRefused, CalendarEvent, rewrite_event, shows_visio
+from core.ical_rewrite import IcalRefusal, IcalRefused, read_object, shows_link
 from core.invitations import (
     InvitationUpdate,
     NotInvitable,
@@ -63,7 +64,7 @@ from core.invitations import (
     invitation_payload,
 )
 from core.visio import AccessLevel, VisioRefusal, VisioRoom
-from core.waves import WaveState, check_transition
+from core.waves import CUTOVER_KINDS, ROLLBACK_KINDS, Channel, WaveState, check_transition
 from db.waves import (
     ActionOutcome,
     ActionRow,
@@ -85,8 +86,6 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 MAX_ATTEMPTS = 5
-CUTOVER_KINDS = (ActionKind.CREATE_ROOM, ActionKind.REWRITE_EVENT, ActionKind.SEND_INVITATION)
-ROLLBACK_KINDS = (ActionKind.RESTORE_EVENT, ActionKind.SEND_ROLLBACK)
 WAITING_FIRST_LOGIN = "WAITING_FIRST_LOGIN"
 UNCERTAIN = "UNCERTAIN"
 
@@ -103,6 +102,7 @@ class Targets:
 
     visio: Any                       # connectors.visio.VisioRoomTarget
     calendar: Any | None = None      # connectors.graph.GraphCalendar (Teams)
+    organisers: Any | None = None    # connectors.roles.OrganiserCalendar (Zoom and Webex series, [calendar])
     mail: Any | None = None          # connectors.mail.SmtpInvitationSender (Zoom, Webex)
     mail_domain: str = "bascule.invalid"
     hosts_in_parallel: int = 8
@@ -281,10 +281,10 @@ def _event_steps(context: _Context, actions: Sequence[ActionRow]) -> list[_Step]
         step = _Step(action)
         steps.append(step)
         try:
-            if action.kind is ActionKind.REWRITE_EVENT:
-                _plan_rewrite(context, step)
-            else:
-                _plan_restore(context, step)
+            planner = {ActionKind.REWRITE_EVENT: _plan_rewrite, ActionKind.RESTORE_EVENT: _plan_restore,
+                       ActionKind.REWRITE_CALENDAR: _plan_calendar_rewrite,
+                       ActionKind.RESTORE_CALENDAR: _plan_calendar_restore}[action.kind]
+            planner(context, step)
         except ConnectorError as error:
             step.outcome = _from_error(action, error)
     return steps
@@ -417,6 +417,171 @@ def _plan_restore(context: _Context, step: _Step) -> None:
     step.record = record
 
 
+# ---- rewrite_calendar and restore_calendar: a Zoom or Webex series in its organiser's own calendar
+
+def _raw(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _bytes_of(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _itip_attendees(data: bytes, organiser: str) -> list[str]:
+    parsed = read_object(data)
+    return [] if isinstance(parsed, IcalRefused) else [a for a in parsed.attendees if a != organiser.lower()]
+
+
+def _prepare_itip(context: _Context, step: _Step, uid: str, sequence: int, recipients: int) -> datetime | None:
+    """The iTIP's stamp and Message-ID, stored before anything is written (a resend is the same message); None when
+    it was sent already."""
+    from connectors.mail import message_id_for
+
+    action = step.action
+    prepared = context.notifications.get(action.key)
+    if prepared is not None:
+        return None if prepared.state == "sent" else prepared.stamp
+    stamp = context.now()
+    step.prepare.append(lambda session: CutoverRepository(session, context.tenant_id).prepare_notification(
+        action_key=action.key, kind="itip_request", uid=uid, sequence=sequence, recipients=recipients,
+        message_id=message_id_for(action.key, context.targets.mail_domain), payload={"channel": "itip"},
+        stamp=stamp))
+    return stamp
+
+
+def _send_itip(context: _Context, action: ActionRow, data: bytes, stamp: datetime, *, link: str,
+               rollback: bool = False) -> Any:
+    from core.invitations import calendar_update_text
+
+    organiser = str(action.payload["organiser"])
+    parsed = read_object(data)
+    summary = parsed.summary if not isinstance(parsed, IcalRefused) else ""
+    platform = action.platform or Platform.ZOOM
+    subject, text = calendar_update_text(summary, platform, link, rollback=rollback)
+    mail = context.targets.mail
+    assert mail is not None, "an iTIP is prepared only with a mail relay"
+    return mail.send_itip(data, organiser=organiser, organiser_name=None, attendees=_itip_attendees(data, organiser),
+                          subject=subject, text=text, idempotency_key=action.key, stamp=stamp)
+
+
+def _plan_calendar_rewrite(context: _Context, step: _Step) -> None:
+    """Read the organiser's event; store it as read before the PUT (the original a rollback puts back); PUT the
+    rewrite under If-Match (the role re-reads and re-applies on a 412); then, where the server tells no attendee,
+    mail the iTIP of the event as now stored, under its original UID."""
+    action = step.action
+    calendar, payload = context.targets.organisers, action.payload
+    if calendar is None:
+        step.outcome = _failed(action, "CALENDAR_NOT_CONFIGURED")
+        return
+    room = context.rooms.get(action.depends_on or "")
+    if room is None or not room.url:
+        step.outcome = _failed(action, "ROOM_WITHOUT_URL")
+        return
+    itip = payload.get("channel") == Channel.ITIP_ORIGINAL_UID.value
+    if itip and context.targets.mail is None:
+        step.outcome = _failed(action, "MAIL_NOT_CONFIGURED")
+        return
+    organiser, href, join_key = str(payload["organiser"]), str(payload["href"]), str(payload["join_key"])
+    event = calendar.read(organiser, href)
+    if event is None:
+        step.outcome = _failed(action, "EVENT_MISSING", "the organiser's event was deleted since the calendar scan")
+        return
+    existing = context.rewrites.get(action.key)
+    if join_key in event.parsed.join_keys:      # not rewritten yet (a killed run's PUT never went): store it
+        before = {"system": calendar.kind, "raw": _raw(event.data), "etag": event.etag}
+        step.prepare.append(lambda session: CutoverRepository(session, context.tenant_id).prepare_rewrite(
+            action_key=action.key, mailbox=organiser, event_id=href, before=before, after={"raw": None},
+            now=context.now(), platform=action.platform or Platform.ZOOM))
+    elif existing is None:
+        reason = "EVENT_ALREADY_SHOWS_VISIO" if shows_link(event.data, room.url) else IcalRefusal.LINK_NOT_FOUND.value
+        step.outcome = _failed(action, reason, "the event no longer carries the meeting's link")
+        return
+    stamp = _prepare_itip(context, step, event.parsed.uid, event.parsed.sequence + 1,
+                          len(event.parsed.attendees) + 1) if itip else None
+    telephony = room.telephony or {}
+
+    def write() -> Any:
+        written = calendar.rewrite(event, join_key=join_key, visio_url=room.url, phone=telephony.get("phone_number"),
+                                   pin=telephony.get("pin_code"))
+        if isinstance(written, IcalRefused) or stamp is None:
+            return written, None
+        return written, _send_itip(context, action, written.after, stamp, link=room.url)
+
+    step.write = write
+
+    def record(session: Session, result: Any) -> ActionOutcome:
+        written, sent = result
+        if isinstance(written, IcalRefused):
+            return _failed(action, written.reason.value, written.detail)
+        repository = CutoverRepository(session, context.tenant_id)
+        after = {"raw": _raw(written.after), "etag": written.etag}
+        if written.changed:   # the copy actually rewritten (a fresh one after a 412) is what a rollback puts back
+            repository.prepare_rewrite(action_key=action.key, mailbox=organiser, event_id=href,
+                                       before={"system": calendar.kind, "raw": _raw(written.before),
+                                               "etag": event.etag}, after=after, now=context.now(),
+                                       platform=action.platform or Platform.ZOOM)
+        elif existing is not None and not existing.after.get("raw"):   # a killed run's PUT went, its record not
+            repository.prepare_rewrite(action_key=action.key, mailbox=organiser, event_id=href,
+                                       before=dict(existing.before), after=after, now=context.now(),
+                                       platform=action.platform or Platform.ZOOM)
+        repository.set_rewrite_state(action.key, "rewritten", now=context.now())
+        if sent is not None:
+            repository.mark_sent(action.key, recipients=int(sent.recipients), now=context.now())
+        return _done(action, {"href": href, "channel": payload.get("channel"), "changed": written.changed,
+                              **({"conflicts": written.conflicts} if written.conflicts else {}),
+                              **({"itip": sent.message_id} if sent is not None else {})})
+
+    step.record = record
+
+
+def _plan_calendar_restore(context: _Context, step: _Step) -> None:
+    """Put the organiser's event back as it was read before the cutover (its SEQUENCE above the rewrite's), under
+    If-Match; an edit of theirs since the cutover is kept. The same channel tells the attendees."""
+    action = step.action
+    calendar = context.targets.organisers
+    key = str(action.payload["rewrite_key"])
+    rewrite = context.rewrites.get(key)
+    if calendar is None or rewrite is None or not rewrite.after.get("raw"):
+        step.outcome = _failed(action, "NOTHING_TO_RESTORE")
+        return
+    original, rewritten = _bytes_of(rewrite.before["raw"]), _bytes_of(rewrite.after["raw"])
+    itip = action.payload.get("channel") == Channel.ITIP_ORIGINAL_UID.value
+    current = calendar.read(rewrite.mailbox, rewrite.event_id)
+    if current is None:
+        step.outcome = _failed(action, "EVENT_MISSING", "the organiser's event was deleted after the cutover")
+        return
+    join_key = str(action.payload.get("join_key") or "")
+    restored_already = join_key in current.parsed.join_keys
+    stamp = _prepare_itip(context, step, current.parsed.uid, current.parsed.sequence + 1,
+                          len(current.parsed.attendees) + 1) if itip and context.targets.mail is not None else None
+    old_link = str(action.payload.get("old_url") or "")
+
+    def write() -> Any:
+        if restored_already:    # a killed run's PUT went: nothing to write again (no second update)
+            written = current.data
+        else:
+            sequence = read_object(rewritten)
+            written = calendar.restore(rewrite.mailbox, rewrite.event_id, original=original, rewritten=rewritten,
+                                       sequence=0 if isinstance(sequence, IcalRefused) else sequence.sequence)
+        data = written if isinstance(written, bytes) else written.after
+        sent = _send_itip(context, action, data, stamp, link=old_link, rollback=True) if stamp is not None else None
+        return written, sent
+
+    step.write = write
+
+    def record(session: Session, result: Any) -> ActionOutcome:
+        written, sent = result
+        repository = CutoverRepository(session, context.tenant_id)
+        repository.set_rewrite_state(key, "reverted", now=context.now())
+        if sent is not None:
+            repository.mark_sent(action.key, recipients=int(sent.recipients), now=context.now())
+        kept = list(getattr(written, "kept", ()))
+        return _done(action, {"href": rewrite.event_id, **({"kept": kept} if kept else {}),
+                              **({"itip": sent.message_id} if sent is not None else {})})
+
+    step.record = record
+
+
 # ---- send_invitation and send_rollback
 
 def _mail_steps(context: _Context, actions: Sequence[ActionRow], session: Session) -> list[_Step]:
@@ -497,12 +662,13 @@ def _load_context(context: _Context, session: Session, actions: Sequence[ActionR
     for action in actions:
         if action.depends_on and action.depends_on not in context.rooms:
             context.rooms[action.depends_on] = repo.room_of(action.depends_on)
-        if action.kind is ActionKind.REWRITE_EVENT:
+        if action.kind in (ActionKind.REWRITE_EVENT, ActionKind.REWRITE_CALENDAR):
             context.rewrites[action.key] = repo.rewrite_of(action.key)
-        elif action.kind is ActionKind.RESTORE_EVENT:
+        elif action.kind in (ActionKind.RESTORE_EVENT, ActionKind.RESTORE_CALENDAR):
             key = str(action.payload["rewrite_key"])
             context.rewrites[key] = repo.rewrite_of(key)
-        elif action.kind in (ActionKind.SEND_INVITATION, ActionKind.SEND_ROLLBACK):
+        if action.kind in (ActionKind.REWRITE_CALENDAR, ActionKind.RESTORE_CALENDAR, ActionKind.SEND_INVITATION,
+                           ActionKind.SEND_ROLLBACK):   # the mail each sends (an iTIP, an update)
             context.notifications[action.key] = repo.notification_of(action.key)
         elif action.kind is ActionKind.CREATE_ROOM and (email := _owner(action)):
             context.listed[email.lower()] = repo.visio_user(email)
@@ -656,12 +822,15 @@ def outcome_summary(database_url: str, tenant_id: str, wave_id: int) -> dict[str
         held = plan.reasons(wave_id, states=[ActionState.HELD])
         uncertain = sum(states.get(ActionState.CLAIMED.value, 0) for states in counts.values())
         flagged = plan.flag_counts(wave_id)
+        channels = plan.series_by_channel(wave_id, states=[ActionState.DONE])
 
     def n(kind: ActionKind, state: ActionState = ActionState.DONE) -> int:
         return counts.get(kind.value, {}).get(state.value, 0)
 
     return {"rooms_created": n(ActionKind.CREATE_ROOM), "events_rewritten": n(ActionKind.REWRITE_EVENT),
+            "calendar_events_rewritten": n(ActionKind.REWRITE_CALENDAR),
             "invitations_sent": n(ActionKind.SEND_INVITATION), "events_restored": n(ActionKind.RESTORE_EVENT),
+            "calendar_events_restored": n(ActionKind.RESTORE_CALENDAR), "series_by_channel": channels,
             "rollback_invitations_sent": n(ActionKind.SEND_ROLLBACK),
             "held": sum(held.values()), "held_by_reason": held, "failed_by_reason": failed,
             "pending": sum(states.get(ActionState.PENDING.value, 0) for states in counts.values()),
@@ -670,9 +839,18 @@ def outcome_summary(database_url: str, tenant_id: str, wave_id: int) -> dict[str
 
 def render_outcome(summary: dict[str, Any]) -> str:
     lines = [f"wave {summary['wave']}: {summary['state']} — {summary['rooms_created']} rooms, "
-             f"{summary['events_rewritten']} Teams events rewritten, {summary['invitations_sent']} invitations sent"]
-    if summary.get("events_restored") or summary.get("rollback_invitations_sent"):
-        lines.append(f"  rolled back: {summary['events_restored']} events restored, "
+             f"{summary['events_rewritten']} Teams events rewritten, {summary.get('calendar_events_rewritten', 0)} "
+             f"Zoom/Webex events rewritten in their organiser's calendar, {summary['invitations_sent']} invitations "
+             "sent"]
+    channels = summary.get("series_by_channel") or {}
+    if any(channels.values()):
+        lines.append("  series by channel: " + ", ".join(f"{channel} {n}" for channel, n in channels.items())
+                     + (f" ({channels['mail_invented_uid']} under a made-up UID: their attendees got a second event, "
+                        "uid_unknown in the plan)" if channels.get("mail_invented_uid") else ""))
+    if summary.get("events_restored") or summary.get("rollback_invitations_sent") or summary.get(
+            "calendar_events_restored"):
+        lines.append(f"  rolled back: {summary['events_restored']} Teams events and "
+                     f"{summary.get('calendar_events_restored', 0)} organisers' events restored, "
                      f"{summary['rollback_invitations_sent']} updates with the old link sent")
     if summary["held"]:
         lines.append("  held: " + ", ".join(f"{k} {v}" for k, v in summary["held_by_reason"].items()))
@@ -691,8 +869,9 @@ def render_outcome(summary: dict[str, Any]) -> str:
 
 def _markdown(title: str, summary: dict[str, Any]) -> str:
     rows = ["| Outcome | Count |", "|---|---|"]
-    for key in ("rooms_created", "events_rewritten", "invitations_sent", "events_restored",
-                "rollback_invitations_sent", "held", "pending", "uncertain"):
+    for key in ("rooms_created", "events_rewritten", "calendar_events_rewritten", "invitations_sent",
+                "events_restored", "calendar_events_restored", "rollback_invitations_sent", "held", "pending",
+                "uncertain"):
         rows.append(f"| {key.replace('_', ' ')} | {summary.get(key, 0)} |")
     actions = ["| Action | State | Count |", "|---|---|---|"]
     actions += [f"| {kind} | {state} | {count} |" for kind, states in sorted(summary["actions"].items())
@@ -701,10 +880,12 @@ def _markdown(title: str, summary: dict[str, Any]) -> str:
     held += [f"| {reason} | {count} |" for reason, count in sorted(summary["held_by_reason"].items())]
     failed = ["| Failed: reason | Actions |", "|---|---|"]
     failed += [f"| {reason} | {count} |" for reason, count in sorted(summary["failed_by_reason"].items())]
+    channels = ["| Series by channel | Count |", "|---|---|"]
+    channels += [f"| {channel} | {count} |" for channel, count in (summary.get("series_by_channel") or {}).items()]
     flagged = ["| Flag | Meetings |", "|---|---|"]
     flagged += [f"| {flag} | {count} |" for flag, count in summary["flagged"].items()]
     return "\n".join([f"## {title}: {summary.get('state', '')}", "", *rows, "", *actions, "", *held, "", *failed, "",
-                      *flagged, "", "Every meeting and action: `bascule wave show --csv FILE`", ""])
+                      *channels, "", *flagged, "", "Every meeting and action: `bascule wave show --csv FILE`", ""])
 
 
 # ----------------------------------------------------------------------------------------------- flows
@@ -794,7 +975,8 @@ def cutover(tenant_file: str, wave: str, apply: bool = False, retry_held: bool =
                         wave, reconciled["stale"], reconciled["adopted"])
         try:
             done = _drain(context, [ActionKind.CREATE_ROOM], batch=batch_size, progress=progress)
-            _drain(context, [ActionKind.REWRITE_EVENT, ActionKind.SEND_INVITATION], batch=batch_size,
+            _drain(context, [ActionKind.REWRITE_EVENT, ActionKind.REWRITE_CALENDAR, ActionKind.SEND_INVITATION],
+                   batch=batch_size,
                    progress=lambda n: progress(done + n))
         except StopRequested as stop:  # what was applied stays applied; the next run goes on from there
             return cancelled(stop)  # type: ignore[no-any-return]
@@ -874,6 +1056,23 @@ def verify_batch(context: _Context, actions: list[ActionRow]) -> dict[str, Any]:
                 problem("event_without_visio_link", action, "")
             else:
                 counts["events_ok"] = counts.get("events_ok", 0) + 1
+        elif action.kind is ActionKind.REWRITE_CALENDAR:
+            room = context.rooms.get(action.depends_on or "")
+            organisers = context.targets.organisers
+            if organisers is None:
+                problem("calendar_not_configured", action, "")
+                return
+            stored = organisers.read(str(action.payload["organiser"]), str(action.payload["href"]))
+            if stored is None:
+                problem("event_missing", action, "")
+            elif (room is None or not room.url or not shows_link(stored.data, room.url)
+                  or str(action.payload["join_key"]) in stored.parsed.join_keys):
+                problem("event_without_visio_link", action, "")
+            elif action.payload.get("channel") == Channel.ITIP_ORIGINAL_UID.value and (
+                    (sent := context.notifications.get(action.key)) is None or sent.state != "sent"):
+                problem("itip_not_sent", action, "")
+            else:
+                counts["calendar_events_ok"] = counts.get("calendar_events_ok", 0) + 1
         elif action.kind is ActionKind.SEND_INVITATION:
             sent = context.notifications.get(action.key)
             if sent is None or sent.state != "sent":
@@ -995,8 +1194,19 @@ def _plan_rollback(database_url: str, tenant_id: str, wave_id: int, wave: str) -
         plan = PlanRepository(session, tenant_id)
         repo = CutoverRepository(session, tenant_id)
         actions = []
-        for action in plan.iter_actions(wave_id, kinds=[ActionKind.REWRITE_EVENT, ActionKind.SEND_INVITATION]):
-            if action.kind is ActionKind.REWRITE_EVENT and repo.rewrite_of(action.key) is not None:
+        for action in plan.iter_actions(wave_id, kinds=[ActionKind.REWRITE_EVENT, ActionKind.REWRITE_CALENDAR,
+                                                        ActionKind.SEND_INVITATION]):
+            if action.kind is ActionKind.REWRITE_CALENDAR and repo.rewrite_of(action.key) is not None:
+                meeting = HostRepository(session, tenant_id).meeting(action.platform.value if action.platform
+                                                                     else "", action.meeting_id or "")
+                actions.append(WaveAction(ActionKind.RESTORE_CALENDAR, f"{wave}:restore-calendar:{action.platform}:"
+                                          f"{action.meeting_id}", action.platform, action.meeting_id,
+                                          action.host_anchor, payload={
+                                              "rewrite_key": action.key, "organiser": action.payload["organiser"],
+                                              "href": action.payload["href"], "channel": action.payload["channel"],
+                                              "join_key": action.payload["join_key"],
+                                              "old_url": meeting.join_url if meeting is not None else ""}))
+            elif action.kind is ActionKind.REWRITE_EVENT and repo.rewrite_of(action.key) is not None:
                 actions.append(WaveAction(ActionKind.RESTORE_EVENT, f"{wave}:restore:{action.meeting_id}",
                                           action.platform, action.meeting_id, action.host_anchor,
                                           payload={"rewrite_key": action.key}))

@@ -391,10 +391,9 @@ def run_demo_wave(database_url: str, tenant_file: Path, server: Any) -> dict[str
             "rooms_skipped_by_reason": plan["skipped"], "verified": verified["verified"],
             "verify_problems": verified["problem_count"], "not_applied": verified["outstanding"],
             # How the wave's series reached their attendees: in the organiser's calendar under the original UID
-            # (Teams, rewritten in place), an iTIP under the original UID (none yet: the demo's tenant has no
-            # [calendar]), or a mail under a UID bascule made up, i.e. a second event beside the old one.
-            "series_by_channel": {"calendar_in_place": final["events_rewritten"], "itip_original_uid": 0,
-                                  "mail_invented_uid": final["invitations_sent"]}}
+            # (Teams masters; Zoom and Webex series a [calendar] holds), an iTIP under the original UID, or a mail
+            # under a UID bascule made up, i.e. a second event beside the old one.
+            "series_by_channel": final["series_by_channel"]}
 
 
 def _held_owners(engine: Any) -> set[str]:

@@ -20,7 +20,17 @@ from sqlalchemy.orm import Session
 from core import ActionKind, ActionState, ConflictKind, normalise_email
 from core.departments import known_departments, nearest_names
 from core.identity import CONFLICT_MEANING
-from core.waves import BLOCKING_FLAGS, SKIP_MEANING, SkipReason, WaveSelection, WaveState, check_transition
+from core.waves import (
+    BLOCKING_FLAGS,
+    CUTOVER_KINDS,
+    SKIP_MEANING,
+    Channel,
+    Flag,
+    SkipReason,
+    WaveSelection,
+    WaveState,
+    check_transition,
+)
 from db.repositories import AuditRepository, AuditRow
 from db.waves import PlanLine, PlanRepository, WaveListing, WaveRepository, WaveRow
 from flows.errors import OperatorError
@@ -64,6 +74,9 @@ class PlanSummary:
     waiting_sample: list[dict[str, str]] = field(default_factory=list)
     hosts: int = 0
     host_sample: list[dict[str, str | int]] = field(default_factory=list)
+    # Series by how their attendees learn the new link (core.waves.Channel): in the organiser's calendar (the
+    # server tells them), an iTIP bascule mails under the original UID, or a mail under a made-up UID.
+    series_by_channel: dict[str, int] = field(default_factory=dict)
 
 
 def load_wave(database_url: str, tenant_id: str, name: str) -> WaveRow:
@@ -101,7 +114,8 @@ def plan_summary(database_url: str, tenant_id: str, wave: WaveRow, *, rows: int 
             not_moving_sample=[csv_row(line) for line in not_moving], waiting_hosts=waiting,
             waiting_sample=[{"host": host.email, "anchor": host.anchor, "status": "held" if host.held else
                              "not seen in Visio yet"} for host in waiting_sample],
-            hosts=hosts, host_sample=[asdict(receipt) for receipt in receipts])
+            hosts=hosts, host_sample=[asdict(receipt) for receipt in receipts],
+            series_by_channel=plan.series_by_channel(wave.id))
 
 
 # ----------------------------------------------------------------------------------------------- selections
@@ -218,6 +232,10 @@ def render_plan(summary: PlanSummary | Mapping[str, Any], *, more: str = "see --
         states = actions.get(kind.value)
         if states:
             lines.append(f"  {kind.value:<18} " + ", ".join(f"{state} {n}" for state, n in sorted(states.items())))
+    channels: dict[str, int] = data.get("series_by_channel") or {}
+    if any(channels.values()):
+        lines.append("  series by channel  " + ", ".join(f"{channel} {n}" for channel, n in channels.items())
+                     + _invented(channels))
     if data["flagged"]:
         blocking = {str(flag) for flag in BLOCKING_FLAGS}
         lines.append("  meetings flagged   " + ", ".join(
@@ -245,7 +263,8 @@ def render_plan(summary: PlanSummary | Mapping[str, Any], *, more: str = "see --
     hosts: int = data.get("hosts") or 0
     lines += ["", f"What hosts receive: {_count(hosts, 'host')}, " + _receipt(
         sum(actions.get(ActionKind.CREATE_ROOM.value, {}).get(s, 0) for s in _live_states()),
-        sum(actions.get(ActionKind.REWRITE_EVENT.value, {}).get(s, 0) for s in _live_states()),
+        sum(actions.get(kind.value, {}).get(s, 0) for s in _live_states()
+            for kind in (ActionKind.REWRITE_EVENT, ActionKind.REWRITE_CALENDAR)),
         sum(actions.get(ActionKind.SEND_INVITATION.value, {}).get(s, 0) for s in _live_states()))]
     lines += [f"  {row['email'] or row['anchor']:<40} " + _receipt(int(row["rooms"]), int(row["events"]),
                                                                    int(row["invitations"]))
@@ -254,12 +273,18 @@ def render_plan(summary: PlanSummary | Mapping[str, Any], *, more: str = "see --
     return "\n".join(lines)
 
 
+def _invented(channels: Mapping[str, int]) -> str:
+    mailed = channels.get(Channel.MAIL_INVENTED_UID.value, 0)
+    return (f" ({_count(mailed, 'series')} no calendar holds: flagged {Flag.UID_UNKNOWN}, their attendees get a "
+            "second event beside the old one)") if mailed else ""
+
+
 def _live_states() -> list[str]:
     return [state.value for state in _MOVING_STATES]
 
 
 def _receipt(rooms: int, events: int, invitations: int) -> str:
-    return (f"{_count(rooms, 'Visio room')}, {_count(events, 'Teams event')} rewritten, "
+    return (f"{_count(rooms, 'Visio room')}, {_count(events, 'calendar event')} rewritten in place, "
             f"{_count(invitations, 'ICS update')} mailed")
 
 
@@ -293,7 +318,8 @@ def plan_markdown(summary: PlanSummary, *, title: str) -> str:
                  for r in [*summary.moving_sample, *summary.not_moving_sample]]
     waiting = ["| Host anchor | Status |", "|---|---|"]
     waiting += [f"| {_md(r['anchor'] or '(unknown)')} | {r['status']} |" for r in summary.waiting_sample]
-    hosts = ["| Host anchor | Visio rooms | Teams events rewritten | ICS updates mailed |", "|---|---|---|---|"]
+    hosts = ["| Host anchor | Visio rooms | Calendar events rewritten in place | ICS updates mailed |",
+             "|---|---|---|---|"]
     hosts += [f"| {_md(str(r['anchor'] or '(unknown)'))} | {r['rooms']} | {r['events']} | {r['invitations']} |"
               for r in summary.host_sample]
     return "\n".join([
@@ -302,6 +328,8 @@ def plan_markdown(summary: PlanSummary, *, title: str) -> str:
         f"First {len(summary.moving_sample)} that move and first {len(summary.not_moving_sample)} that do not "
         "(every row: `bascule wave show --csv FILE`):", "", *meetings, "",
         "### Meetings flagged", "", *flags, "",
+        "### Series by channel", "", "| Channel | Series |", "|---|---|",
+        *(f"| {channel} | {n} |" for channel, n in summary.series_by_channel.items()), "",
         f"### Hosts who must log in to Visio first: {summary.waiting_hosts}", "", *waiting, "",
         f"### What hosts receive: {summary.hosts} hosts (first {len(summary.host_sample)})", "", *hosts, ""])
 
@@ -423,11 +451,13 @@ def _cancel(session: Session, tenant_id: str, wave: WaveRow, *, now: datetime, a
 
 # ----------------------------------------------------------------------------------------------- the dry run
 
-_CUTOVER_KINDS = (ActionKind.CREATE_ROOM, ActionKind.REWRITE_EVENT, ActionKind.SEND_INVITATION)
 _WOULD = {ActionKind.CREATE_ROOM: ("create", "Visio room", ""),
           ActionKind.REWRITE_EVENT: ("rewrite", "Teams event", " (the series master, in place: only its meeting "
                                                                "block and location)"),
-          ActionKind.SEND_INVITATION: ("mail", "ICS update", " (on behalf of the organiser, same UID)")}
+          ActionKind.REWRITE_CALENDAR: ("rewrite", "Zoom/Webex event", " (in the organiser's own calendar, in place "
+                                                                       "under its original UID)"),
+          ActionKind.SEND_INVITATION: ("mail", "ICS update", " (on behalf of the organiser, under a UID bascule "
+                                                             "makes up: attendees get a second event)")}
 
 
 def would_apply(actions: Mapping[str, Mapping[str, int]], *, retry_held: bool = True,
@@ -437,7 +467,7 @@ def would_apply(actions: Mapping[str, Mapping[str, int]], *, retry_held: bool = 
     states = [ActionState.PENDING, ActionState.CLAIMED, *([ActionState.HELD] if retry_held else []),
               *([ActionState.FAILED] if retry_failed else [])]
     return {kind.value: sum(actions.get(kind.value, {}).get(state.value, 0) for state in states)
-            for kind in _CUTOVER_KINDS}
+            for kind in CUTOVER_KINDS}
 
 
 def render_dry_run(result: Mapping[str, Any]) -> str:
@@ -454,7 +484,7 @@ def render_dry_run(result: Mapping[str, Any]) -> str:
     else:
         lines.append("With --apply, this cutover would do nothing: every action is done, skipped or failed.")
     failed = sum(states.get(ActionState.FAILED.value, 0) for kind, states in result["actions"].items()
-                 if kind in {k.value for k in _CUTOVER_KINDS})
+                 if kind in {k.value for k in CUTOVER_KINDS})
     if failed and not result.get("retry_failed"):
         lines.append(f"  ({_count(failed, 'failed action')} left as they are; add --retry-failed to try them "
                      "again once their cause is fixed)")

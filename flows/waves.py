@@ -5,11 +5,11 @@ allowed until it is frozen) → its members from the selection (departments with
 or e-mails; a department, e-mail or anchor nobody has is refused with the nearest known names, and so is a selection
 of nobody); persons no wave moves (rooms, shared mailboxes, administrator identities) are left out, counted by
 reason, and each one the selection named explicitly is reported with its reason → for each batch of members, one
-task: their hosts and meetings → core.waves.plan_host → the actions upserted by key (pending and skipped ones
-refreshed, applied ones never touched; a meeting another live wave already gives a room is skipped with that
-reason) → actions a member who left would have had are dropped → the plan shown as a markdown and a table artifact
-and returned (flows.plans reads it for people: the summary, the CSV). Nothing external is written: this is the dry
-run.
+task: their hosts, meetings and the organisers' events the calendar scan found → core.waves.plan_host → the
+actions upserted by key (pending and skipped ones refreshed, applied ones never touched; a meeting another live
+wave already gives a room is skipped with that reason) → actions a member who left would have had are dropped →
+the plan shown as a markdown and a table artifact and returned (flows.plans reads it for people: the summary, the
+CSV). Nothing external is written: this is the dry run.
 
 freeze-wave moves a planned wave to frozen: the plan the cutover will apply. Every state change is audited.
 """
@@ -30,6 +30,7 @@ from prefect.cache_policies import NO_CACHE
 
 from core import ActionKind, ActionState, Meeting, normalise_email
 from core.waves import Host, SkipReason, WaveSelection, WaveState, check_transition, plan_host
+from db.calendars import CalendarRepository
 from db.waves import HostRepository, PlanRepository, WaveRepository
 from flows.budget import one_per_tenant
 from flows.plans import PlanSummary as PlanSummary
@@ -101,11 +102,13 @@ def plan_members(database_url: str, tenant_id: str, wave_id: int, wave_name: str
         plan = PlanRepository(session, tenant_id)
         elsewhere = plan.planned_elsewhere(wave_id, [(m.platform.value, m.external_id)
                                                      for found in meetings.values() for m in found])
+        held = CalendarRepository(session, tenant_id).held_for(
+            [(m.platform.value, m.external_id) for found in meetings.values() for m in found])
         actions = []
         for anchor, found in meetings.items():
             host = hosts.get(anchor) or Host(anchor, None, "PERSON_REMOVED")
             mine = [m for m in found if (m.platform.value, m.external_id) not in elsewhere]
-            actions += plan_host(wave_name, host, mine, now=now)
+            actions += plan_host(wave_name, host, mine, now=now, held=held)
             actions += _already_planned(wave_name, host, [m for m in found if m not in mine], elsewhere)
         plan.upsert(wave_id, actions, now=stamp)
         return len(actions)

@@ -161,7 +161,8 @@ def build_releasers(tenant: TenantConfig, settings: Settings, stack: ExitStack) 
 
 
 def build_targets(tenant: TenantConfig, settings: Settings, stack: ExitStack) -> Any:
-    """The systems a cutover writes to: Visio, the Teams calendars, the mail relay (closed with `stack`)."""
+    """The systems a cutover writes to: Visio, the Teams calendars, the organisers' calendars of the [calendar]
+    section, the mail relay (closed with `stack`)."""
     from connectors.visio import VisioConfig, VisioRoomTarget
     from flows.cutover import Targets
 
@@ -183,7 +184,8 @@ def build_targets(tenant: TenantConfig, settings: Settings, stack: ExitStack) ->
         calendar = stack.enter_context(GraphCalendar(config, throttle=throttle, retry=RETRY, stats=RetryStats()))
     mail = build_mail_sender(tenant)
     mail_domain = tenant.mail.mailbox.rpartition("@")[2] if tenant.mail is not None else "bascule.invalid"
-    return Targets(visio=visio, calendar=calendar, mail=mail, mail_domain=mail_domain,
+    organisers = build_calendar(tenant) if tenant.calendar is not None and tenant.calendar.caldav else None
+    return Targets(visio=visio, calendar=calendar, organisers=organisers, mail=mail, mail_domain=mail_domain,
                    hosts_in_parallel=tenant.waves.hosts_in_parallel)
 
 

@@ -10,6 +10,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -228,3 +229,52 @@ def test_bascule_s_itip_carries_the_original_uid_and_the_new_sequence(server: Ca
     assert body.startswith("BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\n") and f"UID:{uid}" in body
     assert "SEQUENCE:1" in body and VISIO in body and ZOOM not in body
     assert "SCHEDULE-STATUS" not in body and "SCHEDULE-FORCE-SEND" not in body
+
+
+class _Answer:
+    def __init__(self, status: int, headers: dict[str, str] | None = None) -> None:
+        self.status, self.headers = status, headers or {}
+
+
+def _scripted(statuses: list[tuple[int, dict[str, str]] | type[OSError]]) -> tuple[CalDAVCalendar, list[str]]:
+    """A CalDAVCalendar whose server answers these statuses in turn (or fails to connect), without sleeping."""
+    from connectors.retry import RetryPolicy
+
+    calendar = CalDAVCalendar(CalDAVAccess("http://dav.invalid/{user}/"), retry=RetryPolicy(
+        attempts=4, base_delay=0.0, max_delay=0.0))
+    seen: list[str] = []
+
+    class Client:
+        def __enter__(self) -> Client:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            return None
+
+        def request(self, url: str, method: str, *_: object) -> _Answer:
+            seen.append(method)
+            answer = statuses.pop(0)
+            if isinstance(answer, type):
+                raise answer("connection refused")
+            return _Answer(*answer)
+
+    calendar._client = lambda organiser: Client()  # type: ignore[method-assign,assignment,return-value]
+    return calendar, seen
+
+
+@pytest.mark.parametrize("busy", [(423, {}), (503, {"Retry-After": "0"}), (429, {"Retry-After": "0"}), OSError])
+def test_a_busy_or_locked_server_is_asked_again_a_bounded_number_of_times(busy: Any) -> None:
+    """Xandikos answers 423 while its store is locked by another delivery; a 5xx, a 429 or a refused connection
+    is transient too: asked again, then the write goes. Four in a row: the error is transient, never permanent."""
+    from connectors.errors import TransientConnectorError
+
+    calendar, seen = _scripted([busy, (204, {})])
+    assert calendar._put("alice@example.gouv.fr", "http://dav.invalid/alice/a.ics", b"x", '"e1"') == 204
+    assert seen == ["PUT", "PUT"]
+    calendar, seen = _scripted([busy] * 4)
+    with pytest.raises(TransientConnectorError):
+        calendar._put("alice@example.gouv.fr", "http://dav.invalid/alice/a.ics", b"x", '"e1"')
+    assert len(seen) == 4
+    calendar, seen = _scripted([(403, {})])
+    assert calendar._put("alice@example.gouv.fr", "http://dav.invalid/alice/a.ics", b"x", '"e1"') == 403
+    assert seen == ["PUT"]                # a refusal is the caller's to read, never retried

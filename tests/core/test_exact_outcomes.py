@@ -95,14 +95,14 @@ def test_a_zoom_series_with_exceptions_plans_exactly_these_two_rows() -> None:
     week = timedelta(days=7)
     meeting = series(external_invitees=1, exclusions=(NOW + week,), invitees_known=False, invitees=(),
                      exceptions=(OccurrenceChange(NOW + 2 * week, NOW + 2 * week + timedelta(hours=1), 30),))
-    flags = (Flag.EXTERNAL_GUESTS,)
+    flags = (Flag.EXTERNAL_GUESTS, Flag.UID_UNKNOWN)     # no calendar holds it: mailed under a made-up UID
     assert plan_host("w1", HOST, [meeting], now=NOW) == [
         WaveAction(ActionKind.CREATE_ROOM, "w1:room:zoom:81234567890", Platform.ZOOM, "81234567890", "anchor-1",
                    flags=flags, payload={"owner_email": HOST.visio_email, "access_level": "trusted",
                                          "links": [_link(meeting)]}),
         WaveAction(ActionKind.SEND_INVITATION, "w1:invite:zoom:81234567890", Platform.ZOOM, "81234567890",
                    "anchor-1", depends_on="w1:room:zoom:81234567890", flags=flags,
-                   payload={"invitees": 0, "invitees_known": False,
+                   payload={"channel": "mail_invented_uid", "invitees": 0, "invitees_known": False,
                             "exclusions": ["2026-11-30T08:00:00+00:00"],
                             "exceptions": [{"original": "2026-12-07T08:00:00+00:00",
                                             "start": "2026-12-07T09:00:00+00:00", "duration_minutes": 30}]}),
@@ -118,7 +118,8 @@ def test_a_teams_series_plans_exactly_a_room_and_a_rewrite() -> None:
                                                    "links": [_link(teams)]}),
         WaveAction(ActionKind.REWRITE_EVENT, "w1:rewrite:teams:AAMkEvent", Platform.TEAMS, "AAMkEvent", "anchor-1",
                    depends_on="w1:room:teams:AAMkEvent", flags=(Flag.DIAL_IN,),
-                   payload={"mailbox": "graph-user-1", "event_id": "AAMkEvent", "join_url": teams.join_url}),
+                   payload={"mailbox": "graph-user-1", "event_id": "AAMkEvent", "join_url": teams.join_url,
+                            "channel": "calendar_in_place"}),
     ]
 
 

@@ -10,7 +10,9 @@ import pytest
 from core import ActionKind, ActionState, Meeting, MeetingKind, Platform
 from core.visio import AccessLevel
 from core.waves import (
+    Channel,
     Flag,
+    HeldEvent,
     Host,
     WaveSelection,
     WaveState,
@@ -122,7 +124,39 @@ def test_a_teams_series_is_rewritten_in_place() -> None:
                     join_url="https://teams.microsoft.com/meet/123456789012?p=abc", link_key="teams:meet:123456789012")
     room, rewrite = plan_host("w1", HOST, [teams], now=NOW)
     assert rewrite.kind is ActionKind.REWRITE_EVENT and rewrite.depends_on == room.key
-    assert rewrite.payload == {"mailbox": "graph-user-1", "event_id": "AAMkEvent", "join_url": teams.join_url}
+    assert rewrite.payload == {"mailbox": "graph-user-1", "event_id": "AAMkEvent", "join_url": teams.join_url,
+                               "channel": "calendar_in_place"}
+
+
+def _held(schedules: bool | None, external_id: str = "81234567890") -> dict[tuple[str, str], HeldEvent]:
+    return {("zoom", external_id): HeldEvent("caldav", "anne.martin@culture.example.gouv.fr",
+                                             "https://dav.example/cal/anne.martin/a.ics", "orig-uid@zoom",
+                                             "zoom:81234567890", schedules)}
+
+
+@pytest.mark.parametrize(("schedules", "channel"), [(True, Channel.CALENDAR_IN_PLACE),
+                                                    (False, Channel.ITIP_ORIGINAL_UID),
+                                                    (None, Channel.CALENDAR_IN_PLACE)])
+def test_a_zoom_series_held_by_its_organiser_s_calendar_is_rewritten_there(schedules: bool | None,
+                                                                          channel: Channel) -> None:
+    """The series' event in the organiser's calendar is rewritten under its original UID; who tells the attendees
+    follows the server: itself (RFC 6638), else bascule's iTIP; unknown never risks telling them twice."""
+    room, rewrite = plan_host("w1", HOST, [meeting()], now=NOW, held=_held(schedules))
+    assert rewrite.kind is ActionKind.REWRITE_CALENDAR and rewrite.depends_on == room.key
+    assert rewrite.key == "w1:calendar:zoom:81234567890"
+    assert rewrite.payload["uid"] == "orig-uid@zoom" and rewrite.payload["channel"] == channel.value
+    assert rewrite.payload["href"] == "https://dav.example/cal/anne.martin/a.ics"
+    assert Flag.UID_UNKNOWN not in room.flags + rewrite.flags
+
+
+def test_a_series_no_calendar_holds_is_mailed_under_a_new_uid_and_flagged() -> None:
+    """Another meeting's event does not count; one-off and personal rooms get no update, hence no flag."""
+    room, mail = plan_host("w1", HOST, [meeting()], now=NOW, held=_held(True, external_id="999"))
+    assert mail.kind is ActionKind.SEND_INVITATION and mail.payload["channel"] == Channel.MAIL_INVENTED_UID.value
+    assert Flag.UID_UNKNOWN in room.flags and Flag.UID_UNKNOWN in mail.flags
+    for quiet in (meeting(kind=MeetingKind.ONE_OFF), meeting(kind=MeetingKind.PERSONAL_ROOM, start=None),
+                  meeting(kind=MeetingKind.NO_FIXED_TIME, start=None), meeting(webinar=True)):
+        assert all(Flag.UID_UNKNOWN not in action.flags for action in plan_host("w1", HOST, [quiet], now=NOW))
 
 
 def test_personal_rooms_of_one_host_share_one_room() -> None:

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["CalDAVServer", "seed_radicale", "start_radicale", "start_xandikos"]
+__all__ = ["CalDAVServer", "free_port", "seed_radicale", "start_radicale", "start_xandikos"]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -79,11 +79,23 @@ class CalDAVServer:
             self.process.kill()
 
 
-def _wait(process: subprocess.Popen[bytes], url: str, name: str) -> None:
+def _spawn(command: list[str], directory: Path) -> subprocess.Popen[bytes]:
+    """The server with its output in `<directory>.log` beside its data: a pipe nobody reads fills up (64 KiB of
+    request logs) and blocks the server in the middle of a request."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with _log(directory).open("ab") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _log(directory: Path) -> Path:
+    return directory.parent / f"{directory.name}.log"
+
+
+def _wait(process: subprocess.Popen[bytes], url: str, name: str, directory: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+            output = _log(directory).read_text(errors="replace")
             raise RuntimeError(f"{name} exited: {output[-2000:]}")
         try:
             httpx.request("OPTIONS", url, timeout=1)
@@ -99,17 +111,18 @@ def _executable(name: str) -> str:
     return str(found) if found.exists() else (shutil.which(name) or name)
 
 
-def start_xandikos(directory: Path, *, smtp_port: int | None = None,
-                   smtp_from: str = "agenda@example.gouv.fr") -> CalDAVServer:
-    port = _free_port()
+def start_xandikos(directory: Path, *, smtp_port: int | None = None, smtp_from: str = "agenda@example.gouv.fr",
+                   port: int | None = None) -> CalDAVServer:
+    """Xandikos on `port` (a free one by default: a caller that must name its URL first picks it, free_port)."""
+    port = port or free_port()
     command = [_executable("xandikos"), "multi-user", "-d", str(directory), "-l", "127.0.0.1", "-p", str(port),
                "--defaults", "--trust-x-remote-user-from", "127.0.0.1", "--no-detect-systemd"]
     if smtp_port is not None:
         command += ["--imip-send", "smtp", "--smtp-host", "127.0.0.1", "--smtp-port", str(smtp_port),
                     "--smtp-from", smtp_from, "--smtp-encryption", "none"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = _spawn(command, directory)
     url = f"http://127.0.0.1:{port}"
-    _wait(process, url + "/", "xandikos")
+    _wait(process, url + "/", "xandikos", directory)
     return CalDAVServer("xandikos", url, "{url}/{user}/calendars/calendar/", scheduling=True, process=process)
 
 
@@ -138,7 +151,7 @@ def seed_radicale(directory: Path, items: Iterable[tuple[str, str, bytes]], *, u
 def start_radicale(directory: Path, *, remote_user: bool = False) -> CalDAVServer:
     """Radicale on a free port; `remote_user`: the user named by the X-Remote-User header (a trusted proxy), else
     the Basic user name (any password)."""
-    port = _free_port()
+    port = free_port()
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "config"
     config.write_text(f"""[server]
@@ -150,10 +163,9 @@ filesystem_folder = {directory / "collections"}
 [logging]
 level = warning
 """, encoding="utf-8")
-    process = subprocess.Popen([sys.executable, "-m", "radicale", "--config", str(config)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = _spawn([sys.executable, "-m", "radicale", "--config", str(config)], directory)
     url = f"http://127.0.0.1:{port}"
-    _wait(process, url + "/", "radicale")
+    _wait(process, url + "/", "radicale", directory)
     server = CalDAVServer("radicale", url, "{url}/{user}/calendar/", scheduling=False, process=process)
     server.remote_user = remote_user
     return server
