@@ -40,6 +40,7 @@ from core.ical_rewrite import (
     read_object,
     restore_object,
     rewrite_object,
+    shows_link,
     unrewrite_object,
 )
 
@@ -156,6 +157,10 @@ class CalDAVCalendar:
         if isinstance(parsed, IcalRefused):
             raise ConnectorError(SYSTEM, f"calendar object is not iCalendar ({parsed.reason})")
         return StoredEvent(organiser, href, _header(response, "etag"), data, parsed)
+
+    def carries(self, event: StoredEvent, url: str) -> bool:
+        """LOCATION or DESCRIPTION shows `url` (folded lines joined)."""
+        return shows_link(event.data, url)
 
     def _put(self, organiser: str, href: str, data: bytes, etag: str | None) -> int:
         headers = {"Content-Type": "text/calendar; charset=utf-8"}

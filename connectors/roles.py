@@ -73,8 +73,7 @@ class MeetingSource(Protocol):
 class OrganiserCalendar(Protocol):
     """Organisers' own calendars, where their Zoom and Webex series live (contracts/calendars.md §5): found, rewritten
     in place under a precondition (a 412 re-read and re-applied, never overwritten), put back. One role for the
-    calendar systems (CalDAV now; Exchange Online through Graph and on-premises Exchange through EWS to come),
-    checked by one contract suite (tests/connectors/test_caldav_calendar.py)."""
+    calendar systems (CalDAV, Exchange Online through Graph; on-premises Exchange through EWS to come)."""
 
     kind: str
 
@@ -87,6 +86,10 @@ class OrganiserCalendar(Protocol):
         ...
 
     def read(self, organiser: str, href: str) -> StoredEvent | None: ...
+
+    def carries(self, event: StoredEvent, url: str) -> bool:
+        """Whether the event shows `url` (verification: the Visio link is there)."""
+        ...
 
     def rewrite(self, event: StoredEvent, *, join_key: str, visio_url: str, phone: str | None = None,
                 pin: str | None = None) -> CalendarWrite | IcalRefused: ...

@@ -13,6 +13,7 @@ under a new UID: a second event).
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,13 +40,9 @@ SOURCE, STREAM = "calendar", "organiser-events"
 ORGANISERS_PER_BATCH = 50
 
 
-@task(name="scan-organisers", cache_policy=NO_CACHE)
-def scan_organisers(database_url: str, tenant: TenantConfig, organisers: list[str], *, pass_id: str,
-                    start: datetime, end: datetime, items_done: int) -> dict[str, int]:
-    """Scan one batch of organisers' calendars and store what they hold (one transaction with the checkpoint)."""
-    from flows.wiring import build_calendar
-
-    calendar = build_calendar(tenant)
+def _read_calendars(calendar: Any, organisers: list[str], start: datetime, end: datetime
+                    ) -> tuple[list[tuple[str, Any]], dict[str, bool], list[Quarantined]]:
+    """Each organiser's linked events, whether their server tells attendees itself, and the unreadable ones."""
     found: list[tuple[str, Any]] = []
     schedules: dict[str, bool] = {}
     quarantined: list[Quarantined] = []
@@ -58,6 +55,18 @@ def scan_organisers(database_url: str, tenant: TenantConfig, organisers: list[st
         except ConnectorError as error:
             quarantined.append(Quarantined(ReasonCode.LISTING_REFUSED, f"calendar:{organiser}",
                                            detail=str(error)[:200]))
+    return found, schedules, quarantined
+
+
+@task(name="scan-organisers", cache_policy=NO_CACHE)
+def scan_organisers(database_url: str, tenant: TenantConfig, organisers: list[str], *, pass_id: str,
+                    start: datetime, end: datetime, items_done: int) -> dict[str, int]:
+    """Scan one batch of organisers' calendars and store what they hold (one transaction with the checkpoint)."""
+    from flows.wiring import build_calendar
+
+    with ExitStack() as stack:
+        calendar = build_calendar(tenant, stack)
+        found, schedules, quarantined = _read_calendars(calendar, organisers, start, end)
     now = datetime.now(UTC)
     with transaction(database_url) as session:
         repository = CalendarRepository(session, tenant.id)
@@ -96,9 +105,6 @@ def scan_calendars(tenant_file: str, now: str | None = None,
     if tenant.calendar is None:
         raise OperatorError(f"tenant {tenant.id} has no [calendar] section: say where organisers keep their "
                             "Zoom and Webex series (system = \"caldav\" with [calendar.caldav], or \"graph\")")
-    if tenant.calendar.system != "caldav":
-        raise OperatorError("the Exchange Online (Graph) calendar scan of Zoom and Webex series is not built yet: "
-                            "only system = \"caldav\" can be scanned")
     database_url = settings.database
     start = datetime.fromisoformat(now) if now else datetime.now(UTC)
     end = start + timedelta(days=tenant.calendar.window_days)
@@ -150,7 +156,8 @@ def _server_schedules(tenant: TenantConfig, organiser: str) -> bool | None:
     from flows.wiring import build_calendar
 
     try:
-        return build_calendar(tenant).schedules(organiser)
+        with ExitStack() as stack:
+            return build_calendar(tenant, stack).schedules(organiser)
     except ConnectorError:
         return None
 

@@ -54,7 +54,7 @@ from connectors.errors import (
 )
 from core import ActionKind, ActionState, Platform, ReasonCode
 from core.calendar import BodyRefused, CalendarEvent, rewrite_event, shows_visio
-from core.ical_rewrite import IcalRefusal, IcalRefused, read_object, shows_link
+from core.ical_rewrite import IcalRefusal, IcalRefused, read_object
 from core.invitations import (
     InvitationUpdate,
     NotInvitable,
@@ -493,7 +493,7 @@ def _plan_calendar_rewrite(context: _Context, step: _Step) -> None:
             action_key=action.key, mailbox=organiser, event_id=href, before=before, after={"raw": None},
             now=context.now(), platform=action.platform or Platform.ZOOM))
     elif existing is None:
-        reason = "EVENT_ALREADY_SHOWS_VISIO" if shows_link(event.data, room.url) else IcalRefusal.LINK_NOT_FOUND.value
+        reason = "EVENT_ALREADY_SHOWS_VISIO" if calendar.carries(event, room.url) else IcalRefusal.LINK_NOT_FOUND.value
         step.outcome = _failed(action, reason, "the event no longer carries the meeting's link")
         return
     stamp = _prepare_itip(context, step, event.parsed.uid, event.parsed.sequence + 1,
@@ -1065,7 +1065,7 @@ def verify_batch(context: _Context, actions: list[ActionRow]) -> dict[str, Any]:
             stored = organisers.read(str(action.payload["organiser"]), str(action.payload["href"]))
             if stored is None:
                 problem("event_missing", action, "")
-            elif (room is None or not room.url or not shows_link(stored.data, room.url)
+            elif (room is None or not room.url or not organisers.carries(stored, room.url)
                   or str(action.payload["join_key"]) in stored.parsed.join_keys):
                 problem("event_without_visio_link", action, "")
             elif action.payload.get("channel") == Channel.ITIP_ORIGINAL_UID.value and (

@@ -35,8 +35,9 @@ class DemoOptions:
 
 def render_sandbox_tenant(manifest: dict[str, Any], *, ldif_path: str, sandbox_url: str = SANDBOX_URL,
                           tls_url: str = SANDBOX_TLS_URL, ca_file: str = "tls/cert.pem",
-                          smtp_port: int = SANDBOX_SMTP_PORT) -> str:
-    """A tenant file for a generated ministry served by the sandbox (the example tenant is one of these)."""
+                          smtp_port: int = SANDBOX_SMTP_PORT, outlook_calendars: bool = False) -> str:
+    """A tenant file for a generated ministry served by the sandbox (the example tenant is one of these);
+    `outlook_calendars`: the organisers keep their calendars in Exchange Online ([calendar] system = "graph")."""
     tenant = manifest["tenant"]
     generator = manifest["generator"]
     identity = manifest["identity"]
@@ -104,6 +105,8 @@ def render_sandbox_tenant(manifest: dict[str, Any], *, ldif_path: str, sandbox_u
         f"port = {smtp_port}",
         f"mailbox = {q('bascule-visio@' + primary)}",
         "",
+        *(["[calendar]  # where organisers keep their Zoom and Webex series: their Outlook mailboxes",
+            'system = "graph"', ""] if outlook_calendars else []),
         "[waves]",
         "rollback_guard_hours = 24",
         "",
@@ -187,7 +190,8 @@ def prepare_demo(data_dir: Path, options: DemoOptions) -> tuple[Path, dict[str, 
                                          as_of=options.as_of)
     manifest = generate_ministry(ministry_dir, generator_options)
     tenant_file = data_dir / "tenant.toml"
-    tenant_file.write_text(render_sandbox_tenant(manifest, ldif_path="ministry/directory.ldif"), encoding="utf-8")
+    tenant_file.write_text(render_sandbox_tenant(manifest, ldif_path="ministry/directory.ldif",
+                                                 outlook_calendars=True), encoding="utf-8")
     return tenant_file, manifest
 
 
@@ -274,12 +278,12 @@ def run_demo(data_dir: Path, database_url: str, options: DemoOptions) -> dict[st
     # `bascule sandbox serve`'s default ports when they are free: the Visio links the wave hands out then stay
     # valid when a person serves the demo's ministry again to go on with it.
     config = SandboxConfig(data_dir=ministry, tls_dir=tls_dir, rate_limits=False, port=free_or_any(8700),
-                           tls_port=free_or_any(8701))
+                           tls_port=free_or_any(8701), outlook_calendars=True)
     with SandboxServer(config) as server, SmtpSink(spool=data_dir / "mail", port=free_or_any(8725)) as sink:
         tenant_file.write_text(render_sandbox_tenant(manifest, ldif_path="ministry/directory.ldif",
                                                      sandbox_url=server.url, tls_url=server.tls_url,
-                                                     ca_file=str(server.ca_file), smtp_port=sink.port),
-                               encoding="utf-8")
+                                                     ca_file=str(server.ca_file), smtp_port=sink.port,
+                                                     outlook_calendars=True), encoding="utf-8")
         readiness = onboard(str(tenant_file), now=server.sandbox.now().isoformat())
         if not readiness["ready"]:
             from flows.onboard import TenantNotReady, render_readiness
@@ -298,7 +302,8 @@ def run_demo(data_dir: Path, database_url: str, options: DemoOptions) -> dict[st
         agents = grant_demo_roles(database_url, str(directory["tenant"]), server.sandbox)
     # From now on the tenant names what `bascule sandbox serve --data DATA_DIR/ministry` serves by default.
     tenant_file.write_text(render_sandbox_tenant(manifest, ldif_path="ministry/directory.ldif",
-                                                 ca_file="ministry/tls/cert.pem"), encoding="utf-8")
+                                                 ca_file="ministry/tls/cert.pem", outlook_calendars=True),
+                           encoding="utf-8")
     env_file = data_dir / "demo.env"
     env_file.write_text("# `set -a; . THIS_FILE; set +a` before continuing on the demo's data with bascule commands\n"
                         + "".join(f"{name}={value}\n" for name, value in environment.items()), encoding="utf-8")
@@ -345,6 +350,7 @@ def run_demo_wave(database_url: str, tenant_file: Path, server: Any) -> dict[str
     logged in to Visio then log in once (simulated by the sandbox), the cutover runs again; then verify."""
     from sqlalchemy import create_engine, text
 
+    from flows.calendars import scan_calendars
     from flows.cutover import cutover, verify_wave
     from flows.waves import freeze_wave, plan_wave
     from sandbox.meet import state_of
@@ -359,6 +365,8 @@ def run_demo_wave(database_url: str, tenant_file: Path, server: Any) -> dict[str
                 root = department.split("/")[0]
                 counts[root] = counts.get(root, 0) + 1
         largest = max(sorted(counts), key=lambda root: counts[root])
+        # The organisers' own Zoom and Webex events (their Outlook mailboxes): the series they hold move in place.
+        scan = scan_calendars(str(tenant_file), now=server.sandbox.now().isoformat())
         plan = plan_wave(str(tenant_file), DEMO_WAVE, departments=[largest])
         freeze_wave(str(tenant_file), DEMO_WAVE)
         first = cutover(str(tenant_file), DEMO_WAVE, apply=True)
@@ -393,7 +401,10 @@ def run_demo_wave(database_url: str, tenant_file: Path, server: Any) -> dict[str
             # How the wave's series reached their attendees: in the organiser's calendar under the original UID
             # (Teams masters; Zoom and Webex series a [calendar] holds), an iTIP under the original UID, or a mail
             # under a UID bascule made up, i.e. a second event beside the old one.
-            "series_by_channel": final["series_by_channel"]}
+            "series_by_channel": final["series_by_channel"],
+            "calendar_events_rewritten": final["calendar_events_rewritten"],
+            "calendar_scan": {name: scan[name] for name in ("events", "matched", "unmatched_events", "meetings",
+                                                            "meetings_in_a_calendar", "meetings_without_event")}}
 
 
 def _held_owners(engine: Any) -> set[str]:
@@ -468,6 +479,9 @@ def render_summary(summary: dict[str, Any]) -> str:
             f"  wave {wave['name']:<15} {wave['persons']} persons of {', '.join(wave['departments'])}: "
             f"{wave['rooms_created']} Visio rooms, {wave['events_rewritten']} Teams events rewritten, "
             f"{wave['invitations_sent']} invitations mailed ({wave['state']})",
+            f"                       organisers' calendars (Outlook): {wave['calendar_scan']['matched']} Zoom/Webex "
+            f"events found, {wave['calendar_scan']['meetings_without_event']} meetings in none; "
+            f"{wave['calendar_events_rewritten']} rewritten in place",
             "                       series by channel: " + ", ".join(
                 f"{channel} {count}" for channel, count in wave["series_by_channel"].items())
             + " (mail under a made-up UID: attendees get a second event)",

@@ -76,15 +76,15 @@ def serve_demo(data_dir: Path, database_url: str, summary: dict[str, Any], *, po
     ministry, tenant_file = Path(where["ministry"]), Path(where["tenant_file"])
     manifest = json.loads((ministry / "manifest.json").read_text(encoding="utf-8"))
     config = SandboxConfig(data_dir=ministry, tls_dir=ministry / "tls", rate_limits=False,
-                           port=free_or_any(8700), tls_port=free_or_any(8701))
+                           port=free_or_any(8700), tls_port=free_or_any(8701), outlook_calendars=True)
     web_port = free_or_any(port)
     resting = tenant_file.read_text(encoding="utf-8")
     with SandboxServer(config) as server, SmtpSink(spool=data_dir / "mail",
                                                    port=free_or_any(SANDBOX_SMTP_PORT)) as sink:
         tenant_file.write_text(render_sandbox_tenant(manifest, ldif_path="ministry/directory.ldif",
                                                      sandbox_url=server.url, tls_url=server.tls_url,
-                                                     ca_file=str(server.ca_file), smtp_port=sink.port),
-                               encoding="utf-8")
+                                                     ca_file=str(server.ca_file), smtp_port=sink.port,
+                                                     outlook_calendars=True), encoding="utf-8")
         try:
             listener = listen("127.0.0.1", web_port)
             base = f"http://127.0.0.1:{listener.getsockname()[1]}"

@@ -184,7 +184,7 @@ def build_targets(tenant: TenantConfig, settings: Settings, stack: ExitStack) ->
         calendar = stack.enter_context(GraphCalendar(config, throttle=throttle, retry=RETRY, stats=RetryStats()))
     mail = build_mail_sender(tenant)
     mail_domain = tenant.mail.mailbox.rpartition("@")[2] if tenant.mail is not None else "bascule.invalid"
-    organisers = build_calendar(tenant) if tenant.calendar is not None and tenant.calendar.caldav else None
+    organisers = build_calendar(tenant, stack, settings) if tenant.calendar is not None else None
     return Targets(visio=visio, calendar=calendar, organisers=organisers, mail=mail, mail_domain=mail_domain,
                    hosts_in_parallel=tenant.waves.hosts_in_parallel)
 
@@ -214,17 +214,32 @@ def build_livekit_rooms(tenant: TenantConfig, settings: Settings) -> Any:
     return LiveKitRooms(config, throttle=NoThrottle(), retry=RETRY, stats=RetryStats())
 
 
-def build_calendar(tenant: TenantConfig) -> OrganiserCalendar:
-    """The organisers' calendars of the tenant's [calendar] section (connectors.caldav_calendar); its password
-    from the environment or a Prefect Secret block."""
-    settings = tenant.calendar
-    if settings is None or settings.caldav is None:
+def build_calendar(tenant: TenantConfig, stack: ExitStack, settings: Settings | None = None) -> OrganiserCalendar:
+    """The organisers' calendars of the tenant's [calendar] section: a CalDAV server (connectors.caldav_calendar,
+    its password from the environment or a Prefect Secret block) or Exchange Online through the tenant's Graph
+    application (connectors.graph_calendar; its sessions closed with `stack`)."""
+    section = tenant.calendar
+    if section is None:
+        raise OperatorError(f"tenant {tenant.id}: no [calendar] section")
+    calendar: OrganiserCalendar     # mypy checks that each adapter plays the whole role
+    if section.system == "graph":
+        if tenant.sources.teams is None:
+            raise OperatorError(f"tenant {tenant.id}: [calendar] system = \"graph\" reaches the mailboxes through "
+                                "the [sources.teams] application: configure it")
+        from connectors.graph import GraphCalendar
+        from connectors.graph_calendar import GraphOrganiserCalendar
+
+        config, throttle = _graph(tenant, settings or Settings(), internal=False)
+        graph = stack.enter_context(GraphCalendar(config, throttle=throttle, retry=RETRY, stats=RetryStats()))
+        calendar = GraphOrganiserCalendar(graph)
+        return calendar
+    if section.caldav is None:
         raise OperatorError(f"tenant {tenant.id}: no [calendar.caldav] section")
     from connectors.caldav_calendar import CalDAVAccess, CalDAVCalendar
 
-    caldav = settings.caldav
+    caldav = section.caldav
     password = read_secret(caldav.password_env).get_secret_value() if caldav.password_env else None
     access = CalDAVAccess(caldav.calendar_url, user=caldav.user, username=caldav.username, password=password,
                           remote_user_header=caldav.remote_user_header, force_send=caldav.force_send)
-    calendar: OrganiserCalendar = CalDAVCalendar(access)   # mypy checks the adapter plays the whole role
+    calendar = CalDAVCalendar(access)
     return calendar

@@ -248,6 +248,11 @@ class GraphState:
         self.events = JsonlStore(teams / "events.jsonl", key=lambda r: str(r["id"]),
                                  groups={"mailbox": lambda r: [str(r["_mailbox"])]})
         self.user_ids: tuple[str, ...] = tuple(self.users.keys())  # file order; users are never created
+        if sandbox.config.outlook_calendars:
+            from sandbox.outlook import outlook_events
+
+            for record in outlook_events(sandbox.data_dir, self.user):
+                self.events.put(str(record["id"]), record)
         skus_path = teams / "subscribed_skus.json"
         self._skus: list[Record] = orjson.loads(skus_path.read_bytes())["value"] if skus_path.exists() else []
         org_path = teams / "organization.json"

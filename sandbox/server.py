@@ -102,6 +102,9 @@ class SandboxConfig:
     livekit: LiveKitOptions | None = None  # LiveKit's keys and webhook receivers (sandbox.livekit)
     proconnect: ProConnectOptions | None = None  # ProConnect's clients, strictness, code lifetime (sandbox.proconnect)
     systems: frozenset[str] | None = None  # mount only these systems (e.g. {"livekit"}); None: all of them
+    # The ministry keeps its calendars in Exchange Online: the generated organisers' Zoom and Webex events appear in
+    # their Outlook mailboxes (sandbox.outlook), beside the Teams meetings.
+    outlook_calendars: bool = False
 
 
 class Sandbox:

@@ -75,6 +75,9 @@ def sandbox_serve(
         "--graph-without-premium",
         help="An Entra tenant without ID P1/P2: selecting signInActivity is a 403 (Teams activity not known).")]
     = False,
+    outlook_calendars: Annotated[bool, typer.Option(
+        help="The organisers' Zoom and Webex events in their Outlook mailboxes (the ministry keeps its calendars in "
+             "Exchange Online, as the demo's tenant says with [calendar] system = \"graph\").")] = True,
 ) -> None:
     """Serve the ministry as Zoom, Graph, Webex, Visio (Meet + LiveKit) and an SMTP sink on loopback until
     interrupted."""
@@ -107,7 +110,7 @@ def sandbox_serve(
                        base_url=None if meet_no_base_url else MeetOptions().base_url, version=meet_version)
     config = SandboxConfig(data_dir=data, port=port, tls_port=tls_port, tls_dir=data / "tls", rate_limits=rate_limits,
                            zoom_plan=zoom_plan, faults=rates, meet=meet,  # type: ignore[arg-type]
-                           graph_premium=not graph_without_premium)
+                           graph_premium=not graph_without_premium, outlook_calendars=outlook_calendars)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     from sandbox.smtp import SmtpSink

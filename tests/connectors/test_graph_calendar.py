@@ -239,3 +239,46 @@ def test_a_stale_change_key_is_refused_with_412_and_a_fresh_one_is_taken(sandbox
                                   if_match=fresh.change_key)
     assert shows_visio(done, VISIO) and "<p>note</p>" in done.body
     assert len(state_of(server.sandbox).event_versions(generated["id"])) == 2   # the refused PATCH stored nothing
+
+
+def test_the_organiser_calendar_role_on_exchange_finds_rewrites_and_restores_zoom_and_webex_series(
+        sandbox_factory: Any, contract_ministry: Any) -> None:
+    """connectors.graph_calendar on the Outlook mailboxes of the generated organisers (the add-ins' blocks in
+    HTML bodies, both markups): the scan finds the organiser's linked events with their iCalUId; an organiser's
+    edit right after bascule's read makes the PATCH a 412 — the fresh copy is rewritten, the edit kept; the
+    restore puts the add-in's block back and keeps the edit too (named in `kept`)."""
+    from datetime import UTC, datetime
+
+    from connectors.graph_calendar import GraphOrganiserCalendar
+
+    server = sandbox_factory(outlook_calendars=True)
+    graph_state = state_of(server.sandbox)
+    added = [r for r in graph_state.events.records() if "uid" in (r.get("_truth") or {})
+             and not r["_truth"]["stray"]]
+    organiser = str(added[0]["organizer"]["emailAddress"]["address"])
+    mine = {str(r["id"]) for r in added if r["organizer"]["emailAddress"]["address"] == organiser}
+    with calendar(server) as graph:
+        role = GraphOrganiserCalendar(graph)
+        found = list(role.scan(organiser, datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 6, 1, tzinfo=UTC)))
+        assert {event.href for event in found} == mine and role.schedules(organiser)
+        event = found[0]
+        assert event.parsed.uid == graph_state.event(event.href)["iCalUId"] and event.parsed.join_keys
+        server.sandbox.set_bugs(add=[f"edit_event_after_read:{event.href}"])
+        fresh = role.read(organiser, event.href)          # the organiser saves right after this read
+        assert fresh is not None
+        written = role.rewrite(fresh, join_key=event.parsed.join_keys[0], visio_url=VISIO)
+        assert not isinstance(written, Exception) and written.changed and written.conflicts == 1
+        now = graph_state.event(event.href)["body"]["content"]
+        assert VISIO in now and "Ordre du jour ajouté par l'organisateur." in now
+        assert role.carries(role.read(organiser, event.href), VISIO)   # type: ignore[arg-type]
+        again = role.rewrite(role.read(organiser, event.href), join_key=event.parsed.join_keys[0],  # type: ignore[arg-type]
+                             visio_url=VISIO)
+        assert not isinstance(again, Exception) and not again.changed          # nothing PATCHed twice
+        graph.update_event(organiser, event.href, body_html=now.replace("</body>", "<p>Salle 12</p></body>"),
+                           location=graph_state.event(event.href)["location"])
+        restored = role.restore(organiser, event.href, original=written.before, rewritten=written.after,
+                                sequence=0)
+    body = graph_state.event(event.href)["body"]["content"]
+    assert restored.kept == ("body",) and VISIO not in body and "<p>Salle 12</p>" in body
+    assert "Ordre du jour ajouté par l'organisateur." in body
+    assert orjson.loads(written.before)["body"]["content"].replace("</body>", "<p>Salle 12</p></body>") == body

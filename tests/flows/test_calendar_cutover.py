@@ -5,6 +5,7 @@ rollback that puts every event back."""
 
 from __future__ import annotations
 
+import html
 import json
 import sqlite3
 from collections import Counter
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from core.ical_rewrite import read_object, restore_object, shows_link
+from core.ical_rewrite import join_keys_in, read_object, restore_object, shows_link
 from tests.flows.test_cutover import (  # noqa: F401  (planned: the module's fixture)
     WAVE,
     Killed,
@@ -41,13 +42,14 @@ remote_user_header = "X-Remote-User"
 
 def _calendar_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                        contract_ministry: tuple[Path, dict[str, Any]], frozen: tuple[Path, list[str]],
-                       section: str) -> Iterator[Pipeline]:
+                       section: str, **sandbox_options: Any) -> Iterator[Pipeline]:
     """The frozen wave's database copied, its tenant file with this [calendar] section from the start (onboarded
     once with it)."""
     db = tmp_path / "state.db"
     with sqlite3.connect(frozen[0]) as source, sqlite3.connect(db) as target:
         source.backup(target)
-    return _pipeline(tmp_path, monkeypatch, contract_ministry, frozen, db, f"sqlite:///{db}", tenant_extra=section)
+    return _pipeline(tmp_path, monkeypatch, contract_ministry, frozen, db, f"sqlite:///{db}", tenant_extra=section,
+                     **sandbox_options)
 
 
 @pytest.fixture
@@ -96,6 +98,13 @@ def _diff(got: bytes, wanted: bytes) -> str:
     import difflib
 
     return "\n".join(difflib.unified_diff(wanted.decode().splitlines(), got.decode().splitlines(), lineterm="", n=0))
+
+
+def _room_telephony(pipeline: Pipeline, action_key: str) -> tuple[str | None, str | None]:
+    (telephony,), = pipeline.rows("select room.telephony from plan_action a join room on room.action_key = "
+                                  "a.depends_on where a.idempotency_key = ?", action_key)
+    found = json.loads(telephony) if telephony else {}
+    return found.get("phone_number"), found.get("pin_code")
 
 
 def _calendar_actions(pipeline: Pipeline) -> list[dict[str, Any]]:
@@ -383,3 +392,76 @@ def test_on_a_scheduling_server_each_attendee_keeps_one_event_per_series_showing
                 assert len(copies) == 1 and action["join_key"] in read_object(copies[0]).join_keys  # type: ignore[union-attr]
     finally:
         server.stop()
+
+
+@pytest.fixture
+def outlook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, contract_ministry: tuple[Path, dict[str, Any]],
+            planned: tuple[Path, list[str]]) -> Iterator[Pipeline]:  # noqa: F811
+    """The ministry keeps its calendars in Exchange Online: the organisers' Zoom and Webex events are in their
+    Outlook mailboxes (the Graph sandbox), the tenant's [calendar] says so."""
+    running = _calendar_pipeline(tmp_path, monkeypatch, contract_ministry, planned,
+                                 '\n[calendar]\nsystem = "graph"\n', outlook_calendars=True)
+    try:
+        yield next(running)
+    finally:
+        running.close()
+
+
+def _common_ends(first: str, second: str) -> tuple[int, int]:
+    prefix = 0
+    while prefix < min(len(first), len(second)) and first[prefix] == second[prefix]:
+        prefix += 1
+    suffix = 0
+    while suffix < min(len(first), len(second)) - prefix and first[-1 - suffix] == second[-1 - suffix]:
+        suffix += 1
+    return prefix, suffix
+
+
+def test_in_exchange_online_each_organiser_s_series_master_is_rewritten_in_place(outlook: Pipeline) -> None:
+    """Exchange Online through Graph: the Zoom/Webex series master in the organiser's mailbox gets the Visio block
+    where the add-in's block was — nothing else in its body changes, the iCalUId stays, the location changes only
+    where it held the join link — Exchange tells the attendees (bascule mails nothing for those series); verify
+    reads the Visio link back; the rollback puts body and location back exactly."""
+    from core.calendar import visio_block
+    from flows.cutover import rollback_wave, verify_wave
+    from sandbox import graph as sandbox_graph
+
+    pipeline = outlook
+    graph = sandbox_graph.state_of(pipeline.server.sandbox)
+    plan = _scan_and_replan(pipeline)
+    actions = _calendar_actions(pipeline)
+    assert actions and all(a["system"] == "graph" and a["channel"] == "calendar_in_place" for a in actions)
+    assert plan["series_by_channel"]["calendar_in_place"] >= len(actions)
+    before = {a["key"]: graph.event(a["href"]) for a in actions}
+    assert all(record is not None and not record["_truth"]["stray"] for record in before.values())
+
+    _cutover(pipeline)
+    _first_logins(pipeline)
+    summary = _cutover(pipeline)
+    done = [a for a in _calendar_actions(pipeline) if a["state"] == "done"]
+    assert len(done) == len(actions) and summary["calendar_events_rewritten"] == len(done)
+    for action in done:
+        was, now = before[action["key"]], graph.event(action["href"])
+        url = _room_url(pipeline, action["key"])
+        assert now["iCalUId"] == was["iCalUId"] == action["uid"] and now["subject"] == was["subject"]
+        old, new = was["body"]["content"], now["body"]["content"]
+        prefix, suffix = _common_ends(old, new)
+        changed, removed = new[prefix:len(new) - suffix], old[prefix:len(old) - suffix]
+        assert url in changed and "Réunion Visio" in changed and changed in visio_block(
+            url, phone=(room := _room_telephony(pipeline, action["key"]))[0], pin=room[1])
+        assert "/j" in removed and "Ordre du jour" not in removed          # the add-in's block went, nothing else
+        assert not [k for k, _u in join_keys_in(html.unescape(new)) if k == action["join_key"]]
+        if "zoom.us/j/" in was["location"]["displayName"] or "webex.com" in was["location"]["displayName"]:
+            assert now["location"]["locationUri"] == url
+        else:
+            assert now["location"] == was["location"]
+    assert pipeline.rows("select count(*) from notification where kind = 'itip_request'") == [(0,)]
+    report = verify_wave(str(pipeline.tenant), WAVE)
+    assert report["counts"]["calendar_events_ok"] == len(done)
+
+    rolled = rollback_wave(str(pipeline.tenant), WAVE)
+    assert rolled["calendar_events_restored"] == len(done)
+    for action in done:
+        was, now = before[action["key"]], graph.event(action["href"])
+        assert now["body"] == was["body"] and now["location"] == was["location"]
+        assert now["locations"] == was["locations"]

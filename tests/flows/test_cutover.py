@@ -75,12 +75,13 @@ class Pipeline:
         return state_of(self.server.sandbox).rooms()
 
 
-def _serve(out: Path, manifest: dict[str, Any], tenant: Path, extra: str = "") -> tuple[SandboxServer, SmtpSink]:
+def _serve(out: Path, manifest: dict[str, Any], tenant: Path, extra: str = "",
+           **options: Any) -> tuple[SandboxServer, SmtpSink]:
     """A fresh sandbox and mail sink over the ministry, the tenant file pointing at them (ports change), `extra`
     appended to it (a [calendar] section)."""
     from flows.demo import render_sandbox_tenant
 
-    server, sink = SandboxServer(SandboxConfig(data_dir=out, rate_limits=False)), SmtpSink()
+    server, sink = SandboxServer(SandboxConfig(data_dir=out, rate_limits=False, **options)), SmtpSink()
     server.start()
     sink.start()
     tenant.write_text(render_sandbox_tenant(manifest, ldif_path=str(out / "directory.ldif"), sandbox_url=server.url,
@@ -155,7 +156,8 @@ def pipeline_on_both(database_url: str, tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def _pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, contract_ministry: tuple[Path, dict[str, Any]],
-              planned: tuple[Path, list[str]], db: Path, url: str, tenant_extra: str = "") -> Iterator[Pipeline]:
+              planned: tuple[Path, list[str]], db: Path, url: str, tenant_extra: str = "",
+              **sandbox_options: Any) -> Iterator[Pipeline]:
     out, manifest = contract_ministry
     departments = planned[1]
     monkeypatch.setenv("BASCULE_DATABASE_URL", url)
@@ -163,7 +165,7 @@ def _pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, contract_ministry
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
     tenant = tmp_path / "tenant.toml"
-    server, sink = _serve(out, manifest, tenant, tenant_extra)
+    server, sink = _serve(out, manifest, tenant, tenant_extra, **sandbox_options)
     try:
         from flows.onboard import onboard
 
