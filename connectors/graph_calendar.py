@@ -27,6 +27,7 @@ import orjson
 
 from connectors.errors import ConnectorError, NotFound, PreconditionFailed
 from connectors.graph import GraphCalendar
+from connectors.graph import _instant as _instant
 from core.calendar import BodyRefused, rewrite_teams_block, visio_location
 from core.ical_rewrite import (
     CalendarObject,
@@ -212,11 +213,5 @@ def _unrewrite(current: str, rewritten: str, original: str) -> str:
 
 
 def _ends_before(event: Mapping[str, Any], start: datetime) -> bool:
-    end = event.get("end")
-    if not isinstance(end, Mapping) or not isinstance(end.get("dateTime"), str):
-        return False
-    try:
-        moment = datetime.fromisoformat(str(end["dateTime"])[:19])
-    except ValueError:
-        return False
-    return moment < start.replace(tzinfo=None)
+    end = _instant(event.get("end"))
+    return end is not None and end < start

@@ -295,15 +295,24 @@ def _event_state(event: CalendarEvent) -> dict[str, Any]:
             "locations": [dict(item) for item in event.locations]}
 
 
+def _room_to_show(context: _Context, step: _Step, calendar: Any) -> Any | None:
+    """The room whose link an event rewrite puts in; None (the step failed with the reason) when the calendar
+    system is not configured or the room has no URL."""
+    if calendar is None:
+        step.outcome = _failed(step.action, "CALENDAR_NOT_CONFIGURED")
+        return None
+    room = context.rooms.get(step.action.depends_on or "")
+    if room is None or not room.url:
+        step.outcome = _failed(step.action, "ROOM_WITHOUT_URL")
+        return None
+    return room
+
+
 def _plan_rewrite(context: _Context, step: _Step) -> None:
     action = step.action
     calendar = context.targets.calendar
-    if calendar is None:
-        step.outcome = _failed(action, "CALENDAR_NOT_CONFIGURED")
-        return
-    room = context.rooms.get(action.depends_on or "")
-    if room is None or not room.url:
-        step.outcome = _failed(action, "ROOM_WITHOUT_URL")
+    room = _room_to_show(context, step, calendar)
+    if room is None or calendar is None:
         return
     mailbox, event_id = str(action.payload["mailbox"]), str(action.payload["event_id"])
     event = calendar.get_event(mailbox, event_id)
@@ -470,12 +479,8 @@ def _plan_calendar_rewrite(context: _Context, step: _Step) -> None:
     mail the iTIP of the event as now stored, under its original UID."""
     action = step.action
     calendar, payload = context.targets.organisers, action.payload
-    if calendar is None:
-        step.outcome = _failed(action, "CALENDAR_NOT_CONFIGURED")
-        return
-    room = context.rooms.get(action.depends_on or "")
-    if room is None or not room.url:
-        step.outcome = _failed(action, "ROOM_WITHOUT_URL")
+    room = _room_to_show(context, step, calendar)
+    if room is None or calendar is None:
         return
     itip = payload.get("channel") == Channel.ITIP_ORIGINAL_UID.value
     if itip and context.targets.mail is None:

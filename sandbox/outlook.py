@@ -19,8 +19,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 from icalendar import Calendar
+
+from sandbox.generator.calendars import organiser_records
 
 __all__ = ["BLOCK_STARTS", "outlook_events"]
 
@@ -35,15 +36,10 @@ _INDEX = {1: "first", 2: "second", 3: "third", 4: "fourth", -1: "last"}
 
 def outlook_events(ministry: Path, mailbox_of: Any) -> Iterator[dict[str, Any]]:
     """Graph event records for the generated organiser events; `mailbox_of(address)` → Graph user or None."""
-    path = ministry / "calendars" / "events.jsonl"
-    if not path.exists():
-        return
-    with path.open("rb") as lines:
-        for line in lines:
-            record = orjson.loads(line)
-            user = mailbox_of(str(record["organiser"]))
-            if user is not None:
-                yield _event(record, user)
+    for record in organiser_records(ministry):
+        user = mailbox_of(str(record["organiser"]))
+        if user is not None:
+            yield _event(record, user)
 
 
 def _event(record: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:

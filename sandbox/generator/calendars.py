@@ -15,6 +15,7 @@ import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 from icalendar import Calendar, Event, vCalAddress, vRecur
@@ -22,7 +23,7 @@ from icalendar import Calendar, Event, vCalAddress, vRecur
 from sandbox.generator.platforms import MeetingTraits
 from sandbox.generator.schedules import Schedule, webex_rrule
 
-__all__ = ["HELD_SHARE", "STRAY_SHARE", "organiser_event", "organiser_events"]
+__all__ = ["HELD_SHARE", "STRAY_SHARE", "organiser_event", "organiser_events", "organiser_records"]
 
 HELD_SHARE = 0.85      # scheduled meetings whose organiser's calendar holds the event
 STRAY_SHARE = 0.03     # hosts with one more event whose link names a meeting nobody extracts
@@ -120,12 +121,17 @@ def organiser_event(rng: random.Random, *, platform: str, uid: str, organiser: s
     return data
 
 
-def organiser_events(ministry: Path) -> Iterator[tuple[str, str, bytes]]:
-    """(CalDAV user, object name, iCalendar bytes) of each generated organiser event, to PUT into a server."""
+def organiser_records(ministry: Path) -> Iterator[dict[str, Any]]:
+    """The records of `calendars/events.jsonl` ({organiser, user, name, platform, meeting, stray, ics})."""
     path = ministry / "calendars" / "events.jsonl"
     if not path.exists():
         return
     with path.open("rb") as lines:
         for line in lines:
-            record = orjson.loads(line)
-            yield str(record["user"]), str(record["name"]), str(record["ics"]).encode("utf-8")
+            yield orjson.loads(line)
+
+
+def organiser_events(ministry: Path) -> Iterator[tuple[str, str, bytes]]:
+    """(CalDAV user, object name, iCalendar bytes) of each generated organiser event, to PUT into a server."""
+    for record in organiser_records(ministry):
+        yield str(record["user"]), str(record["name"]), str(record["ics"]).encode("utf-8")
