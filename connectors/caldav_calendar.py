@@ -31,7 +31,7 @@ from typing import Any
 from caldav.davclient import DAVClient
 from caldav.lib import error as caldav_error
 
-from connectors.errors import ConnectorError, RateLimited, TransientConnectorError
+from connectors.errors import ConnectorError, NotFound, RateLimited, TransientConnectorError
 from connectors.retry import RetryPolicy, RetryStats, call_with_retries
 from core.ical_rewrite import (
     CalendarWrite,
@@ -127,6 +127,8 @@ class CalDAVCalendar:
             calendar = client.calendar(url=self.access.url_for(organiser))  # type: ignore[no-untyped-call]
             try:
                 found = call_with_retries(lambda: _search(calendar, start, end), self._retry, stats=self._stats)
+            except caldav_error.NotFoundError:
+                raise NotFound(SYSTEM, "the organiser has no calendar at the configured URL") from None
             except caldav_error.DAVError as exc:
                 raise ConnectorError(SYSTEM, f"calendar search refused for organiser calendar ({type(exc).__name__})"
                                      ) from None

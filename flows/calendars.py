@@ -22,7 +22,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from connectors.errors import ConnectorError
+from connectors.errors import ConnectorError, NotFound
 from core import Quarantined, ReasonCode
 from db.calendars import CalendarRepository, scanned_row
 from db.repositories import CheckpointRepository, QuarantineRepository
@@ -41,21 +41,26 @@ ORGANISERS_PER_BATCH = 50
 
 
 def _read_calendars(calendar: Any, organisers: list[str], start: datetime, end: datetime
-                    ) -> tuple[list[tuple[str, Any]], dict[str, bool], list[Quarantined]]:
-    """Each organiser's linked events, whether their server tells attendees itself, and the unreadable ones."""
+                    ) -> tuple[list[tuple[str, Any]], dict[str, bool], list[Quarantined], int]:
+    """Each organiser's linked events, whether their server tells attendees itself, the unreadable calendars
+    (quarantined), and how many organisers have no calendar there at all (no mailbox, no collection: nothing to
+    rewrite, their series go by mail)."""
     found: list[tuple[str, Any]] = []
     schedules: dict[str, bool] = {}
     quarantined: list[Quarantined] = []
+    without = 0
     for organiser in organisers:
         try:
             events = [(organiser, event) for event in calendar.scan(organiser, start, end)]
             if events:   # who will tell their attendees: the server (RFC 6638), or bascule under the original UID
                 schedules[organiser] = calendar.schedules(organiser)
             found += events
+        except NotFound:
+            without += 1
         except ConnectorError as error:
             quarantined.append(Quarantined(ReasonCode.LISTING_REFUSED, f"calendar:{organiser}",
                                            detail=str(error)[:200]))
-    return found, schedules, quarantined
+    return found, schedules, quarantined, without
 
 
 @task(name="scan-organisers", cache_policy=NO_CACHE)
@@ -66,7 +71,7 @@ def scan_organisers(database_url: str, tenant: TenantConfig, organisers: list[st
 
     with ExitStack() as stack:
         calendar = build_calendar(tenant, stack)
-        found, schedules, quarantined = _read_calendars(calendar, organisers, start, end)
+        found, schedules, quarantined, without = _read_calendars(calendar, organisers, start, end)
     now = datetime.now(UTC)
     with transaction(database_url) as session:
         repository = CalendarRepository(session, tenant.id)
@@ -90,7 +95,8 @@ def scan_organisers(database_url: str, tenant: TenantConfig, organisers: list[st
                                                       items_done=items_done + len(organisers), complete=False,
                                                       now=now)
     return {"organisers": len(organisers), "events": len(rows),
-            "matched": sum(1 for row in rows if row["meeting_external_id"]), "unreadable": len(quarantined)}
+            "matched": sum(1 for row in rows if row["meeting_external_id"]), "unreadable": len(quarantined),
+            "without_calendar": without}
 
 
 @flow(name="calendar-scan", flow_run_name=run_name("calendar-scan"), log_prints=False)
@@ -113,7 +119,7 @@ def scan_calendars(tenant_file: str, now: str | None = None,
     resumed_after = done
     if done:
         logger.info("calendar scan of %s resumed after %d organisers", tenant.id, done)
-    totals = {"organisers": 0, "events": 0, "matched": 0, "unreadable": 0}
+    totals = {"organisers": 0, "events": 0, "matched": 0, "unreadable": 0, "without_calendar": 0}
     try:
         while True:
             checkpoint()
@@ -169,13 +175,16 @@ def render_scan(summary: dict[str, Any]) -> str:
         f"calendar scan — tenant {summary['tenant']} ({summary['system']}, "
         f"{summary['window'][0][:10]} → {summary['window'][1][:10]})",
         f"  this run             {run['organisers']} organisers read, {run['events']} events with a join link, "
-        f"{run['unreadable']} calendars unreadable (quarantined)",
+        f"{run['unreadable']} calendars unreadable (quarantined), {run['without_calendar']} organisers without a "
+        "calendar there",
         f"  events               {summary['events']} in organisers' calendars: {summary['matched']} matched to an "
         f"extracted meeting, {summary['unmatched_events']} naming a meeting bascule did not extract",
         f"  meetings             {summary['meetings']} Zoom and Webex meetings: {summary['meetings_in_a_calendar']} "
         f"found in their organiser's calendar, {summary['meetings_without_event']} in none (an update could reach "
         "their attendees only under a new UID: a second event)",
-        "  attendees told by    " + {True: "the calendar server itself (RFC 6638 scheduling)",
+        "  attendees told by    " + {True: "Exchange Online itself (an organiser's update goes to the attendees)"
+                                     if summary["system"] == "graph" else
+                                     "the calendar server itself (RFC 6638 scheduling)",
                                      False: "bascule's iTIP under the original UID (the server does not schedule)",
                                      None: "unknown (the server could not be asked)"}[summary["server_schedules"]],
     ])

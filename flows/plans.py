@@ -275,8 +275,8 @@ def render_plan(summary: PlanSummary | Mapping[str, Any], *, more: str = "see --
 
 def _invented(channels: Mapping[str, int]) -> str:
     mailed = channels.get(Channel.MAIL_INVENTED_UID.value, 0)
-    return (f" ({_count(mailed, 'series')} no calendar holds: flagged {Flag.UID_UNKNOWN}, their attendees get a "
-            "second event beside the old one)") if mailed else ""
+    return (f" ({_count(mailed, 'series', 'series')} no calendar holds: flagged {Flag.UID_UNKNOWN}, their attendees "
+            "get a second event beside the old one)") if mailed else ""
 
 
 def _live_states() -> list[str]:

@@ -138,18 +138,33 @@ def test_the_scan_matches_organisers_events_and_counts_what_matches_nothing(
 
 
 def test_an_unreadable_calendar_is_quarantined_and_the_scan_goes_on(scanned_tenant: tuple[Path, str],
-                                                                     xandikos: CalDAVServer) -> None:
+                                                                     xandikos: CalDAVServer,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A calendar that is not there (404: no collection, no mailbox) is counted, not quarantined — nothing to
+    rewrite, its series go by mail; a calendar the server refuses to list is quarantined; the scan goes on."""
+    from connectors.caldav_calendar import CalDAVCalendar
+    from connectors.errors import ConnectorError
     from flows.calendars import scan_calendars
 
     tenant, url = scanned_tenant
     _put(xandikos, "bob", _event("webex-1", "bob@example.gouv.fr", MEETINGS[2][3]))
-    # Alice's calendar URL answers 404 (her collection removed): her calendar cannot be read.
-    with xandikos.client("alice") as client:
+    with xandikos.client("alice") as client:       # Alice's collection removed: her calendar URL answers 404
         client.delete(xandikos.calendar_url("alice"))
     summary = scan_calendars(str(tenant), now=NOW.isoformat())
-    assert summary["this_run"]["unreadable"] == 1 and summary["matched"] == 1
+    assert summary["this_run"]["without_calendar"] == 1 and summary["this_run"]["unreadable"] == 0
+    assert summary["matched"] == 1
+    real = CalDAVCalendar.scan
+
+    def refused(self: CalDAVCalendar, organiser: str, *args: Any) -> Any:
+        if organiser.startswith("carol"):
+            raise ConnectorError("caldav", "calendar search refused for organiser calendar (AuthorizationError)")
+        return real(self, organiser, *args)
+
+    monkeypatch.setattr(CalDAVCalendar, "scan", refused)
+    summary = scan_calendars(str(tenant), now=NOW.isoformat())
+    assert summary["this_run"]["unreadable"] == 1 and summary["this_run"]["without_calendar"] == 1
     engine = make_engine(url)
     with make_session_factory(engine)() as session:
         quarantined = session.execute(select(models.Quarantine.reason, models.Quarantine.record_key)).all()
     engine.dispose()
-    assert quarantined == [("LISTING_REFUSED", "calendar:alice@example.gouv.fr")]
+    assert quarantined == [("LISTING_REFUSED", "calendar:carol@example.gouv.fr")]
