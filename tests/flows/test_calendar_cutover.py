@@ -190,13 +190,16 @@ def test_series_held_by_a_calendar_without_scheduling_are_rewritten_in_place_and
                for message_id in rollback_itips.values())
 
 
-def test_a_calendar_rewrite_survives_a_kill_between_its_put_and_its_record(
-        radicale: tuple[Pipeline, CalDAVServer], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Killed after the PUT and the iTIP went but before anything was recorded: the re-run finds the events
-    rewritten (no second PUT), sends the same iTIP message again at most (same Message-ID and bytes), and a
-    rollback still has the original to put back."""
+@pytest.mark.parametrize("crash", ["after_prepare", "after_write"])
+def test_a_calendar_rewrite_killed_at_any_point_ends_rewritten_once(
+        radicale: tuple[Pipeline, CalDAVServer], monkeypatch: pytest.MonkeyPatch, crash: str) -> None:
+    """Killed after the originals were stored but before any PUT, or after the PUTs and iTIPs went but before
+    anything was recorded: the re-run ends with every event rewritten exactly once (SEQUENCE + 1, not + 2: no
+    second update), each iTIP sent once or again identical (same Message-ID and bytes), and a rollback still has
+    the original to put back."""
     pipeline, radicale = radicale
     from db.waves import PlanRepository
+    from flows import cutover as cutover_module
     from flows.cutover import rollback_wave
 
     _scan_and_replan(pipeline)
@@ -204,28 +207,42 @@ def test_a_calendar_rewrite_survives_a_kill_between_its_put_and_its_record(
     before = {a["key"]: _stored(radicale, a["organiser"], a["href"]) for a in actions}
     _cutover(pipeline)
     _first_logins(pipeline)
-    real = PlanRepository.record
+    real_record, real_apply = PlanRepository.record, cutover_module._apply_host
     rewrites = {action_id for (action_id,) in pipeline.rows("select id from plan_action where kind = "
                                                             "'rewrite_calendar'")}
 
     def record(self: Any, outcomes: Any, **kwargs: Any) -> None:
-        if any(outcome.id in rewrites for outcome in outcomes):
+        if crash == "after_write" and any(outcome.id in rewrites for outcome in outcomes):
             raise Killed("killed")
-        real(self, outcomes, **kwargs)
+        real_record(self, outcomes, **kwargs)
+
+    def apply(steps: Any) -> None:
+        if crash == "after_prepare" and any(step.action.id in rewrites for step in steps):
+            raise Killed("killed")
+        real_apply(steps)
 
     monkeypatch.setattr(PlanRepository, "record", record)
+    monkeypatch.setattr(cutover_module, "_apply_host", apply)
     with pytest.raises(Killed, match="killed"):
         _cutover(pipeline)
-    monkeypatch.setattr(PlanRepository, "record", real)
+    monkeypatch.setattr(PlanRepository, "record", real_record)
+    monkeypatch.setattr(cutover_module, "_apply_host", real_apply)
+    assert pipeline.rows("select count(*) from calendar_rewrite where state = 'prepared'")[0][0] > 0
     written = {a["key"]: _stored(radicale, a["organiser"], a["href"]) for a in actions}
-    assert any(written[key] != before[key] for key in written)        # the killed run's PUTs went
     summary = _cutover(pipeline)
     assert summary["calendar_events_rewritten"] == len(actions)
     after = {a["key"]: _stored(radicale, a["organiser"], a["href"]) for a in actions}
     assert all(after[key] == written[key] for key in written if written[key] != before[key])   # no second PUT
-    for message_id, count in Counter(m.message_id for m in pipeline.sink.messages).items():
+    for key in after:        # each event rewritten exactly once: one update for its attendees, never two
+        assert read_object(after[key]).sequence == read_object(before[key]).sequence + 1      # type: ignore[union-attr]
+    sent = Counter(m.message_id for m in pipeline.sink.messages)
+    for message_id, count in sent.items():
         copies = {m.data.split(b"\r\n\r\n", 1)[1] for m in pipeline.sink.with_message_id(message_id)}
         assert len(copies) == 1, f"{message_id} sent {count} times with different content"
+    itips = [mid for (mid,) in pipeline.rows("select message_id from notification where kind = 'itip_request'")]
+    assert len(itips) == len(actions) and all(sent[mid] >= 1 for mid in itips)
+    if crash == "after_prepare":
+        assert all(sent[mid] == 1 for mid in itips)      # nothing had gone out: everything goes once
     rollback_wave(str(pipeline.tenant), WAVE)
     for action in actions:
         restored = _stored(radicale, action["organiser"], action["href"])
