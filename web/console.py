@@ -21,6 +21,13 @@ from web.pages import render
 __all__ = ["ConsoleView", "WaveView", "read_console", "router"]
 
 CONFLICTS_SHOWN = 50
+# How each channel reaches a series' attendees (core.waves.Channel), as the migration team reads it.
+CHANNEL_NAMES = {
+    "calendar_in_place": "Dans l'agenda de l'organisateur, sous l'UID d'origine (le serveur prévient les participants)",
+    "itip_original_uid": "Dans l'agenda de l'organisateur, et invitation envoyée par bascule sous l'UID d'origine",
+    "mail_invented_uid": "Invitation envoyée sous un nouvel UID (uid_unknown : un second événement chez les "
+                         "participants)",
+}
 DEPLOYMENTS = ("extract", "identities", "wave-cutover", "licences-release", "savings-snapshot")
 
 
@@ -106,7 +113,9 @@ def router() -> APIRouter:
             counts = plans.counts(wave_id)
             failures = plans.reasons(wave_id, states=[ActionState.FAILED])
             tally = plans.tally(wave_id)
+            channels = plans.series_by_channel(wave_id)
         return render(request, "wave.html", {"title": f"Vague {listing.name}", "caller": caller, "wave": listing,
-                                             "counts": counts, "failures": failures, "tally": tally})
+                                             "counts": counts, "failures": failures, "tally": tally,
+                                             "channels": channels, "channel_names": CHANNEL_NAMES})
 
     return routes

@@ -324,6 +324,14 @@ def test_the_migration_console_and_logout(demo: ServedDemo, browser: Any) -> Non
     assert demo.summary["wave"]["name"] in browser.page_source
     _accessible(browser)
     _shot(browser, "console")
+    # The wave's page: how each series reaches its attendees, as `bascule demo --json` counted it.
+    browser.get(f"{demo.url}/console/waves/{demo.summary['wave']['name']}")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#table-channels tbody tr")
+    shown = {row.get_attribute("data-channel"): int(row.find_element(By.TAG_NAME, "td").text.replace("\u202f", "")
+                                                    .replace(" ", "").replace("\xa0", "")) for row in rows}
+    assert shown == demo.summary["wave"]["series_by_channel"] and shown["calendar_in_place"] > 0
+    _accessible(browser)
+    _shot(browser, "wave")
     browser.find_element(By.ID, "logout").click()
     deadline = time.monotonic() + 20
     while "logged_out=1" not in browser.current_url and time.monotonic() < deadline:
