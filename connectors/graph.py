@@ -773,7 +773,7 @@ class GraphCalendar(_GraphConnector):
         followed, bounded)."""
         session = self._thread_session()
         builder = session.client.users.by_user_id(mailbox).events
-        what = f"events of mailbox {mailbox}"
+        what = "events of an organiser's mailbox"     # the mailbox may be named by its address: kept out of logs
 
         def first() -> RequestInformation:
             query = EventsRequestBuilder.EventsRequestBuilderGetQueryParameters(
@@ -851,7 +851,7 @@ class GraphCalendar(_GraphConnector):
             return _json_object(raw, what)
 
         body = await self._call(what, send, key=self._mailbox_key(mailbox))
-        log.debug("graph event %s of mailbox %s updated", event_id, mailbox)
+        log.debug("graph event %s updated", event_id)   # the mailbox may be an address: not logged
         return _calendar_event(body, mailbox=mailbox, what=what)
 
 
