@@ -94,7 +94,8 @@ class HelpdeskRepository:
             found = cutover.lookup(old_key=key)
             if found:
                 break
-        meeting_id = reference.strip() if len(reference) <= MAX_REFERENCE else None
+        # A NUL names nothing (no stored id or name holds one; PostgreSQL refuses it in a text parameter).
+        meeting_id = reference.strip() if len(reference) <= MAX_REFERENCE and "\x00" not in reference else None
         meetings = self.meetings_named(keys, meeting_id=meeting_id)
         by_host = False
         if not found and not meetings and not keys and meeting_id:

@@ -174,6 +174,10 @@ def test_the_helpdesk_page_and_api_give_the_cli_s_answer(state: str) -> None:
     assert api["links"][0]["visio_url"] == "https://visio.example.gouv.fr/abc-defg-hij"
     unknown = client.get("/helpdesk", params={"q": "https://zoom.us/j/99999999999"}).text
     assert 'id="not-found"' in unknown
+    # A NUL names nothing (schemathesis sent one: PostgreSQL refuses it in a text parameter, a 500 then).
+    nul = client.get("/api/links/lookup", params={"q": "\x00"})
+    assert nul.status_code == 200 and nul.json()["found"] is False and nul.json()["reason"]
+    assert client.get("/helpdesk", params={"q": "8123\x00"}).status_code == 200
 
 
 # ----------------------------------------------------------------------------------------------- pages
