@@ -7,6 +7,7 @@
     └── PermanentConnectorError        retrying will not help
         ├── ConnectorAuthError         bad credentials, expired consent, missing scope
         ├── NotFound                   the object does not exist (any more)
+        ├── SyncTokenExpired           a delta/sync token the server no longer knows: list everything again
         └── UnexpectedResponse         an HTTP status the system's contract does not document (status, excerpt)
 
 Messages carry opaque ids only: never tokens, query strings or e-mail addresses.
@@ -79,6 +80,11 @@ class PreconditionFailed(PermanentConnectorError):
 
 class NotFound(PermanentConnectorError):
     """The object does not exist."""
+
+
+class SyncTokenExpired(PermanentConnectorError):
+    """The change-tracking token is no longer known to the server (Graph's 410 on a delta link, a CalDAV
+    DAV:valid-sync-token refusal): list everything again and start from a new token."""
 
 
 class UnexpectedResponse(PermanentConnectorError):

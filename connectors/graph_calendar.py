@@ -25,11 +25,12 @@ from typing import Any
 
 import orjson
 
-from connectors.errors import ConnectorError, NotFound, PreconditionFailed
+from connectors.errors import ConnectorError, NotFound, PreconditionFailed, SyncTokenExpired
 from connectors.graph import GraphCalendar
 from connectors.graph import _instant as _instant
 from core.calendar import BodyRefused, rewrite_teams_block, visio_location
 from core.ical_rewrite import (
+    CalendarChanges,
     CalendarObject,
     CalendarWrite,
     IcalRefusal,
@@ -63,15 +64,66 @@ class GraphOrganiserCalendar:
     def scan(self, organiser: str, start: datetime, end: datetime) -> Iterator[StoredEvent]:
         mailbox = organiser.strip().lower()
         for event in self._calendar.events_json(mailbox, FIELDS):
-            if (event.get("isOrganizer") is not True or event.get("isCancelled") is True
-                    or event.get("type") not in ("seriesMaster", "singleInstance")
-                    or event.get("onlineMeetingProvider") == "teamsForBusiness"):
-                continue     # a Teams meeting is extracted and rewritten as such (flows.cutover REWRITE_EVENT)
-            if event.get("type") == "singleInstance" and _ends_before(event, start):
-                continue
-            stored = _stored(mailbox, event)
-            if stored is not None and stored.parsed.join_keys:
+            stored = _linked(mailbox, event, start)
+            if stored is not None:
                 yield stored
+
+    def changes(self, organiser: str, start: datetime, end: datetime, token: str | None,
+                known: Mapping[str, str | None]) -> CalendarChanges:
+        """What changed in the mailbox since `token` (a calendarView deltaLink), through `calendarView/delta`.
+
+        The delta speaks in instances: a series shows as its occurrences (with `seriesMasterId`), so each master
+        named is read once and judged like the scan judges it. A removed instance names only its own id: when it
+        is not an event bascule keeps (a single event), the masters it keeps are read again to learn which one
+        went. Without a token, or when the service dropped it (410), the round starts over from the window and
+        lists everything (`full`). The window is the first round's: Graph keeps it in the token."""
+        mailbox = organiser.strip().lower()
+        full = token is None
+        try:
+            items, link = self._calendar.calendar_view_delta(mailbox, window=(start, end), link=token)
+        except SyncTokenExpired:
+            log.info("calendar delta token dropped by the service: the mailbox is listed again")
+            items, link = self._calendar.calendar_view_delta(mailbox, window=(start, end))
+            full = True
+        masters: dict[str, None] = {}
+        singles: dict[str, Mapping[str, Any]] = {}
+        removed: set[str] = set()
+        for item in items:
+            item_id = str(item.get("id") or "")
+            if "@removed" in item:
+                removed.add(item_id)
+            elif item.get("type") in ("occurrence", "exception") and item.get("seriesMasterId"):
+                masters[str(item["seriesMasterId"])] = None
+            elif item.get("type") == "singleInstance" and item_id:
+                singles[item_id] = item
+        events: list[StoredEvent] = []
+        gone: list[str] = [href for href in removed if href in known]
+        read = 0
+        recheck = [href for href in known if href not in masters and href not in singles and href not in gone] \
+            if removed - set(known) else []
+        # Instances that came without their body (a service sending fewer members) are read whole.
+        for href in [href for href, single in singles.items() if "body" not in single]:
+            masters[href] = None
+            del singles[href]
+        for href in [*masters, *recheck]:
+            read += 1
+            current: Mapping[str, Any] | None
+            try:
+                current = self._calendar.event_json(mailbox, href, FIELDS)
+            except NotFound:
+                current = None
+            stored = _linked(mailbox, current, start) if current is not None else None
+            if stored is not None:
+                events.append(stored)
+            elif href in known:
+                gone.append(href)
+        for href, single in singles.items():
+            stored = _linked(mailbox, single, start)
+            if stored is not None:
+                events.append(stored)
+            elif href in known:
+                gone.append(href)
+        return CalendarChanges(events, gone, link, full, read)
 
     def read(self, organiser: str, href: str) -> StoredEvent | None:
         mailbox = organiser.strip().lower()
@@ -210,6 +262,19 @@ def _unrewrite(current: str, rewritten: str, original: str) -> str:
     if current.count(new) != 1:
         raise ConnectorError(SYSTEM, "the organiser changed the Visio block since the cutover: restore it by hand")
     return current.replace(new, old, 1)
+
+
+def _linked(mailbox: str, event: Mapping[str, Any], start: datetime) -> StoredEvent | None:
+    """The event as stored when it is one bascule rewrites: the organiser's own, not cancelled, a series master or
+    a single event not over before the window, not a Teams meeting, carrying a join link."""
+    if (event.get("isOrganizer") is not True or event.get("isCancelled") is True
+            or event.get("type") not in ("seriesMaster", "singleInstance")
+            or event.get("onlineMeetingProvider") == "teamsForBusiness"):
+        return None     # a Teams meeting is extracted and rewritten as such (flows.cutover REWRITE_EVENT)
+    if event.get("type") == "singleInstance" and _ends_before(event, start):
+        return None
+    stored = _stored(mailbox, event)
+    return stored if stored is not None and stored.parsed.join_keys else None
 
 
 def _ends_before(event: Mapping[str, Any], start: datetime) -> bool:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
 from core import DirectoryEntry, HostRef, LicenceSku, Meeting, Page, Platform, Quarantined, Removed, SourceAccount
-from core.ical_rewrite import CalendarWrite, IcalRefused, StoredEvent
+from core.ical_rewrite import CalendarChanges, CalendarWrite, IcalRefused, StoredEvent
 from core.licences import ReleaseResult, RestoreResult
 
 __all__ = ["AccountSource", "ActivitySource", "Directory", "HostRef", "LicenceReleaser", "LicenceSource",
@@ -83,6 +83,13 @@ class OrganiserCalendar(Protocol):
 
     def scan(self, organiser: str, start: datetime, end: datetime) -> Iterator[StoredEvent]:
         """The organiser's own events overlapping the window that carry a join link, as stored."""
+        ...
+
+    def changes(self, organiser: str, start: datetime, end: datetime, token: str | None,
+                known: Mapping[str, str | None]) -> CalendarChanges:
+        """The delta scan: what changed since `token` among the organiser's linked events (`known`: href → ETag
+        bascule keeps), and the next token; everything listed (`full`) when there is no token or the server no
+        longer knows it."""
         ...
 
     def read(self, organiser: str, href: str) -> StoredEvent | None: ...

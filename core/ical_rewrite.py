@@ -23,12 +23,18 @@ above the rewrite's (attendees' clients ignore an update whose SEQUENCE is not h
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+
+import recurring_ical_events
+from icalendar import Calendar
 
 from core.links import JoinLink, parse_join_url
 
 __all__ = [
+    "CalendarChanges",
     "CalendarObject",
     "CalendarWrite",
     "IcalRefusal",
@@ -38,6 +44,7 @@ __all__ = [
     "StoredEvent",
     "itip_request",
     "join_keys_in",
+    "occurs_between",
     "read_object",
     "restore_object",
     "rewrite_object",
@@ -130,6 +137,20 @@ class CalendarWrite:
     conflicts: int
     attendee_status: dict[str, str]          # address → SCHEDULE-STATUS the server stamped (scheduling servers)
     kept: tuple[str, ...] = ()               # restore: properties the organiser changed after the rewrite
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarChanges:
+    """What an organiser's calendar holds now, as far as the last sync token tells (a delta scan): the linked
+    events new or changed since, the stored ones to forget (deleted, link removed, moved out of the window), and the
+    token the next scan starts from. `full`: everything was listed (no token yet, or the server no longer knew it),
+    so a stored event not among `events` is gone too."""
+
+    events: Sequence[StoredEvent]
+    gone: Sequence[str]                      # hrefs
+    token: str | None                        # None: the server cannot track changes (every scan lists all)
+    full: bool
+    read: int = 0                            # events read to learn it (what a delta saves shows here)
 
 
 @dataclass(slots=True)
@@ -269,6 +290,17 @@ def read_object(data: bytes) -> CalendarObject | IcalRefused:
         organizer=_address(organizer) if organizer else None, summary=master.get("SUMMARY", ""),
         sequence=_int(master.get("SEQUENCE")), recurring="RRULE" in master, overrides=overrides,
         attendees=tuple(attendees), join_keys=tuple(keys))
+
+
+def occurs_between(data: bytes, start: datetime, end: datetime) -> bool:
+    """Whether the object has an occurrence overlapping [start, end) (its recurrence expanded, overrides and
+    EXDATEs applied) — the window test a server's time-range query does, for objects a sync reported. An object
+    that cannot be expanded counts as inside: it is kept rather than silently dropped."""
+    try:
+        calendar = Calendar.from_ical(data)
+        return any(True for _ in recurring_ical_events.of(calendar).between(start, end))
+    except Exception:   # malformed rules, unknown zones: icalendar and the expander raise many kinds
+        return True
 
 
 def shows_link(data: bytes, url: str) -> bool:

@@ -17,7 +17,7 @@ from db import models
 from db.models import table_of
 from db.upsert import upsert_plain
 
-__all__ = ["CALENDAR_PLATFORMS", "CalendarRepository", "CalendarScanCounts"]
+__all__ = ["CALENDAR_PLATFORMS", "CalendarRepository", "CalendarScanCounts", "SyncState"]
 
 # The platforms whose series are rewritten in organisers' calendars by this scan (Teams series are found through
 # their Graph event already).
@@ -37,6 +37,16 @@ class CalendarScanCounts:
 
     def as_json(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True, slots=True)
+class SyncState:
+    """Where an organiser's next delta scan starts (models.CalendarSync)."""
+
+    token: str | None
+    window_start: datetime
+    window_end: datetime
+    listed_at: datetime
 
 
 class CalendarRepository:
@@ -81,6 +91,51 @@ class CalendarRepository:
                      update=["organiser", "uid", "etag", "sequence", "recurring", "attendees", "join_key",
                              "meeting_platform", "meeting_external_id", "raw", "schedules", "last_seen_pass",
                              "scanned_at"])
+
+    def sync_states(self, system: str, organisers: Sequence[str]) -> dict[str, SyncState]:
+        """Organiser → the change token and window of their last scan on `system`."""
+        sync = models.CalendarSync
+        rows = self._session.execute(select(sync).where(
+            sync.tenant_id == self._tenant_id, sync.system == system, sync.organiser.in_(list(organisers)))).scalars()
+        return {row.organiser: SyncState(row.token, row.window_start, row.window_end, row.listed_at) for row in rows}
+
+    def save_sync_states(self, system: str, states: Mapping[str, SyncState], *, now: datetime) -> None:
+        """Record where each organiser's next scan starts (in the transaction that stores what this one found)."""
+        if not states:
+            return
+        upsert_plain(self._session, table_of(models.CalendarSync),
+                     [{"tenant_id": self._tenant_id, "system": system, "organiser": organiser, "token": state.token,
+                       "window_start": state.window_start, "window_end": state.window_end,
+                       "listed_at": state.listed_at, "synced_at": now} for organiser, state in states.items()],
+                     key=["tenant_id", "system", "organiser"],
+                     update=["token", "window_start", "window_end", "listed_at", "synced_at"])
+
+    def forget_sync_states(self) -> int:
+        """Drop every organiser's change token: the next scan lists every calendar whole (`calendars scan --full`)."""
+        sync = models.CalendarSync
+        result = self._session.execute(delete(sync).where(sync.tenant_id == self._tenant_id))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    def known_events(self, system: str, organisers: Sequence[str]) -> dict[str, dict[str, str | None]]:
+        """Organiser → href → ETag of the events bascule keeps for them (what a delta is compared with)."""
+        event = models.OrganiserEvent
+        found: dict[str, dict[str, str | None]] = {organiser: {} for organiser in organisers}
+        rows = self._session.execute(select(event.organiser, event.href, event.etag).where(
+            event.tenant_id == self._tenant_id, event.system == system, event.organiser.in_(list(organisers))))
+        for organiser, href, etag in rows:
+            found.setdefault(organiser, {})[href] = etag
+        return found
+
+    def forget(self, system: str, hrefs: Sequence[str]) -> int:
+        """Events a delta reported gone (deleted, link removed, out of the window)."""
+        event = models.OrganiserEvent
+        removed = 0
+        for start in range(0, len(hrefs), 500):
+            result = self._session.execute(delete(event).where(
+                event.tenant_id == self._tenant_id, event.system == system,
+                event.href.in_(list(hrefs[start:start + 500]))))
+            removed += int(getattr(result, "rowcount", 0) or 0)
+        return removed
 
     def forget_unseen(self, organisers: Sequence[str], *, pass_id: str) -> int:
         """Events of these organisers not seen by this pass (deleted, moved out of the window, link removed)."""

@@ -570,6 +570,25 @@ class OrganiserEvent(Base):
     scanned_at: Mapped[datetime]
 
 
+class CalendarSync(Base):
+    """Where the next calendar scan of one organiser starts: the server's change token (a CalDAV sync-token,
+    a Graph calendarView deltaLink) and the window the listing behind it covered. Not a secret: using it needs
+    the calendar's own credentials."""
+
+    __tablename__ = "calendar_sync"
+    __table_args__ = (UniqueConstraint("tenant_id", "system", "organiser"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    tenant_id: Mapped[str] = _tenant_fk()
+    system: Mapped[str] = mapped_column(String(16))
+    organiser: Mapped[str] = mapped_column(String(320))
+    token: Mapped[str | None] = mapped_column(Text)              # None: the server cannot track changes
+    window_start: Mapped[datetime]
+    window_end: Mapped[datetime]
+    listed_at: Mapped[datetime]                                  # the last full listing
+    synced_at: Mapped[datetime]
+
+
 class CalendarRewrite(Base):
     """A series master rewritten in place, with the exact previous body kept for rollback."""
 

@@ -2,10 +2,16 @@
 link (contracts/calendars.md §5.1–5.2), so that the cutover can rewrite it in place under its original UID.
 
 The organisers are the hosts of the current Zoom and Webex meetings, taken in address order, `ORGANISERS_PER_BATCH`
-at a time: one task per batch reads each organiser's calendar over the window (now → now + `window_days`), keeps
-their own events that carry a join link, matches each to an extracted meeting by link key, and stores them, the
-events of those organisers it no longer saw dropped and the batch's last address saved as the checkpoint — in one
-transaction, so a killed scan resumes at the next batch. An organiser whose calendar cannot be read is quarantined
+at a time: one task per batch reads each organiser's calendar, keeps their own events that carry a join link,
+matches each to an extracted meeting by link key, and stores them — with each organiser's new change token and the
+batch's last address as the checkpoint, in one transaction, so a killed scan resumes at the next batch and reads
+again only what it had not recorded.
+
+The first scan lists each calendar whole over the window (now → now + `window_days`) and keeps the server's change
+token (a CalDAV sync-token, RFC 6578; a Graph calendarView deltaLink). Later scans ask only what changed since:
+new and edited events are read and judged, deleted ones (or ones whose link went) forgotten, the rest untouched.
+A token the server dropped, a window slid by more than `relist_days`, or `full=True` lists the calendar whole again
+(its events not seen then are forgotten). An organiser whose calendar cannot be read is quarantined
 (LISTING_REFUSED) and the scan goes on. The summary counts events matched, events whose link names no extracted
 meeting (a meeting bascule did not see), and meetings no calendar holds (their attendees can only get an update
 under a new UID: a second event).
@@ -14,6 +20,7 @@ under a new UID: a second event).
 from __future__ import annotations
 
 from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +31,8 @@ from prefect.cache_policies import NO_CACHE
 
 from connectors.errors import ConnectorError, NotFound
 from core import Quarantined, ReasonCode
-from db.calendars import CalendarRepository, scanned_row
+from core.ical_rewrite import StoredEvent
+from db.calendars import CalendarRepository, SyncState, scanned_row
 from db.repositories import CheckpointRepository, QuarantineRepository
 from flows.budget import one_per_tenant
 from flows.errors import OperatorError
@@ -40,71 +48,118 @@ SOURCE, STREAM = "calendar", "organiser-events"
 ORGANISERS_PER_BATCH = 50
 
 
-def _read_calendars(calendar: Any, organisers: list[str], start: datetime, end: datetime
-                    ) -> tuple[list[tuple[str, Any]], dict[str, bool], list[Quarantined], int]:
-    """Each organiser's linked events, whether their server tells attendees itself, the unreadable calendars
-    (quarantined), and how many organisers have no calendar there at all (no mailbox, no collection: nothing to
-    rewrite, their series go by mail)."""
-    found: list[tuple[str, Any]] = []
-    schedules: dict[str, bool] = {}
-    quarantined: list[Quarantined] = []
-    without = 0
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """What one batch's calendars said."""
+
+    found: list[tuple[str, StoredEvent]]          # (organiser, linked event new or changed)
+    gone: list[str]                               # hrefs to forget (a delta said so)
+    listed: list[str]                             # organisers listed whole (their unseen events are forgotten)
+    states: dict[str, SyncState]                  # where each organiser's next scan starts
+    schedules: dict[str, bool]
+    quarantined: list[Quarantined]
+    without: int
+    by_delta: int
+    events_read: int
+
+
+def _start_point(state: SyncState | None, *, start: datetime, end: datetime, relist_days: int,
+                 full: bool) -> tuple[str | None, datetime, datetime, datetime | None]:
+    """(token, window start, window end, last listing) an organiser's scan starts from: the stored token over the
+    window of the listing behind it, unless a full scan is asked, the window's length changed, or it has slid by
+    more than `relist_days` since (then no token: the calendar is listed whole under the current window)."""
+    if (full or state is None or state.token is None or state.window_end - state.window_start != end - start
+            or start - state.window_start > timedelta(days=relist_days)):
+        return None, start, end, None
+    return state.token, state.window_start, state.window_end, state.listed_at
+
+
+def _read_calendars(calendar: Any, organisers: list[str], *, states: dict[str, SyncState],
+                    known: dict[str, dict[str, str | None]], start: datetime, end: datetime, relist_days: int,
+                    full: bool, now: datetime) -> _Read:
+    """Each organiser's linked events new or changed since their token (all of them on a listing), whether their
+    server tells attendees itself, the unreadable calendars (quarantined), and how many organisers have no calendar
+    there at all (no mailbox, no collection: nothing to rewrite, their series go by mail)."""
+    read = _Read([], [], [], {}, {}, [], 0, 0, 0)
+    by_delta = events_read = without = 0
     for organiser in organisers:
+        token, window_start, window_end, listed_at = _start_point(states.get(organiser), start=start, end=end,
+                                                                  relist_days=relist_days, full=full)
         try:
-            events = [(organiser, event) for event in calendar.scan(organiser, start, end)]
-            if events:   # who will tell their attendees: the server (RFC 6638), or bascule under the original UID
-                schedules[organiser] = calendar.schedules(organiser)
-            found += events
+            changes = calendar.changes(organiser, window_start, window_end, token, known.get(organiser, {}))
+            if changes.events:   # who will tell their attendees: the server (RFC 6638), or bascule's iTIP
+                read.schedules[organiser] = calendar.schedules(organiser)
         except NotFound:
             without += 1
+            continue
         except ConnectorError as error:
-            quarantined.append(Quarantined(ReasonCode.LISTING_REFUSED, f"calendar:{organiser}",
-                                           detail=str(error)[:200]))
-    return found, schedules, quarantined, without
+            read.quarantined.append(Quarantined(ReasonCode.LISTING_REFUSED, f"calendar:{organiser}",
+                                                detail=str(error)[:200]))
+            continue
+        read.found.extend((organiser, event) for event in changes.events)
+        read.gone.extend(changes.gone)
+        events_read += changes.read
+        if changes.full:
+            read.listed.append(organiser)
+        else:
+            by_delta += 1
+        read.states[organiser] = SyncState(changes.token, window_start, window_end,
+                                           now if changes.full or listed_at is None else listed_at)
+    return replace(read, without=without, by_delta=by_delta, events_read=events_read)
 
 
 @task(name="scan-organisers", cache_policy=NO_CACHE)
 def scan_organisers(database_url: str, tenant: TenantConfig, organisers: list[str], *, pass_id: str,
-                    start: datetime, end: datetime, items_done: int) -> dict[str, int]:
-    """Scan one batch of organisers' calendars and store what they hold (one transaction with the checkpoint)."""
+                    start: datetime, end: datetime, items_done: int, full: bool = False) -> dict[str, int]:
+    """Scan one batch of organisers' calendars (only what changed since each one's token) and store what they
+    hold, with the new tokens and the checkpoint, in one transaction."""
     from flows.wiring import build_calendar
 
+    assert tenant.calendar is not None
     with ExitStack() as stack:
         calendar = build_calendar(tenant, stack)
-        found, schedules, quarantined, without = _read_calendars(calendar, organisers, start, end)
+        with transaction(database_url) as session:
+            repository = CalendarRepository(session, tenant.id)
+            states = repository.sync_states(calendar.kind, organisers)
+            known = repository.known_events(calendar.kind, organisers)
+        read = _read_calendars(calendar, organisers, states=states, known=known, start=start, end=end,
+                               relist_days=tenant.calendar.relist_days, full=full, now=datetime.now(UTC))
     now = datetime.now(UTC)
     with transaction(database_url) as session:
         repository = CalendarRepository(session, tenant.id)
-        meetings = repository.meetings_for(key for _organiser, event in found for key in event.parsed.join_keys)
+        meetings = repository.meetings_for(key for _organiser, event in read.found for key in event.parsed.join_keys)
         rows = []
-        for organiser, event in found:
+        for organiser, event in read.found:
             key = next((key for key in event.parsed.join_keys if key in meetings), event.parsed.join_keys[0])
             rows.append(scanned_row(system=calendar.kind, organiser=organiser, href=event.href,
                                     uid=event.parsed.uid, etag=event.etag, sequence=event.parsed.sequence,
                                     recurring=event.parsed.recurring, attendees=len(event.parsed.attendees),
                                     join_key=key, meeting=meetings.get(key),
                                     raw=event.data.decode("utf-8", "replace"),
-                                    schedules=schedules.get(organiser), pass_id=pass_id, now=now))
+                                    schedules=read.schedules.get(organiser), pass_id=pass_id, now=now))
         repository.store(rows)
-        reachable = [o for o in organisers if f"calendar:{o}" not in {q.record_key for q in quarantined}]
-        repository.forget_unseen(reachable, pass_id=pass_id)
-        if quarantined:
-            QuarantineRepository(session, tenant.id).upsert(quarantined, stage=STAGE, source=SOURCE, now=now,
+        forgotten = repository.forget(calendar.kind, read.gone)
+        forgotten += repository.forget_unseen(read.listed, pass_id=pass_id)
+        repository.save_sync_states(calendar.kind, read.states, now=now)
+        if read.quarantined:
+            QuarantineRepository(session, tenant.id).upsert(read.quarantined, stage=STAGE, source=SOURCE, now=now,
                                                             pass_id=pass_id)
         CheckpointRepository(session, tenant.id).save(SOURCE, STREAM, pass_id=pass_id, cursor=organisers[-1],
                                                       items_done=items_done + len(organisers), complete=False,
                                                       now=now)
     return {"organisers": len(organisers), "events": len(rows),
-            "matched": sum(1 for row in rows if row["meeting_external_id"]), "unreadable": len(quarantined),
-            "without_calendar": without}
+            "matched": sum(1 for row in rows if row["meeting_external_id"]), "unreadable": len(read.quarantined),
+            "without_calendar": read.without, "listed": len(read.listed), "by_delta": read.by_delta,
+            "events_read": read.events_read, "forgotten": forgotten}
 
 
 @flow(name="calendar-scan", flow_run_name=run_name("calendar-scan"), log_prints=False)
 @one_per_tenant("calendar-scan")
-def scan_calendars(tenant_file: str, now: str | None = None,
-                   batch_size: int = ORGANISERS_PER_BATCH) -> dict[str, Any]:
+def scan_calendars(tenant_file: str, now: str | None = None, batch_size: int = ORGANISERS_PER_BATCH,
+                   full: bool = False) -> dict[str, Any]:
     """Scan the organisers' calendars of the tenant's [calendar] section, `batch_size` organisers per task (resumes
-    a killed scan at the next batch)."""
+    a killed scan at the next batch): only what changed since each organiser's last scan, or every calendar whole
+    with `full`."""
     logger = get_run_logger()
     settings = Settings()
     tenant = TenantConfig.load(Path(tenant_file))
@@ -119,7 +174,8 @@ def scan_calendars(tenant_file: str, now: str | None = None,
     resumed_after = done
     if done:
         logger.info("calendar scan of %s resumed after %d organisers", tenant.id, done)
-    totals = {"organisers": 0, "events": 0, "matched": 0, "unreadable": 0, "without_calendar": 0}
+    totals = dict.fromkeys(("organisers", "events", "matched", "unreadable", "without_calendar", "listed",
+                            "by_delta", "events_read", "forgotten"), 0)
     try:
         while True:
             checkpoint()
@@ -128,7 +184,7 @@ def scan_calendars(tenant_file: str, now: str | None = None,
             if not batch:
                 break
             scanned = scan_organisers(database_url, tenant, batch, pass_id=pass_id, start=start, end=end,
-                                      items_done=done)
+                                      items_done=done, full=full)
             for name, value in scanned.items():
                 totals[name] += value
             cursor, done = batch[-1], done + len(batch)
@@ -174,9 +230,10 @@ def render_scan(summary: dict[str, Any]) -> str:
     return "\n".join([
         f"calendar scan — tenant {summary['tenant']} ({summary['system']}, "
         f"{summary['window'][0][:10]} → {summary['window'][1][:10]})",
-        f"  this run             {run['organisers']} organisers read, {run['events']} events with a join link, "
-        f"{run['unreadable']} calendars unreadable (quarantined), {run['without_calendar']} organisers without a "
-        "calendar there",
+        f"  this run             {run['organisers']} organisers read ({run['listed']} listed whole, "
+        f"{run['by_delta']} by their changes only; {run['events_read']} events read), {run['events']} events with a "
+        f"join link new or changed, {run['forgotten']} gone, {run['unreadable']} calendars unreadable "
+        f"(quarantined), {run['without_calendar']} organisers without a calendar there",
         f"  events               {summary['events']} in organisers' calendars: {summary['matched']} matched to an "
         f"extracted meeting, {summary['unmatched_events']} naming a meeting bascule did not extract",
         f"  meetings             {summary['meetings']} Zoom and Webex meetings: {summary['meetings_in_a_calendar']} "

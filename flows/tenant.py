@@ -218,11 +218,14 @@ class CalDAVSettings(_Strict):
 
 class CalendarSettings(_Strict):
     """Where organisers keep their Zoom and Webex series: Exchange Online (Graph, the [sources.teams] application)
-    or a CalDAV server; the scan reads `window_days` ahead."""
+    or a CalDAV server; the scan reads `window_days` ahead. Later scans read only what changed (the server's change
+    token) over the window of the last full listing, until that window has slid by `relist_days`: then each
+    calendar is listed whole again under the new window."""
 
     system: Literal["graph", "caldav"]
     caldav: CalDAVSettings | None = None
     window_days: int = Field(default=180, ge=1, le=800)
+    relist_days: int = Field(default=7, ge=0, le=90)
 
     @model_validator(mode="after")
     def _caldav_given(self) -> CalendarSettings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
@@ -13,6 +14,7 @@ from core.ical_rewrite import (
     IcalRefused,
     Rewritten,
     _fold,
+    occurs_between,
     read_object,
     restore_object,
     rewrite_object,
@@ -115,3 +117,29 @@ def test_what_is_not_an_event_is_refused(data: bytes) -> None:
     assert isinstance(read_object(data), IcalRefused)
     result = rewrite_object(data, join_key="zoom:1", visio_url=VISIO)
     assert isinstance(result, IcalRefused) and result.reason is IcalRefusal.NOT_ICALENDAR
+
+
+def _vevent(*lines: str) -> bytes:
+    return ("\r\n".join(["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//Test//EN", "BEGIN:VEVENT", "UID:w-1",
+                         "DTSTAMP:20261201T090000Z", *lines, "END:VEVENT", "END:VCALENDAR"]) + "\r\n").encode()
+
+
+@pytest.mark.parametrize(("lines", "inside"), [
+    # A weekly series whose last occurrence (20 Dec) is before the window: out.
+    (("DTSTART;TZID=Europe/Paris:20261206T100000", "DTEND;TZID=Europe/Paris:20261206T110000",
+      "RRULE:FREQ=WEEKLY;COUNT=3"), False),
+    # The same with more occurrences: its fourth falls in the window.
+    (("DTSTART;TZID=Europe/Paris:20261206T100000", "DTEND;TZID=Europe/Paris:20261206T110000",
+      "RRULE:FREQ=WEEKLY;COUNT=5"), True),
+    # Its only occurrence in the window excluded: out.
+    (("DTSTART;TZID=Europe/Paris:20261206T100000", "DTEND;TZID=Europe/Paris:20261206T110000",
+      "RRULE:FREQ=WEEKLY;COUNT=4", "EXDATE;TZID=Europe/Paris:20261227T100000"), False),
+    # A single event in the window, one that ended the day before it.
+    (("DTSTART:20261228T090000Z", "DTEND:20261228T100000Z"), True),
+    (("DTSTART:20261220T090000Z", "DTEND:20261220T100000Z"), False),
+    # What cannot be expanded is kept rather than dropped.
+    (("DTSTART:20261206T090000Z", "RRULE:FREQ=SOMETIMES"), True),
+])
+def test_an_object_is_in_the_window_when_one_of_its_occurrences_is(lines: tuple[str, ...], inside: bool) -> None:
+    window = (datetime(2026, 12, 21, tzinfo=UTC), datetime(2027, 1, 31, tzinfo=UTC))
+    assert occurs_between(_vevent(*lines), *window) is inside

@@ -153,14 +153,14 @@ def test_an_unreadable_calendar_is_quarantined_and_the_scan_goes_on(scanned_tena
     summary = scan_calendars(str(tenant), now=NOW.isoformat())
     assert summary["this_run"]["without_calendar"] == 1 and summary["this_run"]["unreadable"] == 0
     assert summary["matched"] == 1
-    real = CalDAVCalendar.scan
+    real = CalDAVCalendar.changes
 
     def refused(self: CalDAVCalendar, organiser: str, *args: Any) -> Any:
         if organiser.startswith("carol"):
-            raise ConnectorError("caldav", "calendar search refused for organiser calendar (AuthorizationError)")
+            raise ConnectorError("caldav", "sync-collection refused for organiser calendar (AuthorizationError)")
         return real(self, organiser, *args)
 
-    monkeypatch.setattr(CalDAVCalendar, "scan", refused)
+    monkeypatch.setattr(CalDAVCalendar, "changes", refused)
     summary = scan_calendars(str(tenant), now=NOW.isoformat())
     assert summary["this_run"]["unreadable"] == 1 and summary["this_run"]["without_calendar"] == 1
     engine = make_engine(url)
@@ -168,3 +168,87 @@ def test_an_unreadable_calendar_is_quarantined_and_the_scan_goes_on(scanned_tena
         quarantined = session.execute(select(models.Quarantine.reason, models.Quarantine.record_key)).all()
     engine.dispose()
     assert quarantined == [("LISTING_REFUSED", "calendar:carol@example.gouv.fr")]
+
+
+def _sync_rows(url: str) -> dict[str, tuple[str | None, datetime]]:
+    engine = make_engine(url)
+    with make_session_factory(engine)() as session:
+        rows = {row.organiser: (row.token, row.window_start)
+                for row in session.execute(select(models.CalendarSync)).scalars()}
+    engine.dispose()
+    return rows
+
+
+def test_later_scans_read_only_what_changed_and_a_lost_token_lists_again(
+        scanned_tenant: tuple[Path, str], xandikos: CalDAVServer) -> None:
+    """After the first listing, a scan asks the server what changed since each organiser's sync token (RFC 6578):
+    nothing changed, nothing is read; an edit is read again, a deletion or a link taken out forgets the event, a new
+    series is found. A token the server no longer knows, `full`, or a window slid past `relist_days` lists the
+    calendar whole again — and the end state is the same as a listing would give."""
+    from flows.calendars import scan_calendars
+
+    tenant, url = scanned_tenant
+    uids = {key: f"{platform}-{uuid.uuid4()}" for platform, _external_id, _host, _link, key in MEETINGS[:3]}
+    names = {key: _put(xandikos, host.split("@")[0], _event(uids[key], host, link))
+             for _platform, _external_id, host, link, key in MEETINGS[:3]}
+    stray = _put(xandikos, "alice", _event("zoom-not-extracted", "alice@example.gouv.fr",
+                                           "https://culture-gouv.zoom.us/j/89999999999"))
+    first = scan_calendars(str(tenant), now=NOW.isoformat())
+    assert (first["this_run"]["listed"], first["this_run"]["by_delta"]) == (3, 0)
+    assert (first["events"], first["matched"]) == (4, 3)
+    tokens = _sync_rows(url)
+    assert set(tokens) == {"alice@example.gouv.fr", "bob@example.gouv.fr", "carol@example.gouv.fr"}
+    assert all(token for token, _start in tokens.values())
+
+    quiet = scan_calendars(str(tenant), now=NOW.isoformat())
+    assert (quiet["this_run"]["listed"], quiet["this_run"]["by_delta"]) == (0, 3)
+    assert (quiet["this_run"]["events_read"], quiet["this_run"]["events"]) == (0, 0)
+    assert (quiet["events"], quiet["matched"]) == (4, 3)
+
+    # Bob retitles his series, Alice deletes the stray event and takes the link out of her second series, Carol
+    # puts her series in her calendar.
+    bob = xandikos.calendar_url("bob") + names[MEETINGS[2][4]]
+    with xandikos.client("bob") as client:
+        answer = client.get(bob)
+        retitled = answer.content.replace(b"SUMMARY:S\xc3\xa9rie", b"SUMMARY:S\xc3\xa9rie (salle 4)")
+        assert client.put(bob, content=retitled, headers={"If-Match": answer.headers["etag"],
+                                                          "Content-Type": "text/calendar"}).status_code in (201, 204)
+    second = xandikos.calendar_url("alice") + names[MEETINGS[1][4]]
+    with xandikos.client("alice") as client:
+        assert client.delete(xandikos.calendar_url("alice") + stray).status_code in (200, 204)
+        answer = client.get(second)
+        unlinked = _event(uids[MEETINGS[1][4]], "alice@example.gouv.fr", "salle 12")
+        assert client.put(second, content=unlinked, headers={"If-Match": answer.headers["etag"],
+                                                             "Content-Type": "text/calendar"}).status_code in (201, 204)
+    _put(xandikos, "carol", _event("zoom-carol", "carol@example.gouv.fr", MEETINGS[3][3]))
+    changed = scan_calendars(str(tenant), now=NOW.isoformat())
+    run = changed["this_run"]
+    assert (run["listed"], run["by_delta"], run["events_read"]) == (0, 3, 3)    # Bob's, Alice's second, Carol's
+    assert (run["events"], run["forgotten"]) == (2, 2)                        # Bob's + Carol's; stray + unlinked
+    assert (changed["events"], changed["matched"], changed["unmatched_events"]) == (3, 3, 0)
+    engine = make_engine(url)
+    with make_session_factory(engine)() as session:
+        raw = session.execute(select(models.OrganiserEvent.raw).where(
+            models.OrganiserEvent.meeting_external_id == "2634123456")).scalar_one()
+    engine.dispose()
+    assert "salle 4" in raw                                                  # the stored copy is the edited one
+
+    # The server forgot the tokens (a token from another server, as after a restore of its store): listed again.
+    engine = make_engine(url)
+    with make_session_factory(engine).begin() as session:
+        session.execute(models.CalendarSync.__table__.update().values(token="http://127.0.0.1/unknown-token"))
+    engine.dispose()
+    relisted = scan_calendars(str(tenant), now=NOW.isoformat())
+    assert (relisted["this_run"]["listed"], relisted["this_run"]["by_delta"]) == (3, 0)
+    assert (relisted["events"], relisted["matched"]) == (3, 3)
+    assert all(token and token != "http://127.0.0.1/unknown-token" for token, _ in _sync_rows(url).values())
+
+    # Asked for, or once the window has slid by more than relist_days (7): listed whole under the new window.
+    assert scan_calendars(str(tenant), now=NOW.isoformat(), full=True)["this_run"]["listed"] == 3
+    later = NOW.replace(day=NOW.day + 3)
+    assert scan_calendars(str(tenant), now=later.isoformat())["this_run"]["by_delta"] == 3
+    assert {start for _token, start in _sync_rows(url).values()} == {NOW}
+    slid = NOW.replace(day=NOW.day + 8)
+    moved = scan_calendars(str(tenant), now=slid.isoformat())
+    assert (moved["this_run"]["listed"], moved["events"], moved["matched"]) == (3, 3, 3)
+    assert {start for _token, start in _sync_rows(url).values()} == {slid}
