@@ -15,7 +15,19 @@ Follows shared/contracts/graph.md (section 9 is the checklist) and the official 
 - `GET /users/{id|upn}/events` (only singleInstance and seriesMaster; `$top`, `$skip` nextLinks as Outlook writes
   them; `$filter` on simple properties such as `type eq 'seriesMaster'`, 400 on recurrence/organizer/attendees;
   `Prefer: outlook.timezone`, `outlook.body-content-type`, `IdType="ImmutableId"` echoed in Preference-Applied),
-  `GET|PATCH /users/{id}/events/{id}` (only updatable members; previous versions kept, see GraphState).
+  `GET|PATCH|DELETE /users/{id}/events/{id}` (only updatable members; previous versions kept, see GraphState;
+  DELETE needs Calendars.ReadWrite, takes a series' exceptions along and leaves a tombstone for delta).
+- `GET /users/{id|upn}/calendarView/delta` (also `delta()`, `microsoft.graph.delta[()]`; event-delta.md): the
+  first request needs `startDateTime` and `endDateTime` (400 `ErrorInvalidParameter` otherwise), no `$` option is
+  accepted (400 `ErrorInvalidUrlQuery`); `Prefer: odata.maxpagesize` (default 10, at most 1000) is echoed. The
+  first round lists every instance overlapping the window — single instances, the occurrences of each series
+  master expanded here with dateutil in the series' zone (`type: occurrence`, `seriesMasterId`, an id derived from
+  the master and the original start, the master's members, `recurrence: null`), stored exceptions in place of
+  theirs — never a master nor a cancelled event; `@odata.nextLink` ($skiptoken) pages, then `@odata.deltaLink`
+  ($deltatoken). Tokens are opaque base64 JSON carrying the mailbox, window, change positions and a generation;
+  a later round gives every instance of each event changed since (PATCH, add, the organiser's edit) and
+  `{"@odata.type", "id", "@removed": {"reason": "deleted"}}` for instances gone from the window.
+  `GraphState.reset_event_sync()` expires every token handed out (410 `SyncStateNotFound`).
 - `POST /users/{id}/assignLicense` (both members required; group-inherited SKUs refused; seats recounted; the
   change shows in reads and in the next users delta), `DELETE /users/{id}` (soft delete).
 - `POST /graph/v1.0/$batch`: at most 20 items, responses shuffled, `dependsOn`/`depends_on`, 424 on a failed
@@ -26,6 +38,9 @@ Follows shared/contracts/graph.md (section 9 is the checklist) and the official 
   Retry-After and Graph's OData error body; so do the injected faults.
 - Wire habits of msgraph-sdk: lower-case headers, percent-encoded path segments (`%40`, `%3D`), `delta()`,
   `@odata.*` keys in bodies, `depends_on` and `%24filter` in batch items.
+- Deliberate bugs of Outlook (Sandbox.broken): `edit_event_after_read:<event id>` (the organiser edits the event
+  right after a client read it, once), `expire_event_delta` or `expire_event_delta:<mailbox>` (the next request
+  with a calendarView `$deltatoken` finds its sync state dropped: 410, and so does every older token; once).
 
 Where the service's exact status or message is unconfirmed (graph.md says so), the choice is marked "unconfirmed";
 what the sandbox does not implement answers 501 with a message starting "sandbox:", never a silent wrong answer.
@@ -48,12 +63,13 @@ import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, date, datetime, time
+from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
+from dateutil import rrule
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -102,6 +118,18 @@ EVENT_FILTERABLE = frozenset({"type", "isCancelled", "isOrganizer", "isOnlineMee
                               "onlineMeetingProvider", "showAs", "sensitivity", "importance", "seriesMasterId",
                               "iCalUId", "isDraft", "hasAttachments"})
 EVENT_UNFILTERABLE = ("recurrence", "organizer", "attendees")
+# calendarView/delta (event-delta.md): no OData query option but the state tokens; page size by Prefer only.
+EVENT_DELTA_REFUSED = ("$select", "$filter", "$orderby", "$expand", "$search", "$top", "$skip", "$count")
+# Series members an occurrence does not carry (the master's own bookkeeping).
+SERIES_ONLY = frozenset({"cancelledOccurrences", "exceptionOccurrences", "instances", "originalStart"})
+OCCURRENCES_MAX = 20_000          # per series and window: a guard against a window of centuries, not a Graph limit
+# Exchange's GlobalObjectId (iCalUId in hex): class id, then the instance date (zero on a master) (MS-OXOCAL).
+EXCHANGE_UID_CLASS = "040000008200E00074C5B7101A82E008"
+# The wordings below are unconfirmed; the codes follow Outlook's for the same faults (graph.md 5.1).
+DELTA_WINDOW_MESSAGE = ("This request requires a time window specified by the query string parameters"
+                        " StartDateTime and EndDateTime.")
+SYNC_STATE_MESSAGE = ("The sync state generation is not found. The delta token is expired and data must be"
+                      " synchronized again.")
 
 # Application roles (graph.md 1): any one of each set is enough.
 READ_USERS = frozenset({"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"})
@@ -224,6 +252,15 @@ def _split_prefer(value: str) -> list[str]:
     return [part.strip() for part in parts if part.strip()]
 
 
+@dataclass(frozen=True, slots=True)
+class _EventChange:
+    """One write to an event: its position in the event change sequence and the version it replaced (None: the
+    event did not exist before)."""
+
+    sequence: int
+    before: Record | None
+
+
 class GraphError(Exception):
     """An OData error answer, raised inside a handler."""
 
@@ -267,6 +304,12 @@ class GraphState:
         self._changes: dict[str, tuple[int, frozenset[str] | None]] = {}   # user → (sequence, properties)
         self._removed: dict[str, str] = {}                                  # user → @removed reason
         self._history: dict[str, list[Record]] = {}                         # event → previous versions
+        # Event changes, for calendarView/delta: a sequence of their own (users delta has _sequence), each change
+        # with the version it replaced, so that any past position of a mailbox can be seen again.
+        self._event_sequence = 0
+        self._event_generation = 0       # reset_event_sync() bumps it: older calendarView delta tokens expire
+        self._event_log: dict[str, list[_EventChange]] = {}                 # event → its changes, in order
+        self._logged_in_mailbox: dict[str, set[str]] = {}                   # mailbox → events ever changed there
 
     # -- reads
 
@@ -307,6 +350,41 @@ class GraphState:
         with self.lock:
             return self._removed.get(user_id)
 
+    @property
+    def event_sequence(self) -> int:
+        """The position of the latest event change (calendarView delta tokens hold one)."""
+        return self._event_sequence
+
+    @property
+    def event_generation(self) -> int:
+        return self._event_generation
+
+    def calendar_view(self, mailbox: str, window: tuple[datetime, datetime], *, at: int) -> list[Record]:
+        """Every instance of a mailbox's events overlapping `window` as they were at change position `at`:
+        single instances, series occurrences and exceptions, ordered by start then id (never a series master)."""
+        with self.lock:
+            snapshot = self._mailbox_at(mailbox, at)
+        instances = [instance for record in snapshot.values() for instance in _instances(record, snapshot, window)]
+        return sorted(instances, key=_instance_order)
+
+    def calendar_view_changes(self, mailbox: str, window: tuple[datetime, datetime], *, since: int,
+                              upto: int) -> tuple[list[Record], list[str]]:
+        """What changed in a mailbox's calendar view between two change positions: every instance of a changed
+        event as it is at `upto`, and the ids of the instances it had at `since` and has no more."""
+        with self.lock:
+            changed = {event_id for event_id in self._logged_in_mailbox.get(mailbox, set())
+                       if any(since < change.sequence <= upto for change in self._event_log[event_id])}
+            before, after = self._mailbox_at(mailbox, since), self._mailbox_at(mailbox, upto)
+        for snapshot in (before, after):       # an exception's change changes its series' occurrences too
+            changed |= {_immutable_id(str(record.get("seriesMasterId") or "")) for event_id, record in snapshot.items()
+                        if event_id in changed and record.get("type") == "exception"}
+        old = {str(instance["id"]) for event_id in changed if event_id in before
+               for instance in _instances(before[event_id], before, window)}
+        new = [instance for event_id in changed if event_id in after
+               for instance in _instances(after[event_id], after, window)]
+        kept = {str(instance["id"]) for instance in new}
+        return sorted(new, key=_instance_order), sorted(old - kept)
+
     # -- writes
 
     def delete_user(self, user_id: str, *, permanent: bool = False) -> None:
@@ -327,6 +405,54 @@ class GraphState:
         with self.lock:
             self._history.setdefault(str(record["id"]), []).append(previous)
             self.events.put(str(record["id"]), record)
+            self._record_event_change(str(record["id"]), previous, record)
+
+    def add_event(self, record: Record, *, mailbox: str | None = None) -> str:
+        """A new event in a mailbox (`mailbox`: user id or UPN, else the record's `_mailbox`), as if its organiser
+        had just created it: id, changeKey and iCalUId generated when missing; the next calendarView delta shows it.
+        Returns its (immutable) id."""
+        event: Record = orjson.loads(orjson.dumps(record))
+        owner = self.user(mailbox or str(event.get("_mailbox") or ""))
+        if owner is None:
+            raise KeyError(mailbox or event.get("_mailbox"))
+        event["_mailbox"] = str(owner["id"])
+        event.setdefault("id", "AAMk" + _b64(b"\x00added" + secrets.token_bytes(48)))
+        event.setdefault("changeKey", base64.b64encode(secrets.token_bytes(12)).decode("ascii"))
+        event.setdefault("iCalUId", EXCHANGE_UID_CLASS + "00000000" + secrets.token_hex(24).upper())
+        event.setdefault("type", "seriesMaster" if event.get("recurrence") else "singleInstance")
+        event.setdefault("isCancelled", False)
+        now = _iso(self._sandbox.now())
+        event.setdefault("createdDateTime", now)
+        event.setdefault("lastModifiedDateTime", now)
+        event_id = str(event["id"])
+        with self.lock:
+            if event_id in self.events:
+                raise ValueError(f"the event {event_id} exists already")
+            self.events.put(event_id, event)
+            self._record_event_change(event_id, None, event)
+        return event_id
+
+    def delete_event(self, event_id: str) -> None:
+        """Remove an event (a series master takes its stored exceptions along), leaving a tombstone for delta."""
+        with self.lock:
+            record = self.event(event_id)
+            if record is None:
+                raise KeyError(event_id)
+            doomed = [record]
+            if record.get("type") == "seriesMaster":
+                doomed += [other for other in self.events.records(self.events.group("mailbox",
+                                                                                    str(record["_mailbox"])))
+                           if other.get("type") == "exception"
+                           and _immutable_id(str(other.get("seriesMasterId") or "")) == record["id"]]
+            for gone in doomed:
+                self.events.delete(str(gone["id"]))
+                self._record_event_change(str(gone["id"]), gone, None)
+
+    def reset_event_sync(self) -> None:
+        """Expire every calendarView delta token handed out so far (the next use is a 410 SyncStateNotFound), as
+        Exchange does when it drops a sync state."""
+        with self.lock:
+            self._event_generation += 1
 
     def set_prepaid(self, sku_id: str, enabled: int) -> None:
         """The seats the tenant pays for a SKU (`prepaidUnits.enabled`): a test or scenario buys or cancels seats."""
@@ -348,6 +474,30 @@ class GraphState:
         if props is not None and not (previous is not None and previous[1] is None):
             merged = props | (previous[1] if previous is not None and previous[1] is not None else frozenset())
         self._changes[user_id] = (self._sequence, merged)
+
+    def _mailbox_at(self, mailbox: str, position: int) -> dict[str, Record]:
+        """A mailbox's events as they were at a change position, by id."""
+        ids = dict.fromkeys([*self.events.group("mailbox", mailbox),
+                             *sorted(self._logged_in_mailbox.get(mailbox, set()))])
+        snapshot = {}
+        for event_id in ids:
+            record = self._event_at(event_id, position)
+            if record is not None and record.get("_mailbox") == mailbox:
+                snapshot[event_id] = record
+        return snapshot
+
+    def _event_at(self, event_id: str, position: int) -> Record | None:
+        for change in self._event_log.get(event_id, []):
+            if change.sequence > position:
+                return orjson.loads(orjson.dumps(change.before)) if change.before is not None else None
+        return self.events.get(event_id)
+
+    def _record_event_change(self, event_id: str, before: Record | None, after: Record | None) -> None:
+        self._event_sequence += 1
+        mailbox = str((after or before or {}).get("_mailbox") or "")
+        self._event_log.setdefault(event_id, []).append(_EventChange(
+            self._event_sequence, orjson.loads(orjson.dumps(before)) if before is not None else None))
+        self._logged_in_mailbox.setdefault(mailbox, set()).add(event_id)
 
 
 # ----------------------------------------------------------------------------------------------- the API
@@ -443,9 +593,14 @@ class _GraphApi:
             return self._assign_license(call, token, parts[1])
         if len(parts) == 3 and parts[0] == "users" and parts[2] == "events" and method == "GET":
             return self._with_mailbox(call, token, parts[1], self._list_events)
-        if len(parts) == 4 and parts[0] == "users" and parts[2] == "events" and method in ("GET", "PATCH"):
-            handler = self._get_event if method == "GET" else self._patch_event
+        if len(parts) == 4 and parts[0] == "users" and parts[2] == "events" and method in ("GET", "PATCH", "DELETE"):
+            handler = {"GET": self._get_event, "PATCH": self._patch_event, "DELETE": self._delete_event}[method]
             return self._with_mailbox(call, token, parts[1], lambda c, t, u: handler(c, t, u, parts[3]))
+        if len(parts) >= 3 and parts[0] == "users" and parts[2].lower() == "calendarview" and method == "GET":
+            if len(parts) == 4 and parts[3] in _FUNCTION_SEGMENTS:
+                return self._with_mailbox(call, token, parts[1], self._calendar_view_delta)
+            raise GraphError(501, "NotImplemented", "sandbox: only calendarView/delta is implemented, not the"
+                             " calendarView listing.")
         if parts == ("subscribedSkus",) and method == "GET":
             return self._subscribed_skus(call, token)
         if parts == ("organization",) and method == "GET":
@@ -937,6 +1092,71 @@ class _GraphApi:
                 **self._present_event(record, None, prefer)}
         return _Reply(200, body, headers=self._preference_applied(prefer))
 
+    def _delete_event(self, call: _Call, token: _Token, user: Record, event_id: str) -> _Reply:
+        with self.state.lock:
+            record = self._mailbox_event(user, event_id)
+            self.state.delete_event(str(record["id"]))
+        self.sandbox.count(f"{SYSTEM}:event_deletes")
+        return _Reply(204)
+
+    def _calendar_view_delta(self, call: _Call, token: _Token, user: Record) -> _Reply:
+        """`GET /users/{id}/calendarView/delta`: a first round lists every instance in the window, page by page;
+        its deltaLink later gives what changed since, with `@removed` for instances gone from the window."""
+        query = call.query
+        refused = [option for option in EVENT_DELTA_REFUSED if option in query]
+        if refused:
+            # Documented as unsupported (event-delta.md); the wording of the answer is unconfirmed.
+            raise GraphError(400, "ErrorInvalidUrlQuery", "The following parameters are not supported with change"
+                             f" tracking over the 'CalendarView' resource: '{', '.join(refused)}'.")
+        mailbox = str(user["id"])
+        raw = query.get("$skiptoken") or query.get("$deltatoken")
+        if raw:
+            position = _decode_event_delta(raw, mailbox)
+            if "$skiptoken" not in query and self.sandbox.broken("expire_event_delta", mailbox):
+                self._expire_event_delta(mailbox)
+            if position["g"] != self.state.event_generation:
+                # Outlook's answer to a dropped sync state: 410 (delta-query-overview); the code is unconfirmed.
+                raise GraphError(410, "SyncStateNotFound", SYNC_STATE_MESSAGE)
+            if position["k"] == "d":
+                position = {**position, "k": "c", "u": self.state.event_sequence, "o": 0}
+        else:
+            start, end = _delta_window(query)
+            position = {"m": mailbox, "w": [_iso(start), _iso(end)], "k": "i", "u": self.state.event_sequence,
+                        "o": 0, "g": self.state.event_generation}
+        window = (_instant(position["w"][0]), _instant(position["w"][1]))
+        if position["k"] == "i":
+            entries: list[Record | str] = [*self.state.calendar_view(mailbox, window, at=position["u"])]
+        else:
+            updated, removed = self.state.calendar_view_changes(mailbox, window, since=position["a"],
+                                                                upto=position["u"])
+            entries = [*updated, *removed]
+        prefer = _Prefer.parse(call.headers.get("prefer", ""))
+        size = min(prefer.max_page_size or EVENT_PAGE_DEFAULT, EVENT_PAGE_MAX)
+        offset = position["o"]
+        page = [self._present_event(entry, None, prefer) if isinstance(entry, dict)
+                else {"@odata.type": "#microsoft.graph.event", "id": _presented_id(entry, prefer),
+                      "@removed": {"reason": "deleted"}} for entry in entries[offset:offset + size]]
+        link = f"{call.base}/users/{quote(call.segments[1], safe='@')}/calendarView/delta"
+        body: dict[str, object] = {"@odata.context": f"{call.base}/$metadata#Collection(event)"}
+        if offset + size < len(entries):
+            body["@odata.nextLink"] = f"{link}?$skiptoken={_encode_event_delta({**position, 'o': offset + size})}"
+        else:
+            done = {"m": mailbox, "w": position["w"], "k": "d", "a": position["u"], "g": position["g"]}
+            body["@odata.deltaLink"] = f"{link}?$deltatoken={_encode_event_delta(done)}"
+        body["value"] = page
+        headers = self._preference_applied(prefer)
+        if prefer.max_page_size:
+            applied = [part for part in [headers.get("Preference-Applied"), f"odata.maxpagesize={size}"] if part]
+            headers["Preference-Applied"] = ", ".join(applied)
+        return _Reply(200, body, headers=headers)
+
+    def _expire_event_delta(self, mailbox: str) -> None:
+        """Deliberate bug `expire_event_delta` (or `expire_event_delta:<mailbox>`), once: Exchange drops the sync
+        states when the next deltaLink comes: that token and every other one handed out so far get 410."""
+        self.sandbox.set_bugs(remove=["expire_event_delta", f"expire_event_delta:{mailbox}"])
+        self.sandbox.count(f"{SYSTEM}:bug:expire_event_delta")
+        self.state.reset_event_sync()
+
     def _mailbox_event(self, user: Record, event_id: str) -> Record:
         record = self.state.event(event_id)
         if record is None or record.get("_mailbox") != user["id"]:
@@ -945,7 +1165,9 @@ class _GraphApi:
 
     def _present_event(self, record: Record, select: list[str] | None, prefer: _Prefer) -> Record:
         event = {k: v for k, v in public(record).items() if k not in EVENT_NOT_IN_V1}
-        event["id"] = str(record["id"]) if prefer.immutable_ids else _rest_id(str(record["id"]))
+        event["id"] = _presented_id(str(record["id"]), prefer)
+        if event.get("seriesMasterId"):
+            event["seriesMasterId"] = _presented_id(str(event["seriesMasterId"]), prefer)
         zone = _zone(prefer.timezone)
         for name in ("start", "end"):
             moment = event.get(name)
@@ -1058,7 +1280,8 @@ class _GraphApi:
                                  " again later.", None)
 
     def _mailbox_of(self, call: _Call) -> str | None:
-        if len(call.segments) >= 3 and call.segments[0] == "users" and call.segments[2] == "events":
+        if (len(call.segments) >= 3 and call.segments[0] == "users"
+                and call.segments[2].lower() in ("events", "calendarview")):
             user = self.state.user(call.segments[1])
             return str(user["id"]) if user else None
         return None
@@ -1306,6 +1529,193 @@ def _event_select(raw: str | None) -> list[str] | None:
 def _has_exchange(user: Record) -> bool:
     return any(str(plan.get("service", "")).upper().startswith("EXCHANGE")
                and plan.get("capabilityStatus") == "Enabled" for plan in user.get("assignedPlans") or [])
+
+
+def _presented_id(immutable: str, prefer: _Prefer) -> str:
+    return immutable if prefer.immutable_ids else _rest_id(immutable)
+
+
+# -- calendarView/delta: state tokens, the window, the expansion of series
+
+def _encode_event_delta(position: Mapping[str, Any]) -> str:
+    return _b64(orjson.dumps(position))
+
+
+def _decode_event_delta(token: str, mailbox: str) -> dict[str, Any]:
+    """A calendarView delta token: mailbox `m`, window `w`, kind `k` (i: first round, c: a round of changes, d: a
+    deltaLink), change positions `a` (since) and `u` (upto), page offset `o`, generation `g`."""
+    try:
+        position = orjson.loads(_unb64(token))
+        valid = (isinstance(position, dict) and position.get("m") == mailbox and position.get("k") in ("i", "c", "d")
+                 and isinstance(position.get("g"), int) and isinstance(position.get("w"), list)
+                 and len(position["w"]) == 2 and all(isinstance(bound, str) for bound in position["w"])
+                 and all(isinstance(position.get(key), int) for key in
+                         {"i": ("u", "o"), "c": ("a", "u", "o"), "d": ("a",)}[position["k"]]))
+        if valid and _instant(position["w"][0]) < _instant(position["w"][1]):
+            return position  # type: ignore[no-any-return]
+    except (ValueError, TypeError, binascii.Error):
+        pass
+    # The service's answer to a garbled state token is unconfirmed.
+    raise GraphError(400, "ErrorInvalidUrlQuery", "The sync state token in the request is invalid.")
+
+
+def _delta_window(query: Mapping[str, str]) -> tuple[datetime, datetime]:
+    """The first round's required custom options startDateTime and endDateTime (names case-insensitive)."""
+    options = {name.lower(): value for name, value in query.items() if not name.startswith("$")}
+    try:
+        start = _instant(options["startdatetime"])
+        end = _instant(options["enddatetime"])
+    except (KeyError, ValueError) as error:
+        raise GraphError(400, "ErrorInvalidParameter", DELTA_WINDOW_MESSAGE) from error
+    if end <= start:
+        raise GraphError(400, "ErrorInvalidParameter", DELTA_WINDOW_MESSAGE)
+    return start, end
+
+
+def _instant(text: str) -> datetime:
+    """An ISO 8601 date-time of a query string; without an offset it is UTC (unconfirmed). A `+` decoded to a
+    space by a client that did not percent-encode it is taken back."""
+    value = text.strip().replace(" ", "+")
+    if not re.match(r"^\d{4}-\d{2}-\d{2}", value):
+        raise ValueError(text)
+    moment = datetime.fromisoformat(value)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _moment(value: Any) -> datetime:
+    """A dateTimeTimeZone as an aware instant (an unknown zone is taken as UTC)."""
+    zone = _zone(str(value.get("timeZone") or "UTC")) or ZoneInfo("UTC")
+    return datetime.fromisoformat(str(value["dateTime"])[:26]).replace(tzinfo=zone)
+
+
+def _graph_moment(moment: datetime, label: str) -> Record:
+    zone = _zone(label) or ZoneInfo("UTC")
+    return {"dateTime": moment.astimezone(zone).strftime("%Y-%m-%dT%H:%M:%S.0000000"), "timeZone": label}
+
+
+def _overlaps(start: datetime, end: datetime, window: tuple[datetime, datetime]) -> bool:
+    if start == end:     # a zero-length event shows where it starts
+        return window[0] <= start < window[1]
+    return start < window[1] and end > window[0]
+
+
+def _instance_order(instance: Record) -> tuple[datetime, str]:
+    return _moment(instance["start"]).astimezone(UTC), str(instance["id"])
+
+
+def _instances(record: Record, snapshot: Mapping[str, Record], window: tuple[datetime, datetime]) -> list[Record]:
+    """What a stored event shows in a calendar view: a series master its occurrences (exceptions standing in for
+    theirs), an exception itself while its master exists, a single instance itself; nothing when cancelled."""
+    if record.get("isCancelled"):
+        return []
+    kind = record.get("type") or ("seriesMaster" if record.get("recurrence") else "singleInstance")
+    if kind == "seriesMaster":
+        return _occurrences(record, snapshot, window)
+    if kind == "occurrence":      # occurrences are derived from their master, never stored
+        return []
+    if kind == "exception" and _immutable_id(str(record.get("seriesMasterId") or "")) not in snapshot:
+        return []
+    return [record] if _overlaps(_moment(record["start"]), _moment(record["end"]), window) else []
+
+
+def _occurrences(master: Record, snapshot: Mapping[str, Record], window: tuple[datetime, datetime]) -> list[Record]:
+    """The occurrences of a series master overlapping the window, in the series' own zone (a 10:00 Paris meeting
+    stays at 10:00 Paris across a daylight-saving change), expanded here with dateutil, not with bascule's code."""
+    recurrence = master.get("recurrence")
+    if not isinstance(recurrence, dict):
+        return []
+    span = recurrence.get("range") or {}
+    zone = next((z for z in (_zone(str(name)) for name in (
+        master.get("originalStartTimeZone"), span.get("recurrenceTimeZone"), (master.get("start") or {}).get(
+            "timeZone")) if name) if z is not None), ZoneInfo("UTC"))
+    start, end = _moment(master["start"]), _moment(master["end"])
+    duration = end - start
+    local = start.astimezone(zone)
+    first = datetime.combine(date.fromisoformat(str(span["startDate"])) if span.get("startDate") else local.date(),
+                             local.time().replace(tzinfo=None))
+    replaced = {_instant(str(other["originalStart"])) for other in snapshot.values()
+                if other.get("type") == "exception" and other.get("originalStart")
+                and _immutable_id(str(other.get("seriesMasterId") or "")) == master["id"]}
+    cancelled = {str(oid).rsplit(".", 1)[-1] for oid in master.get("cancelledOccurrences") or []}
+    found: list[Record] = []
+    for count, begin_local in enumerate(_series_rule(recurrence, first)):
+        if count >= OCCURRENCES_MAX:
+            raise GraphError(501, "NotImplemented", "sandbox: the window holds too many occurrences of a series.")
+        begin = begin_local.replace(tzinfo=zone)
+        if begin >= window[1]:
+            break
+        original = begin.astimezone(UTC)
+        if original in replaced or begin.date().isoformat() in cancelled:
+            continue
+        if _overlaps(begin, begin + duration, window):
+            found.append(_occurrence(master, begin, begin + duration))
+    return found
+
+
+_WEEKDAYS = {"monday": rrule.MO, "tuesday": rrule.TU, "wednesday": rrule.WE, "thursday": rrule.TH,
+             "friday": rrule.FR, "saturday": rrule.SA, "sunday": rrule.SU}
+_WEEK_INDEX = {"first": 1, "second": 2, "third": 3, "fourth": 4, "last": -1}
+
+
+def _series_rule(recurrence: Mapping[str, Any], first: datetime) -> rrule.rrule:
+    """A patternedRecurrence as a dateutil rule over naive local date-times, from the range's start date."""
+    pattern, span = recurrence.get("pattern") or {}, recurrence.get("range") or {}
+    kind = str(pattern.get("type") or "")
+    days = [_WEEKDAYS[str(day).lower()] for day in pattern.get("daysOfWeek") or [] if str(day).lower() in _WEEKDAYS]
+    index = _WEEK_INDEX.get(str(pattern.get("index") or "first").lower(), 1)
+    month = int(pattern.get("month") or 0) or first.month
+    day_of_month = int(pattern.get("dayOfMonth") or 0) or first.day
+    options: dict[str, Any] = {
+        "dtstart": first, "interval": max(1, int(pattern.get("interval") or 1)),
+        "wkst": _WEEKDAYS.get(str(pattern.get("firstDayOfWeek") or "sunday").lower(), rrule.SU)}
+    if kind in ("relativeMonthly", "relativeYearly") and not days:
+        raise GraphError(501, "NotImplemented", f"sandbox: a {kind} recurrence needs daysOfWeek.")
+    frequency: Literal[0, 1, 2, 3, 4, 5, 6]
+    if kind == "daily":
+        frequency = rrule.DAILY
+    elif kind == "weekly":
+        frequency = rrule.WEEKLY
+        options["byweekday"] = days or [rrule.weekdays[first.weekday()]]
+    elif kind in ("absoluteMonthly", "absoluteYearly"):
+        frequency = rrule.MONTHLY if kind == "absoluteMonthly" else rrule.YEARLY
+        # "Day 31" falls on the last day of shorter months (Outlook says so when the series is made): the last
+        # existing day up to dayOfMonth.
+        options.update(bymonthday=tuple(range(min(day_of_month, 28), day_of_month + 1)), bysetpos=-1)
+        if kind == "absoluteYearly":
+            options["bymonth"] = month
+    elif kind in ("relativeMonthly", "relativeYearly"):
+        frequency = rrule.MONTHLY if kind == "relativeMonthly" else rrule.YEARLY
+        options.update(byweekday=days, bysetpos=index)
+        if kind == "relativeYearly":
+            options["bymonth"] = month
+    else:
+        raise GraphError(501, "NotImplemented", f"sandbox: the recurrence pattern type '{kind}' is not implemented.")
+    ending = str(span.get("type") or "noEnd")
+    if ending == "endDate":
+        options["until"] = datetime.combine(date.fromisoformat(str(span["endDate"])), time.max)
+    elif ending == "numbered":
+        options["count"] = max(1, int(span.get("numberOfOccurrences") or 0))
+    return rrule.rrule(frequency, **options)
+
+
+def _occurrence(master: Record, begin: datetime, finish: datetime) -> Record:
+    """One occurrence of a series: the master's members, its own id, times, original start and iCalUId."""
+    original = begin.astimezone(UTC)
+    master_id = str(master["id"])
+    occurrence_id = "AAMk" + _b64(b"\x01occurrence" + hashlib.sha256(
+        f"{master_id}|{_iso(original)}".encode()).digest() + hashlib.sha256(master_id.encode()).digest()[:24])
+    record = {key: value for key, value in master.items() if key not in SERIES_ONLY}
+    label = str((master.get("start") or {}).get("timeZone") or "UTC")
+    record.update(id=occurrence_id, type="occurrence", seriesMasterId=master_id, recurrence=None,
+                  originalStart=_iso(original), start=_graph_moment(begin, label), end=_graph_moment(finish, label))
+    uid = str(master.get("iCalUId") or "")
+    if uid.upper().startswith(EXCHANGE_UID_CLASS) and len(uid) >= 40:
+        # iCalUId differs per occurrence (event resource doc): Exchange writes the instance date into the id.
+        stamp = begin.date()
+        record["iCalUId"] = (uid[:32] + f"{stamp.year:04X}{stamp.month:02X}{stamp.day:02X}" + uid[40:])
+    if isinstance(master.get("webLink"), str):
+        record["webLink"] = master["webLink"].replace(master_id, occurrence_id)
+    return record
 
 
 def _rest_id(immutable: str) -> str:

@@ -95,7 +95,8 @@ class SandboxConfig:
     # Deliberate bugs, to see contract suites and flows cope: "repeat_page_token", "endless_page_token" (a new
     # cursor forever), "refuse_meetings_of:<host id>" (400 on that host's listing), "malformed_meetings_of:<host id>",
     # "reuse_room_id:<uuid>" / "reuse_room_slug:<slug>" (Visio hands that id or slug to the next room, once),
-    # "edit_event_after_read:<event id>" (an Outlook organiser edits the event right after a client read it, once).
+    # "edit_event_after_read:<event id>" (an Outlook organiser edits the event right after a client read it, once),
+    # "expire_event_delta[:<mailbox id>]" (the next calendarView deltaLink is answered 410: sync state dropped).
     broken: frozenset[str] = frozenset()
     now: datetime | None = None        # the sandbox's "now"; default: the generated ministry's as-of date, 08:00 UTC
     meet: MeetOptions | None = None    # the Visio instance's settings (sandbox.meet); None: Meet's defaults
