@@ -113,16 +113,20 @@ class GraphOrganiserCalendar:
             except NotFound:
                 current = None
             stored = _linked(mailbox, current, start) if current is not None else None
-            if stored is not None:
-                events.append(stored)
-            elif href in known:
-                gone.append(href)
+            if stored is None:
+                if href in known:
+                    gone.append(href)
+            elif full or href not in known or stored.etag != known[href]:
+                events.append(stored)     # new or changed (a master re-read only to learn what went is not)
         for href, single in singles.items():
             stored = _linked(mailbox, single, start)
             if stored is not None:
                 events.append(stored)
             elif href in known:
                 gone.append(href)
+        if full:                 # a listing: what bascule keeps and the listing did not show is gone
+            listed = {event.href for event in events}
+            gone += [href for href in known if href not in listed and href not in gone]
         return CalendarChanges(events, gone, link, full, read)
 
     def read(self, organiser: str, href: str) -> StoredEvent | None:

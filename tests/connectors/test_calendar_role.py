@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,9 @@ class Backend:
     join_key: str
     edit: Callable[[], None]          # the organiser saves a change to the series (a new ETag / change key)
     edited: Callable[[bytes], bool]   # the change is in this copy
+    delete: Callable[[], None]        # the organiser deletes the series
+    forget: Callable[[str], str]      # the server drops this change token (returns the token to use)
+    window: tuple[datetime, datetime] = WINDOW
 
 
 def _caldav(kind: str, directory: Path) -> Iterator[Backend]:
@@ -55,8 +59,15 @@ def _caldav(kind: str, directory: Path) -> Iterator[Backend]:
             changed = current.data.replace(b"SUMMARY:Point hebdo de l'", b"SUMMARY:[Salle 12] Point hebdo de l'")
             assert _put(server, "alice", name, changed, etag=current.etag).status_code in (201, 204)
 
+        def delete() -> None:
+            with server.client("alice") as client:
+                assert client.delete(href).status_code in (200, 204)
+
+        def forget(token: str) -> str:
+            return server.url + "/sync/unknown-token"   # a token this server never gave (as after a restore)
+
         yield Backend(kind, role, "alice@example.gouv.fr", href, "zoom:81234567890", edit,
-                      lambda data: b"[Salle 12]" in data)
+                      lambda data: b"[Salle 12]" in data, delete, forget)
     finally:
         server.stop()
 
@@ -83,8 +94,15 @@ def _graph(sandbox_factory: Any) -> Iterator[Backend]:
             server.sandbox.set_bugs(add=[f"edit_event_after_read:{event['id']}"])
             role.read(organiser, str(event["id"]))      # the organiser saves right after this read
 
+        def forget(token: str) -> str:
+            graph_state.reset_event_sync()              # the service dropped its sync states: a 410 on the token
+            return token
+
+        first = datetime.fromisoformat(str(event["start"]["dateTime"])[:19]).replace(tzinfo=UTC)
         yield Backend("graph", role, organiser, str(event["id"]), found.parsed.join_keys[0], edit,
-                      lambda data: b"Ordre du jour ajout" in data)
+                      lambda data: b"Ordre du jour ajout" in data,
+                      lambda: graph_state.delete_event(str(event["id"])), forget,
+                      (first - timedelta(days=1), first + timedelta(days=90)))
 
 
 @pytest.fixture(params=["xandikos", "radicale", "graph"])
@@ -130,3 +148,25 @@ def test_an_edit_between_read_and_write_is_kept_and_the_rewrite_applied_on_top(b
                          sequence=now.parsed.sequence)
     back = backend.role.read(backend.organiser, backend.href)
     assert back is not None and not backend.role.carries(back, VISIO) and backend.edited(back.data)
+
+
+def test_changes_since_a_token_are_only_what_changed(backend: Backend) -> None:
+    """The delta scan: a first call without a token lists everything and gives a token; then nothing changed is
+    nothing; the organiser's edit comes back as that one event, edited; a deletion comes back as gone; a token the
+    server dropped lists everything again, with a new token."""
+    first = backend.role.changes(backend.organiser, *backend.window, None, {})
+    assert first.full and first.token and backend.href in [event.href for event in first.events]
+    known = {event.href: event.etag for event in first.events}
+    quiet = backend.role.changes(backend.organiser, *backend.window, first.token, known)
+    assert not quiet.full and (list(quiet.events), list(quiet.gone)) == ([], []) and quiet.token
+    backend.edit()
+    edited = backend.role.changes(backend.organiser, *backend.window, quiet.token, known)
+    assert not edited.full and [event.href for event in edited.events] == [backend.href]
+    assert backend.edited(edited.events[0].data) and edited.events[0].etag != known[backend.href]
+    assert backend.join_key in edited.events[0].parsed.join_keys and list(edited.gone) == []
+    backend.delete()
+    deleted = backend.role.changes(backend.organiser, *backend.window, edited.token, known)
+    assert not deleted.full and list(deleted.events) == [] and list(deleted.gone) == [backend.href]
+    again = backend.role.changes(backend.organiser, *backend.window, backend.forget(str(deleted.token)), known)
+    assert again.full and again.token and backend.href not in [event.href for event in again.events]
+    assert backend.href in again.gone
