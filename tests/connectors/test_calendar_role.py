@@ -164,6 +164,9 @@ def test_changes_since_a_token_are_only_what_changed(backend: Backend) -> None:
     assert not edited.full and [event.href for event in edited.events] == [backend.href]
     assert backend.edited(edited.events[0].data) and edited.events[0].etag != known[backend.href]
     assert backend.join_key in edited.events[0].parsed.join_keys and list(edited.gone) == []
+    held = {**known, backend.href: edited.events[0].etag}      # a change bascule already holds is no news
+    already = backend.role.changes(backend.organiser, *backend.window, quiet.token, held)
+    assert (list(already.events), list(already.gone)) == ([], [])
     backend.delete()
     deleted = backend.role.changes(backend.organiser, *backend.window, edited.token, known)
     assert not deleted.full and list(deleted.events) == [] and list(deleted.gone) == [backend.href]

@@ -252,3 +252,40 @@ def test_later_scans_read_only_what_changed_and_a_lost_token_lists_again(
     moved = scan_calendars(str(tenant), now=slid.isoformat())
     assert (moved["this_run"]["listed"], moved["events"], moved["matched"]) == (3, 3, 3)
     assert {start for _token, start in _sync_rows(url).values()} == {slid}
+
+
+def test_a_scan_that_dies_before_its_commit_reads_the_same_changes_again(
+        scanned_tenant: tuple[Path, str], xandikos: CalDAVServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The new token is stored in the transaction that stores what it covers: a scan that dies before that commit
+    leaves the old token, and the next scan reads the same change again — never a token that skips a change."""
+    from db.calendars import CalendarRepository
+    from flows.calendars import scan_calendars
+
+    tenant, url = scanned_tenant
+    platform, _external_id, host, link, _key = MEETINGS[2]
+    name = _put(xandikos, "bob", _event(f"{platform}-{uuid.uuid4()}", host, link))
+    scan_calendars(str(tenant), now=NOW.isoformat())
+    tokens = _sync_rows(url)
+    href = xandikos.calendar_url("bob") + name
+    with xandikos.client("bob") as client:
+        answer = client.get(href)
+        retitled = answer.content.replace(b"SUMMARY:S\xc3\xa9rie", b"SUMMARY:S\xc3\xa9rie (salle 4)")
+        assert client.put(href, content=retitled, headers={"If-Match": answer.headers["etag"],
+                                                           "Content-Type": "text/calendar"}).status_code in (201, 204)
+
+    def dies(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("killed before the commit")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(CalendarRepository, "save_sync_states", dies)
+        with pytest.raises(RuntimeError):
+            scan_calendars(str(tenant), now=NOW.isoformat())
+    assert _sync_rows(url) == tokens
+    again = scan_calendars(str(tenant), now=NOW.isoformat())
+    assert (again["this_run"]["by_delta"], again["this_run"]["events_read"], again["this_run"]["events"]) == (3, 1, 1)
+    assert _sync_rows(url) != tokens
+    engine = make_engine(url)
+    with make_session_factory(engine)() as session:
+        raw = session.execute(select(models.OrganiserEvent.raw)).scalar_one()
+    engine.dispose()
+    assert "salle 4" in raw
