@@ -29,10 +29,18 @@ from datetime import datetime
 from typing import Any
 
 from caldav.davclient import DAVClient
+from caldav.elements import dav
 from caldav.lib import error as caldav_error
 from caldav.lib.url import URL
 
-from connectors.errors import ConnectorError, NotFound, RateLimited, SyncTokenExpired, TransientConnectorError
+from connectors.errors import (
+    ConnectorAuthError,
+    ConnectorError,
+    NotFound,
+    RateLimited,
+    SyncTokenExpired,
+    TransientConnectorError,
+)
 from connectors.retry import RetryPolicy, RetryStats, call_with_retries
 from core.ical_rewrite import (
     CalendarChanges,
@@ -123,8 +131,36 @@ class CalDAVCalendar:
     def schedules(self, organiser: str) -> bool:
         """Whether the server delivers the organiser's changes to attendees itself (RFC 6638)."""
         response = self._request(organiser, self.access.url_for(organiser), "OPTIONS")
+        status = int(response.status)
+        if status in (401, 403):
+            raise ConnectorAuthError(SYSTEM, f"OPTIONS on the organiser's calendar answered {status}")
+        if status >= 400:
+            raise ConnectorError(SYSTEM, f"OPTIONS on the organiser's calendar answered {status}")
         dav = ",".join(value for name, value in response.headers.items() if name.lower() == "dav")
         return "calendar-auto-schedule" in dav.lower()
+
+    def syncs(self, organiser: str) -> bool:
+        """Whether the server tracks the calendar's changes (it shows a `DAV:sync-token`, RFC 6578): scans after
+        the first read only what changed."""
+        with self._client(organiser) as client:
+            calendar = client.calendar(url=self.access.url_for(organiser))  # type: ignore[no-untyped-call]
+
+            def ask() -> Any:
+                try:
+                    return calendar.get_property(dav.SyncToken())
+                except OSError as exc:
+                    raise TransientConnectorError(SYSTEM, f"PROPFIND failed: {type(exc).__name__}") from None
+
+            try:
+                token = call_with_retries(ask, self._retry, stats=self._stats)
+            except caldav_error.NotFoundError:
+                raise NotFound(SYSTEM, "the organiser has no calendar at the configured URL") from None
+            except caldav_error.AuthorizationError:
+                raise ConnectorAuthError(SYSTEM, "the organiser's calendar refused the credentials") from None
+            except caldav_error.DAVError as exc:
+                raise ConnectorError(SYSTEM, f"PROPFIND of the organiser's calendar refused ({type(exc).__name__})"
+                                     ) from None
+        return bool(token)
 
     def scan(self, organiser: str, start: datetime, end: datetime) -> Iterator[StoredEvent]:
         """The organiser's own events overlapping [start, end) that carry a Zoom, Webex or Teams join link."""

@@ -61,6 +61,10 @@ class GraphOrganiserCalendar:
         """Exchange sends an organiser's update to the attendees itself (contracts/calendars.md §1.4)."""
         return True
 
+    def syncs(self, organiser: str) -> bool:
+        """Exchange tracks every mailbox's changes (calendarView delta)."""
+        return True
+
     def scan(self, organiser: str, start: datetime, end: datetime) -> Iterator[StoredEvent]:
         mailbox = organiser.strip().lower()
         for event in self._calendar.events_json(mailbox, FIELDS):

@@ -81,6 +81,10 @@ class OrganiserCalendar(Protocol):
         """Whether the system tells the attendees of a change itself (Exchange, RFC 6638 CalDAV servers)."""
         ...
 
+    def syncs(self, organiser: str) -> bool:
+        """Whether the system tracks the calendar's changes (scans after the first read only those)."""
+        ...
+
     def scan(self, organiser: str, start: datetime, end: datetime) -> Iterator[StoredEvent]:
         """The organiser's own events overlapping the window that carry a join link, as stored."""
         ...

@@ -538,6 +538,31 @@ def visio_domain_result(domain: str, check: DomainCheck | None, *, anchor: str |
     return CheckResult(name, CheckStatus.OK, f"the Visio application accepts {domain}{note}", details=details)
 
 
+def calendar_result(system: str, *, anchor: str | None = None, schedules: bool | None = None,
+                    syncs: bool | None = None) -> CheckResult:
+    """The `calendar` check: whether bascule can reach the organisers' calendars, who will tell the attendees of an
+    in-place rewrite, and whether later scans can read only the changes. `anchor`: the directory anchor of the
+    agent whose calendar was tried (CalDAV)."""
+    if system == "graph":
+        return CheckResult("calendar", CheckStatus.OK, "Exchange Online mailboxes through the Teams application "
+                           "(Calendars.ReadWrite, see teams.scopes): Exchange tells the attendees of each rewrite; "
+                           "scans after the first read only the changes (calendarView delta)",
+                           details={"system": system, "schedules": True, "syncs": True})
+    told = ("the server tells the attendees of each rewrite itself (RFC 6638)" if schedules else
+            "the server does not schedule: bascule will mail the iTIP update under the original UID")
+    delta = ("scans after the first read only the changes (sync-collection)" if syncs else
+             "the server does not track changes: every scan lists every calendar whole")
+    return CheckResult("calendar", CheckStatus.OK if syncs else CheckStatus.WARNING,
+                       f"CalDAV calendar of agent {anchor} read: {told}; {delta}",
+                       "" if syncs else "expect each calendar scan to take as long as the first",
+                       {"system": system, "anchor": anchor, "schedules": schedules, "syncs": syncs})
+
+
+def calendar_failure(status: CheckStatus, reason: str, action: str) -> CheckResult:
+    """The `calendar` check when the calendars could not be tried, or refused."""
+    return CheckResult("calendar", status, reason, action)
+
+
 def visio_failure(reason: str, action: str) -> CheckResult:
     """The `visio.application` check when the application itself cannot be used (not configured, refused)."""
     return CheckResult("visio.application", CheckStatus.FAILED, reason, action)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,7 +29,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.orm import Session
 
-from connectors.errors import ConnectorAuthError, ConnectorError, TransientConnectorError, UnexpectedResponse
+from connectors.errors import (
+    ConnectorAuthError,
+    ConnectorError,
+    NotFound,
+    TransientConnectorError,
+    UnexpectedResponse,
+)
 from connectors.retry import RetryPolicy
 from core import DirectoryEntry, Platform, Quarantined
 from core.licences import annual_unit_cost
@@ -44,6 +50,8 @@ from core.readiness import (
     PriceLine,
     ReadinessReport,
     application_refusal,
+    calendar_failure,
+    calendar_result,
     cost_model_result,
     credentials_result,
     directory_failure,
@@ -248,6 +256,49 @@ def _probe(tenant: TenantConfig, platform: Platform) -> tuple[str, Callable[[], 
     return webex.access_token_env, webex_probe
 
 
+# ----------------------------------------------------------------------------------------------- calendars
+
+@task(name="check-calendar", cache_policy=NO_CACHE)
+def check_calendar(tenant: TenantConfig, agents: Mapping[str, DomainAgent | None]) -> CheckResult | None:
+    """`calendar` (when the tenant has a [calendar] section): Exchange Online needs the Teams application; a CalDAV
+    server is tried on one directory agent's calendar (who tells attendees: OPTIONS; change tracking: the
+    collection's sync-token)."""
+    from flows.wiring import build_calendar
+
+    section = tenant.calendar
+    if section is None:
+        return None
+    if section.system == "graph":
+        if tenant.sources.teams is None:
+            return calendar_failure(CheckStatus.FAILED, "[calendar] system = \"graph\" reaches the mailboxes "
+                                    "through the Teams application, which is not configured",
+                                    "add [sources.teams], or set [calendar] to the CalDAV server organisers use")
+        return calendar_result("graph")
+    sample = next((agent for agent in agents.values() if agent is not None), None)
+    if sample is None:
+        return calendar_failure(CheckStatus.SKIPPED, "not tried: no agent was found in the directory", "")
+    setting = "calendar.caldav.calendar_url"
+    try:
+        with ExitStack() as stack:
+            calendar = build_calendar(tenant, stack)
+            syncs = calendar.syncs(sample.email)
+            schedules = calendar.schedules(sample.email)
+    except MissingSecretError as exc:
+        return calendar_failure(CheckStatus.FAILED, f"secret not set: {exc}",
+                                "set the CalDAV service account's password variable or its Prefect Secret block")
+    except NotFound:
+        return calendar_failure(CheckStatus.WARNING, f"agent {sample.anchor} has no calendar at the configured URL",
+                                f"check {setting} and calendar.caldav.user (an agent without a calendar is "
+                                "counted, not migrated in place)")
+    except ConnectorAuthError as exc:
+        return calendar_failure(CheckStatus.FAILED, f"the CalDAV server refused bascule ({_bare(exc)})",
+                                "check the service account (username, password_env) or the trusted header")
+    except ConnectorError as exc:
+        reason, action, _short = _unusable("the CalDAV server", exc, url_setting=setting)
+        return calendar_failure(CheckStatus.FAILED, reason, action)
+    return calendar_result("caldav", anchor=sample.anchor, schedules=schedules, syncs=syncs)
+
+
 # ----------------------------------------------------------------------------------------------- Visio
 
 class DomainChecker(Protocol):
@@ -425,6 +476,9 @@ def onboard(tenant_file: str, now: str | None = None) -> dict[str, Any]:
     for platform in configured_platforms(tenant):
         checks.extend(check_source(tenant, platform))
     checks.extend(check_visio(tenant.visio, agents))
+    calendar = check_calendar(tenant, agents)
+    if calendar is not None:
+        checks.append(calendar)
 
     report = ReadinessReport(tenant.id, checked_at, tuple(checks), config_hash=TenantConfig.file_hash(path))
     record_readiness(settings.database, report, name=tenant.name, siret=tenant.siret,

@@ -21,6 +21,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -48,26 +51,32 @@ def _run(command: list[str], env: dict[str, str], *, measured: bool) -> dict[str
     return result
 
 
-def measure(agents: int, batch_size: int, workdir: Path) -> dict[str, Any]:
+@contextmanager
+def served_ministry(agents: int, workdir: Path, **sandbox: Any) -> Iterator[Served]:
+    """A generated ministry served by an in-process sandbox (zero latency, no rate limits, every host known to
+    Visio), a tenant file for it, and the state database after onboard, directory load, extract and identities
+    map (the setup, timed)."""
     from db.migrate import upgrade
     from flows.demo import render_sandbox_tenant
     from sandbox.generator.ministry import GeneratorOptions, generate_ministry
-    from sandbox.meet import SANDBOX_CLIENT_SECRET, MeetOptions, state_of
+    from sandbox.meet import SANDBOX_CLIENT_SECRET, MeetOptions
     from sandbox.server import Credentials, SandboxConfig, SandboxServer
     from sandbox.smtp import SmtpSink
 
     started = time.perf_counter()
     data = workdir / "ministry"
     manifest = generate_ministry(data, GeneratorOptions(agents=agents, seed=42, as_of=date(2026, 11, 23)))
-    database = workdir / "cutover.db"
+    database = workdir / "bench.db"
     upgrade(f"sqlite:///{database}")
     credentials = Credentials()
-    config = SandboxConfig(data_dir=data, rate_limits=False, meet=MeetOptions(logged_in_share=1.0))
+    config = SandboxConfig(data_dir=data, rate_limits=False, meet=MeetOptions(logged_in_share=1.0), **sandbox)
     with SandboxServer(config) as server, SmtpSink() as sink:
         tenant = workdir / "tenant.toml"
         tenant.write_text(render_sandbox_tenant(manifest, ldif_path=str(data / "directory.ldif"),
                                                 sandbox_url=server.url, tls_url=server.tls_url,
-                                                ca_file=str(server.ca_file), smtp_port=sink.port), encoding="utf-8")
+                                                ca_file=str(server.ca_file), smtp_port=sink.port,
+                                                outlook_calendars=bool(sandbox.get("outlook_calendars"))),
+                          encoding="utf-8")
         env = {**os.environ, "BASCULE_DATABASE_URL": f"sqlite:///{database}", "BASCULE_DATA_DIR": str(workdir),
                "PREFECT_LOGGING_LEVEL": "WARNING", "BASCULE_PACING": "false",
                "BASCULE_ZOOM_CLIENT_SECRET": credentials.zoom_client_secret,
@@ -80,7 +89,27 @@ def measure(agents: int, batch_size: int, workdir: Path) -> dict[str, Any]:
                         ["extract", "--tenant", t, "--now", server.sandbox.now().isoformat()],
                         ["identities", "map", "--tenant", t]):
             _run(command, env, measured=False)
-        setup = time.perf_counter() - started
+        yield Served(server, sink, manifest, t, env, database, round(time.perf_counter() - started, 1))
+
+
+@dataclass
+class Served:
+    server: Any
+    sink: Any
+    manifest: dict[str, Any]
+    tenant: str
+    env: dict[str, str]
+    database: Path
+    setup_seconds: float
+
+
+def measure(agents: int, batch_size: int, workdir: Path) -> dict[str, Any]:
+    from sandbox.meet import state_of
+
+    with served_ministry(agents, workdir) as served:
+        server, sink, manifest, t, env, database = (served.server, served.sink, served.manifest, served.tenant,
+                                                    served.env, served.database)
+        setup = served.setup_seconds
         with sqlite3.connect(database) as connection:
             roots = sorted({str(d).split("/")[0] for (d,) in connection.execute(
                 "select distinct department from person where department is not null")})

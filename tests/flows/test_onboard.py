@@ -304,3 +304,43 @@ def test_a_source_that_cannot_be_used_is_reported_by_what_happened(
     credentials, scopes = onboard_module.check_source.fn(tenant, Platform.ZOOM)
     assert (credentials.status.value, credentials.reason, credentials.action) == ("failed", reason, action)
     assert (scopes.status.value, scopes.reason) == ("skipped", f"not checked: {skipped}")
+
+
+def _with_calendar(tenant: Path, section: str) -> None:
+    tenant.write_text(tenant.read_text(encoding="utf-8") + "\n" + section, encoding="utf-8")
+
+
+def test_the_calendar_check_says_who_tells_attendees_and_whether_scans_are_delta(
+        onboarding: Any, tmp_path: Path) -> None:
+    """[calendar] on Exchange Online: ok through the Teams application; on a CalDAV server: one directory agent's
+    calendar tried — Xandikos schedules and syncs; a URL where the agent has no calendar (Radicale, which makes
+    none by itself) warns; a server that does not answer fails, naming the setting to check."""
+    from tests.conftest import unavailable
+    from tests.support.caldav_servers import free_port, start_radicale, start_xandikos
+
+    _server, tenant = onboarding()
+    _with_calendar(tenant, '[calendar]\nsystem = "graph"\n')
+    status, reason = _checks(_onboard(tenant))["calendar"]
+    assert status == "ok" and "Exchange" in reason
+
+    try:
+        xandikos = start_xandikos(tmp_path / "xandikos")
+        radicale = start_radicale(tmp_path / "radicale", remote_user=True)
+    except (OSError, RuntimeError) as exc:
+        unavailable(f"CalDAV servers: {exc}")
+    try:
+        for url, expected, words in (
+                (f"{xandikos.url}/{{user}}/calendars/calendar/", "ok", ("tells the attendees", "only the changes")),
+                (f"{radicale.url}/{{user}}/calendar/", "warning", ("has no calendar",)),
+                (f"http://127.0.0.1:{free_port()}/{{user}}/", "failed", ("did not answer",))):
+            _server, tenant = onboarding()
+            _with_calendar(tenant, f'[calendar]\nsystem = "caldav"\n\n[calendar.caldav]\ncalendar_url = "{url}"\n'
+                                   'remote_user_header = "X-Remote-User"\n')
+            report = _onboard(tenant)
+            status, reason = _checks(report)["calendar"]
+            assert status == expected and all(word in reason for word in words), (url, status, reason)
+            assert report["ready"] is (expected != "failed")
+            assert "@" not in json.dumps(report)           # the agent is named by its directory anchor
+    finally:
+        xandikos.stop()
+        radicale.stop()
