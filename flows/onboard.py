@@ -294,8 +294,11 @@ def check_calendar(tenant: TenantConfig, agents: Mapping[str, DomainAgent | None
         return calendar_failure(CheckStatus.FAILED, f"the CalDAV server refused bascule ({_bare(exc)})",
                                 "check the service account (username, password_env) or the trusted header")
     except ConnectorError as exc:
+        # Only the calendar scan needs the server: one that does not answer today warns (the scan quarantines the
+        # calendars it cannot read, their series go by mail) rather than holding every other flow back.
         reason, action, _short = _unusable("the CalDAV server", exc, url_setting=setting)
-        return calendar_failure(CheckStatus.FAILED, reason, action)
+        status = CheckStatus.WARNING if isinstance(exc, TransientConnectorError) else CheckStatus.FAILED
+        return calendar_failure(status, reason, action)
     return calendar_result("caldav", anchor=sample.anchor, schedules=schedules, syncs=syncs)
 
 
