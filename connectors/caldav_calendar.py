@@ -44,6 +44,7 @@ from connectors.errors import (
 from connectors.retry import RetryPolicy, RetryStats, call_with_retries
 from core.ical_rewrite import (
     CalendarChanges,
+    CalendarObject,
     CalendarWrite,
     IcalRefused,
     StoredEvent,
@@ -176,11 +177,8 @@ class CalDAVCalendar:
             candidates = []
             for item in found:
                 parsed = read_object(_bytes(item.data))
-                if isinstance(parsed, IcalRefused) or not parsed.join_keys:
-                    continue
-                if parsed.organizer is not None and parsed.organizer != organiser.strip().lower():
-                    continue                   # an invitation from someone else: theirs to move
-                candidates.append(str(item.url))
+                if not isinstance(parsed, IcalRefused) and _theirs(parsed, organiser):
+                    candidates.append(str(item.url))
         # The library hands search results over with their line endings changed (CRLF → LF): each candidate is
         # read again as stored, so that a rewrite keeps every byte it does not change.
         for href in candidates:
@@ -259,17 +257,11 @@ class CalDAVCalendar:
                 continue               # bascule's own write, or a change it already holds
             read += 1
             event = self.read(organiser, href)
-            if event is not None and self._theirs(event, organiser) and occurs_between(event.data, start, end):
+            if event is not None and _theirs(event.parsed, organiser) and occurs_between(event.data, start, end):
                 events.append(event)
             elif href in known:
                 gone.append(href)
         return CalendarChanges(events, gone, str(report.sync_token), False, read)
-
-    @staticmethod
-    def _theirs(event: StoredEvent, organiser: str) -> bool:
-        """A linked event the organiser organises (an invitation from someone else is theirs to move)."""
-        parsed = event.parsed
-        return bool(parsed.join_keys) and (parsed.organizer is None or parsed.organizer == organiser.strip().lower())
 
     def read(self, organiser: str, href: str) -> StoredEvent | None:
         """The object at `href` now (None when it was deleted)."""
@@ -357,6 +349,11 @@ def _search(calendar: Any, start: datetime, end: datetime) -> list[Any]:
         return list(calendar.search(start=start, end=end, event=True, expand=False))
     except OSError as exc:
         raise TransientConnectorError(SYSTEM, f"calendar search failed: {type(exc).__name__}") from None
+
+
+def _theirs(parsed: CalendarObject, organiser: str) -> bool:
+    """A linked event the organiser organises (an invitation from someone else is theirs to move)."""
+    return bool(parsed.join_keys) and (parsed.organizer is None or parsed.organizer == organiser.strip().lower())
 
 
 def _canonical(href: str) -> str:

@@ -110,12 +110,6 @@ class CalendarRepository:
                      key=["tenant_id", "system", "organiser"],
                      update=["token", "window_start", "window_end", "listed_at", "synced_at"])
 
-    def forget_sync_states(self) -> int:
-        """Drop every organiser's change token: the next scan lists every calendar whole (`calendars scan --full`)."""
-        sync = models.CalendarSync
-        result = self._session.execute(delete(sync).where(sync.tenant_id == self._tenant_id))
-        return int(getattr(result, "rowcount", 0) or 0)
-
     def known_events(self, system: str, organisers: Sequence[str]) -> dict[str, dict[str, str | None]]:
         """Organiser → href → ETag of the events bascule keeps for them (what a delta is compared with)."""
         event = models.OrganiserEvent

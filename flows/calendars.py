@@ -20,7 +20,7 @@ under a new UID: a second event).
 from __future__ import annotations
 
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,19 +48,19 @@ SOURCE, STREAM = "calendar", "organiser-events"
 ORGANISERS_PER_BATCH = 50
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Read:
     """What one batch's calendars said."""
 
-    found: list[tuple[str, StoredEvent]]          # (organiser, linked event new or changed)
-    gone: list[str]                               # hrefs to forget (a delta said so)
-    listed: list[str]                             # organisers listed whole (their unseen events are forgotten)
-    states: dict[str, SyncState]                  # where each organiser's next scan starts
-    schedules: dict[str, bool]
-    quarantined: list[Quarantined]
-    without: int
-    by_delta: int
-    events_read: int
+    found: list[tuple[str, StoredEvent]] = field(default_factory=list)   # (organiser, event new or changed)
+    gone: list[str] = field(default_factory=list)          # hrefs to forget (a delta said so)
+    listed: list[str] = field(default_factory=list)        # organisers listed whole (their unseen events forgotten)
+    states: dict[str, SyncState] = field(default_factory=dict)   # where each organiser's next scan starts
+    schedules: dict[str, bool] = field(default_factory=dict)
+    quarantined: list[Quarantined] = field(default_factory=list)
+    without: list[str] = field(default_factory=list)       # organisers with no calendar there (nothing kept)
+    by_delta: int = 0
+    events_read: int = 0
 
 
 def _start_point(state: SyncState | None, *, start: datetime, end: datetime, relist_days: int,
@@ -80,8 +80,7 @@ def _read_calendars(calendar: Any, organisers: list[str], *, states: dict[str, S
     """Each organiser's linked events new or changed since their token (all of them on a listing), whether their
     server tells attendees itself, the unreadable calendars (quarantined), and how many organisers have no calendar
     there at all (no mailbox, no collection: nothing to rewrite, their series go by mail)."""
-    read = _Read([], [], [], {}, {}, [], 0, 0, 0)
-    by_delta = events_read = without = 0
+    read = _Read()
     for organiser in organisers:
         token, window_start, window_end, listed_at = _start_point(states.get(organiser), start=start, end=end,
                                                                   relist_days=relist_days, full=full)
@@ -89,8 +88,8 @@ def _read_calendars(calendar: Any, organisers: list[str], *, states: dict[str, S
             changes = calendar.changes(organiser, window_start, window_end, token, known.get(organiser, {}))
             if changes.events:   # who will tell their attendees: the server (RFC 6638), or bascule's iTIP
                 read.schedules[organiser] = calendar.schedules(organiser)
-        except NotFound:
-            without += 1
+        except NotFound:      # no calendar (any more): nothing of theirs is kept
+            read.without.append(organiser)
             continue
         except ConnectorError as error:
             read.quarantined.append(Quarantined(ReasonCode.LISTING_REFUSED, f"calendar:{organiser}",
@@ -98,14 +97,14 @@ def _read_calendars(calendar: Any, organisers: list[str], *, states: dict[str, S
             continue
         read.found.extend((organiser, event) for event in changes.events)
         read.gone.extend(changes.gone)
-        events_read += changes.read
+        read.events_read += changes.read
         if changes.full:
             read.listed.append(organiser)
         else:
-            by_delta += 1
+            read.by_delta += 1
         read.states[organiser] = SyncState(changes.token, window_start, window_end,
                                            now if changes.full or listed_at is None else listed_at)
-    return replace(read, without=without, by_delta=by_delta, events_read=events_read)
+    return read
 
 
 @task(name="scan-organisers", cache_policy=NO_CACHE)
@@ -139,7 +138,7 @@ def scan_organisers(database_url: str, tenant: TenantConfig, organisers: list[st
                                     schedules=read.schedules.get(organiser), pass_id=pass_id, now=now))
         repository.store(rows)
         forgotten = repository.forget(calendar.kind, read.gone)
-        forgotten += repository.forget_unseen(read.listed, pass_id=pass_id)
+        forgotten += repository.forget_unseen([*read.listed, *read.without], pass_id=pass_id)
         repository.save_sync_states(calendar.kind, read.states, now=now)
         if read.quarantined:
             QuarantineRepository(session, tenant.id).upsert(read.quarantined, stage=STAGE, source=SOURCE, now=now,
@@ -149,7 +148,7 @@ def scan_organisers(database_url: str, tenant: TenantConfig, organisers: list[st
                                                       now=now)
     return {"organisers": len(organisers), "events": len(rows),
             "matched": sum(1 for row in rows if row["meeting_external_id"]), "unreadable": len(read.quarantined),
-            "without_calendar": read.without, "listed": len(read.listed), "by_delta": read.by_delta,
+            "without_calendar": len(read.without), "listed": len(read.listed), "by_delta": read.by_delta,
             "events_read": read.events_read, "forgotten": forgotten}
 
 

@@ -148,11 +148,13 @@ def test_an_unreadable_calendar_is_quarantined_and_the_scan_goes_on(scanned_tena
 
     tenant, url = scanned_tenant
     _put(xandikos, "bob", _event("webex-1", "bob@example.gouv.fr", MEETINGS[2][3]))
+    _put(xandikos, "alice", _event("zoom-1", "alice@example.gouv.fr", MEETINGS[0][3]))
+    assert scan_calendars(str(tenant), now=NOW.isoformat())["matched"] == 2
     with xandikos.client("alice") as client:       # Alice's collection removed: her calendar URL answers 404
         client.delete(xandikos.calendar_url("alice"))
     summary = scan_calendars(str(tenant), now=NOW.isoformat())
     assert summary["this_run"]["without_calendar"] == 1 and summary["this_run"]["unreadable"] == 0
-    assert summary["matched"] == 1
+    assert summary["matched"] == 1 and summary["this_run"]["forgotten"] == 1   # nothing of Alice's is kept
     real = CalDAVCalendar.changes
 
     def refused(self: CalDAVCalendar, organiser: str, *args: Any) -> Any:
